@@ -1,0 +1,40 @@
+//! The rollout executor: runs a policy against a backend under the host's
+//! guardrails, operator commands and deadlines, and journals every step.
+//!
+//! The policy decides; the [`Session`] enforces. When the policy itself
+//! fails (a trap, a limit, a lie about its outcome), the session restores
+//! the old revision so a broken policy can fail a rollout but never take the
+//! service down.
+
+pub mod clock;
+pub mod guardrails;
+pub mod journal;
+pub mod operator;
+pub mod session;
+
+pub use session::{Halt, Session};
+
+use crate::model::Outcome;
+use crate::runtime::{LoadedPolicy, PolicyError, Runtime};
+
+/// Run `policy` to the end of the rollout, then check its outcome.
+///
+/// A policy error fails the rollout: a halt while paused leaves the fleet as
+/// it is for the operator; any other error (trap, CPU, memory, deadline)
+/// restores the old revision first. The returned outcome says which and why.
+pub async fn execute(runtime: &Runtime, policy: &LoadedPolicy, session: Session) -> (Session, Outcome) {
+    let (mut session, result) = runtime.run(policy, session).await;
+    let outcome = match result {
+        Ok(outcome) => session.verify(outcome).await,
+        Err(error @ PolicyError::Halted { halt: Halt::PausedForever, .. }) => {
+            Outcome::Failed(format!("{error}; fleet left as it is for an operator"))
+        }
+        Err(error) => {
+            session.note(format!("{error}"));
+            let restored = session.restore().await;
+            Outcome::Failed(format!("{error}; {restored}"))
+        }
+    };
+    session.note(format!("outcome: {outcome}"));
+    (session, outcome)
+}

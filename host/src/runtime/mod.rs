@@ -1,0 +1,235 @@
+//! The policy runtime: wasmtime, set up once per process.
+//!
+//! One [`wasmtime::Engine`] (pooling allocator, epoch interruption), one
+//! [`Linker`] with the WASI sandbox and the `rollout:policy` imports, and a
+//! disk cache of precompiled components. Loading a policy compiles it (or
+//! loads it precompiled), checks which `rollout:policy` version it imports,
+//! and pre-instantiates it; each rollout then gets a fresh [`Store`] that
+//! owns its [`Session`], with the CPU, memory and deadline limits of
+//! [`Limits`].
+
+mod cache;
+mod error;
+mod limits;
+mod sandbox;
+mod source;
+mod v0_1_0;
+mod version;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime_wasi::WasiCtx;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+
+pub use error::PolicyError;
+pub use limits::Limits;
+pub use source::{BUILTIN, PolicySource};
+
+use crate::engine::{Halt, Session};
+use crate::model::Outcome;
+use limits::{LimitHit, StoreLimiter};
+
+/// How often the epoch ticks; the CPU limit is checked at each tick.
+const TICK: Duration = Duration::from_millis(10);
+
+/// What a store holds while a policy runs.
+pub struct PolicyState {
+    session: Session,
+    wasi: WasiCtx,
+    stderr: MemoryOutputPipe,
+    table: ResourceTable,
+    limiter: StoreLimiter,
+    /// When the guest last got control back from the host.
+    guest_since: Instant,
+    cpu_limit: Duration,
+}
+
+impl wasmtime_wasi::WasiView for PolicyState {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        wasmtime_wasi::WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl PolicyState {
+    /// Return a host call's result to the guest: the guest's CPU budget
+    /// starts again, and a [`Halt`] traps.
+    fn returned<T, U>(&mut self, r: Result<T, Halt>, f: impl FnOnce(T) -> U) -> wasmtime::Result<U> {
+        self.guest_since = Instant::now();
+        r.map(f).map_err(wasmtime::Error::from)
+    }
+}
+
+/// A policy compiled, version-checked and ready to instantiate.
+pub struct LoadedPolicy {
+    /// Name for messages: the built-in name or the file path.
+    pub name: String,
+    pre: v0_1_0::PolicyPre<PolicyState>,
+}
+
+/// The engine, linker and cache shared by every rollout of this process.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<PolicyState>,
+    cache: Option<cache::ComponentCache>,
+    limits: Limits,
+    ticking: Arc<AtomicBool>,
+}
+
+impl Runtime {
+    /// Build the engine with `limits`; `cache_dir` keeps precompiled
+    /// components between runs (none: compile every time).
+    pub fn new(limits: Limits, cache_dir: Option<PathBuf>) -> Result<Self, PolicyError> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(limits.instances)
+            .total_core_instances(limits.instances * 8)
+            .total_memories(limits.instances * 4)
+            .total_tables(limits.instances * 8)
+            .total_stacks(limits.instances)
+            .max_core_instances_per_component(64)
+            .max_memories_per_component(8)
+            .max_tables_per_component(32)
+            .max_memory_size(limits.memory_bytes)
+            .table_elements(100_000);
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(PolicyError::engine)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(PolicyError::engine)?;
+        v0_1_0::add_to_linker(&mut linker).map_err(PolicyError::engine)?;
+
+        let ticking = Arc::new(AtomicBool::new(true));
+        let (ticker_engine, alive) = (engine.clone(), ticking.clone());
+        std::thread::Builder::new()
+            .name("rollout-epoch".into())
+            .spawn(move || {
+                while alive.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    ticker_engine.increment_epoch();
+                }
+            })
+            .map_err(|e| PolicyError::engine(e.into()))?;
+        let cache = cache_dir.map(|dir| cache::ComponentCache::new(dir, &engine));
+        Ok(Runtime {
+            engine,
+            linker,
+            cache,
+            limits,
+            ticking,
+        })
+    }
+
+    /// The limits every rollout runs under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Compile (or load precompiled) and check a policy.
+    pub fn load(&self, source: &PolicySource) -> Result<LoadedPolicy, PolicyError> {
+        let name = source.name();
+        let bytes = source.bytes()?;
+        let component = self.compile(&name, &bytes)?;
+        version::check(&name, &self.engine, &component)?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| PolicyError::link(&name, e))?;
+        let pre = v0_1_0::PolicyPre::new(instance_pre)
+            .map_err(|e| PolicyError::link(&name, e))?;
+        Ok(LoadedPolicy { name, pre })
+    }
+
+    /// The component for `bytes`, from the cache when possible.
+    pub fn compile(&self, name: &str, bytes: &[u8]) -> Result<Component, PolicyError> {
+        let invalid = |e: wasmtime::Error| PolicyError::Invalid {
+            policy: name.to_string(),
+            reason: format!("{e:#}"),
+        };
+        match &self.cache {
+            Some(cache) => cache.component(bytes).map_err(invalid),
+            None => Component::new(&self.engine, bytes).map_err(invalid),
+        }
+    }
+
+    /// Compile `bytes` without the cache (for benchmarks).
+    pub fn compile_uncached(&self, bytes: &[u8]) -> wasmtime::Result<Component> {
+        Component::new(&self.engine, bytes)
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Instantiate `policy` in a fresh store around `session` and call its
+    /// `run`; the session comes back with everything it journaled.
+    pub async fn run(&self, policy: &LoadedPolicy, session: Session) -> (Session, Result<Outcome, PolicyError>) {
+        let info = v0_1_0::rollout::policy::types::RolloutInfo::from(session.info());
+        let mut store = self.store(session);
+        let result = async {
+            let instance = policy.pre.instantiate_async(&mut store).await?;
+            instance.call_run(&mut store, &info).await
+        }
+        .await;
+        let state = store.into_data();
+        let result = result.map(Outcome::from).map_err(|e| {
+            let stderr = String::from_utf8_lossy(&state.stderr.contents()).into_owned();
+            let step = state.session.last_step();
+            PolicyError::from_trap(&policy.name, &step, e, state.limiter.hit, &stderr, &self.limits)
+        });
+        (state.session, result)
+    }
+
+    /// Time creating a store around `session` and instantiating `policy` in
+    /// it, without running it (for `rollout bench runtime`).
+    pub async fn time_instantiate(&self, policy: &LoadedPolicy, session: Session) -> Result<Duration, PolicyError> {
+        let started = Instant::now();
+        let mut store = self.store(session);
+        let instance = policy.pre.instantiate_async(&mut store).await;
+        let took = started.elapsed();
+        instance.map_err(|e| PolicyError::link(&policy.name, e))?;
+        Ok(took)
+    }
+
+    /// A store for one rollout, with the sandbox and the limits.
+    fn store(&self, session: Session) -> Store<PolicyState> {
+        let (wasi, stderr) = sandbox::wasi_ctx(session.clock().clone(), self.limits.seed);
+        let state = PolicyState {
+            session,
+            wasi,
+            stderr,
+            table: ResourceTable::new(),
+            limiter: StoreLimiter::new(self.limits.memory_bytes),
+            guest_since: Instant::now(),
+            cpu_limit: self.limits.cpu_per_call,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| {
+            let s = ctx.data_mut();
+            if s.guest_since.elapsed() > s.cpu_limit {
+                s.limiter.hit = Some(LimitHit::Cpu);
+                return Err(LimitHit::Cpu.into());
+            }
+            Ok(wasmtime::UpdateDeadline::Continue(1))
+        });
+        store
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticking.store(false, Ordering::Relaxed);
+    }
+}

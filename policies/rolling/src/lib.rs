@@ -1,0 +1,229 @@
+//! Rolling update: replace instances in batches bounded by `max-surge` and
+//! `max-unavailable`, judge each new instance by its health probe and its
+//! logs, and roll every replaced instance back on failure.
+//!
+//! This is the bash rollout script done right: start new instances, wait
+//! until they are ready, let them run `min-ready-ms`, grep their logs for
+//! `[ERROR]`, then retire old ones; on failure restore the old revision.
+//!
+//! | param               | default   | meaning                                                    |
+//! |---------------------|-----------|------------------------------------------------------------|
+//! | `max-surge`         | `1`       | instances above `replicas` during the update (count or %) |
+//! | `max-unavailable`   | `0`       | instances below `replicas` during the update (count or %) |
+//! | `min-ready-ms`      | `0`       | how long a new instance runs before it is judged           |
+//! | `ready-timeout-ms`  | `60s`     | how long a new instance may take to become ready           |
+//! | `failure-threshold` | `1`       | failed new instances that trigger a rollback               |
+//! | `log-pattern`       | `[ERROR]` | a log line containing this marks the instance failed (empty: off) |
+
+use rollout_policy::strategy::{self, Batch, State, Strategy};
+use rollout_policy::{Host, Outcome, Params, Policy, ProbeResult, RolloutInfo, Verdict};
+
+/// How many log lines of each new instance are searched for the pattern.
+const LOG_LINES: u32 = 1_000;
+
+/// The rolling update, configured from the rollout's params.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rolling {
+    max_surge: u32,
+    max_unavailable: u32,
+    min_ready_ms: u64,
+    ready_timeout_ms: u64,
+    failure_threshold: u32,
+    log_pattern: String,
+}
+
+impl Rolling {
+    /// Read and check the params of `info`.
+    pub fn from_info(info: &RolloutInfo) -> Result<Self, String> {
+        let p = Params::of(info);
+        let rolling = Rolling {
+            max_surge: p.count("max-surge", info.replicas, "1")?,
+            max_unavailable: p.count("max-unavailable", info.replicas, "0")?,
+            min_ready_ms: p.millis("min-ready-ms", 0)?,
+            ready_timeout_ms: p.millis("ready-timeout-ms", 60_000)?,
+            failure_threshold: p.u64("failure-threshold", 1)?.max(1) as u32,
+            log_pattern: p.string("log-pattern", "[ERROR]"),
+        };
+        if rolling.max_surge == 0 && rolling.max_unavailable == 0 {
+            return Err("max-surge and max-unavailable cannot both be 0".into());
+        }
+        Ok(rolling)
+    }
+}
+
+impl Strategy for Rolling {
+    fn ready_timeout_ms(&self) -> u64 {
+        self.ready_timeout_ms
+    }
+
+    fn min_ready_ms(&self) -> u64 {
+        self.min_ready_ms
+    }
+
+    fn plan(&self, _state: &State) -> Batch {
+        Batch {
+            stop_first: self.max_unavailable,
+            start: self.max_surge + self.max_unavailable,
+        }
+    }
+
+    fn verdict(&self, host: &mut impl Host, probe: &ProbeResult) -> Verdict {
+        if !probe.verdict.is_healthy() || self.log_pattern.is_empty() {
+            return probe.verdict.clone();
+        }
+        match host.logs(&probe.instance, LOG_LINES) {
+            Ok(lines) => match lines.iter().find(|l| l.contains(&self.log_pattern)) {
+                Some(line) => Verdict::Unhealthy(format!("logged {:?}", line.trim_end())),
+                None => Verdict::Healthy,
+            },
+            Err(e) => Verdict::Unhealthy(format!("reading logs: {e}")),
+        }
+    }
+
+    fn roll_back(&self, state: &State) -> Option<String> {
+        let failed = state.failures.len() as u32;
+        let last = state.failures.last()?;
+        (failed >= self.failure_threshold).then(|| {
+            format!(
+                "{failed} new instance(s) failed (threshold {}), last {last}",
+                self.failure_threshold
+            )
+        })
+    }
+}
+
+impl Policy for Rolling {
+    fn run(host: &mut impl Host, info: &RolloutInfo) -> Outcome {
+        match Rolling::from_info(info) {
+            Ok(rolling) => strategy::replace(host, info, &rolling),
+            Err(e) => Outcome::Failed(e),
+        }
+    }
+}
+
+rollout_policy::export!(Rolling);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rollout_policy::Command;
+    use rollout_policy::testing::{Behaviour, FakeFleet};
+
+    fn run(fleet: &mut FakeFleet, params: &[(&str, &str)]) -> Outcome {
+        let mut info = fleet.info("v1", "v2", 3);
+        info.params = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Rolling::run(fleet, &info)
+    }
+
+    fn rolled_back(outcome: &Outcome) -> &str {
+        match outcome {
+            Outcome::RolledBack(why) => why,
+            other => panic!("expected a rollback, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn one_at_a_time_keeps_capacity() {
+        let mut fleet = FakeFleet::new()
+            .serving("v1", 3)
+            .behaviour("v2", Behaviour::ready_after(5_000));
+        assert_eq!(run(&mut fleet, &[]), Outcome::Completed);
+        assert_eq!((fleet.count("v1"), fleet.count("v2")), (0, 3));
+        assert_eq!(fleet.max_instances(), 4);
+        assert_eq!(fleet.min_ready(), 3);
+        assert_eq!(fleet.elapsed_ms(), 15_000);
+    }
+
+    #[test]
+    fn max_unavailable_trades_capacity_for_no_surge() {
+        let mut fleet = FakeFleet::new()
+            .serving("v1", 3)
+            .behaviour("v2", Behaviour::ready_after(1_000));
+        let outcome = run(&mut fleet, &[("max-surge", "0"), ("max-unavailable", "1")]);
+        assert_eq!(outcome, Outcome::Completed);
+        assert_eq!(fleet.max_instances(), 3);
+        assert_eq!(fleet.min_ready(), 2);
+    }
+
+    #[test]
+    fn never_ready_rolls_back_to_old_revision() {
+        let mut fleet = FakeFleet::new()
+            .serving("v1", 3)
+            .behaviour("v2", Behaviour::never_ready());
+        let outcome = run(&mut fleet, &[("ready-timeout-ms", "30s")]);
+        assert!(rolled_back(&outcome).contains("not ready after 30000 ms"));
+        assert_eq!((fleet.count("v1"), fleet.count("v2")), (3, 0));
+        assert_eq!(fleet.min_ready(), 3);
+    }
+
+    #[test]
+    fn error_in_logs_rolls_back_every_replaced_instance() {
+        let mut fleet = FakeFleet::new().serving("v1", 3).behaviour(
+            "v2",
+            Behaviour::ready_after(1_000).logging(25_000, "[ERROR] db unreachable"),
+        );
+        let outcome = run(&mut fleet, &[("min-ready-ms", "10s")]);
+        assert!(rolled_back(&outcome).contains("[ERROR] db unreachable"));
+        assert_eq!((fleet.count("v1"), fleet.count("v2")), (3, 0));
+        assert!(fleet.min_ready() >= 3, "{:#?}", fleet.journal());
+    }
+
+    #[test]
+    fn failures_under_threshold_complete() {
+        let flaky = || Behaviour::ready_after(1_000).crashing_first(2);
+        let mut fleet = FakeFleet::new().serving("v1", 3).behaviour("v2", flaky());
+        let outcome = run(&mut fleet, &[("failure-threshold", "3")]);
+        assert_eq!(outcome, Outcome::Completed, "{:#?}", fleet.journal());
+        assert_eq!((fleet.count("v1"), fleet.count("v2")), (0, 3));
+
+        let mut fleet = FakeFleet::new().serving("v1", 3).behaviour("v2", flaky());
+        let outcome = run(&mut fleet, &[("failure-threshold", "2")]);
+        assert!(rolled_back(&outcome).contains("2 new instance(s) failed (threshold 2)"));
+        assert_eq!((fleet.count("v1"), fleet.count("v2")), (3, 0));
+    }
+
+    #[test]
+    fn abort_rolls_back() {
+        let mut fleet = FakeFleet::new()
+            .serving("v1", 3)
+            .behaviour("v2", Behaviour::ready_after(5_000))
+            .command_at(6_000, Command::Abort("operator".into()));
+        let outcome = run(&mut fleet, &[]);
+        assert_eq!(rolled_back(&outcome), "operator");
+        assert_eq!((fleet.count("v1"), fleet.count("v2")), (3, 0));
+    }
+
+    #[test]
+    fn rollback_respects_a_tight_surge_limit() {
+        let mut fleet = FakeFleet::new()
+            .serving("v1", 3)
+            .behaviour("v2", Behaviour::ready_after(1_000).logging(20_000, "[ERROR] x"))
+            .max_total(4);
+        let outcome = run(&mut fleet, &[("min-ready-ms", "10s")]);
+        rolled_back(&outcome);
+        assert_eq!((fleet.count("v1"), fleet.count("v2")), (3, 0));
+        assert_eq!(fleet.max_instances(), 4);
+    }
+
+    #[test]
+    fn bad_params_fail_before_any_effect() {
+        let mut fleet = FakeFleet::new().serving("v1", 3);
+        let outcome = run(&mut fleet, &[("max-surge", "lots")]);
+        assert!(matches!(outcome, Outcome::Failed(m) if m.contains("param max-surge")));
+        let outcome = run(&mut fleet, &[("max-surge", "0")]);
+        assert!(matches!(outcome, Outcome::Failed(m) if m.contains("cannot both be 0")));
+        assert!(fleet.journal().is_empty());
+    }
+
+    #[test]
+    fn first_deploy_starts_everything() {
+        let mut fleet = FakeFleet::new().behaviour("v1", Behaviour::ready_after(2_000));
+        let info = fleet.info("", "v1", 3);
+        let outcome = Rolling::run(&mut fleet, &info);
+        assert_eq!(outcome, Outcome::Completed);
+        assert_eq!(fleet.count("v1"), 3);
+    }
+}

@@ -1,0 +1,299 @@
+//! Replace instances in batches: the loop most strategies share.
+//!
+//! [`replace`] moves a service from `from-revision` to `to-revision` batch by
+//! batch. At each batch it passes a checkpoint (the operator may abort or
+//! promote), reports progress, stops old instances the plan retires first,
+//! starts new ones, waits for them to be ready, lets them run for
+//! [`Strategy::min_ready_ms`], judges every new instance with
+//! [`Strategy::verdict`], asks [`Strategy::roll_back`] whether the failures so
+//! far warrant a rollback, and retires old instances the new ones replace.
+//!
+//! A rollback restores the old revision to `replicas` ready instances first
+//! (one at a time when the host's surge guardrail is tight), then stops every
+//! instance of the new revision, so availability never drops below what the
+//! old fleet had.
+
+use std::fmt;
+
+use crate::{
+    Command, EffectError, Host, Instance, InstanceId, InstanceState, Level, Outcome, ProbeResult,
+    Progress, RolloutInfo, Verdict,
+};
+
+/// What one batch does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batch {
+    /// Old instances to stop before starting new ones (the unavailability budget).
+    pub stop_first: u32,
+    /// New instances to start (capped at the number still missing).
+    pub start: u32,
+}
+
+/// A new instance that failed, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The instance.
+    pub instance: InstanceId,
+    /// Why it counts as failed.
+    pub reason: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.instance, self.reason)
+    }
+}
+
+/// Where the rollout stands, as the hooks see it.
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    /// Instances the service should run.
+    pub replicas: u32,
+    /// Current batch, counting from 1.
+    pub step: u32,
+    /// Old-revision instances still running.
+    pub old: Vec<InstanceId>,
+    /// New-revision instances that are ready and judged healthy.
+    pub new: Vec<InstanceId>,
+    /// Every new instance that failed so far.
+    pub failures: Vec<Failure>,
+    /// The operator asked to skip the remaining steps.
+    pub promoted: bool,
+}
+
+/// The hooks of a batch strategy.
+pub trait Strategy {
+    /// How long new instances may take to become ready.
+    fn ready_timeout_ms(&self) -> u64 {
+        60_000
+    }
+
+    /// How long new instances run before they are judged (readiness delay).
+    fn min_ready_ms(&self) -> u64 {
+        0
+    }
+
+    /// Batch plan: size the next batch.
+    fn plan(&self, state: &State) -> Batch;
+
+    /// Health verdict: judge one ready new instance from its probe (and
+    /// anything else the host offers, such as its logs).
+    fn verdict(&self, host: &mut impl Host, probe: &ProbeResult) -> Verdict;
+
+    /// Rollback condition: `Some(reason)` to roll back now.
+    fn roll_back(&self, state: &State) -> Option<String>;
+}
+
+/// True while an instance runs or may still run.
+fn alive(state: InstanceState) -> bool {
+    matches!(
+        state,
+        InstanceState::Starting | InstanceState::Ready | InstanceState::Unhealthy
+    )
+}
+
+/// Ids of the instances of `revision` whose state matches `keep`.
+fn ids_of(fleet: &[Instance], revision: &str, keep: impl Fn(InstanceState) -> bool) -> Vec<String> {
+    fleet
+        .iter()
+        .filter(|i| i.revision == revision && keep(i.state))
+        .map(|i| i.id.clone())
+        .collect()
+}
+
+/// Roll `info.to_revision` out in batches planned by `strategy`.
+pub fn replace(host: &mut impl Host, info: &RolloutInfo, strategy: &impl Strategy) -> Outcome {
+    let to = info.to_revision.as_str();
+    let fleet = host.list();
+    let mut state = State {
+        replicas: info.replicas,
+        old: info
+            .from_revision
+            .as_deref()
+            .map(|from| ids_of(&fleet, from, alive))
+            .unwrap_or_default(),
+        new: ids_of(&fleet, to, |s| s == InstanceState::Ready),
+        ..State::default()
+    };
+    let mut steps = 0;
+
+    while state.new.len() < info.replicas as usize || !state.old.is_empty() {
+        state.step += 1;
+        match host.checkpoint(&format!("batch {}", state.step)) {
+            Command::Abort(why) => return roll_back(host, info, strategy, why),
+            Command::Promote => state.promoted = true,
+            Command::Proceed => {}
+        }
+        let missing = info.replicas.saturating_sub(state.new.len() as u32);
+        let plan = strategy.plan(&state);
+        let batch = Batch {
+            stop_first: plan.stop_first.min(state.old.len() as u32),
+            start: plan.start.min(missing),
+        };
+        if batch.start == 0 && batch.stop_first == 0 && missing > 0 {
+            return Outcome::Failed(format!(
+                "batch plan {plan:?} makes no progress with {missing} instance(s) missing"
+            ));
+        }
+        if steps < state.step {
+            steps = state.step - 1 + missing.div_ceil(batch.start.max(1));
+        }
+        host.report(Progress {
+            step: state.step,
+            steps,
+            message: format!(
+                "batch {}: stop {} old, start {} new",
+                state.step, batch.stop_first, batch.start
+            ),
+        });
+
+        if batch.stop_first > 0 {
+            let ids: Vec<_> = state.old.drain(..batch.stop_first as usize).collect();
+            if let Err(e) = host.stop(&ids) {
+                return roll_back(host, info, strategy, format!("stopping old instances: {e}"));
+            }
+        }
+        if batch.start > 0 {
+            let fresh = match host.start(to, batch.start) {
+                Ok(fresh) => fresh,
+                Err(e) => {
+                    let why = format!("starting {} instance(s) of {to}: {e}", batch.start);
+                    return roll_back(host, info, strategy, why);
+                }
+            };
+            let ids: Vec<_> = fresh.into_iter().map(|i| i.id).collect();
+            for result in host.wait_ready(&ids, strategy.ready_timeout_ms()) {
+                match result.verdict {
+                    Verdict::Healthy => state.new.push(result.instance),
+                    Verdict::Unhealthy(why) | Verdict::Unknown(why) => {
+                        fail(host, &mut state, result.instance, why)
+                    }
+                }
+            }
+        }
+        if strategy.min_ready_ms() > 0 {
+            host.sleep(strategy.min_ready_ms());
+        }
+        for id in std::mem::take(&mut state.new) {
+            let probe = host.probe(&id);
+            match strategy.verdict(host, &probe) {
+                Verdict::Unhealthy(why) => fail(host, &mut state, id, why),
+                Verdict::Healthy | Verdict::Unknown(_) => state.new.push(id),
+            }
+        }
+        if let Some(why) = strategy.roll_back(&state) {
+            return roll_back(host, info, strategy, why);
+        }
+
+        let excess = (state.old.len() + state.new.len()).saturating_sub(info.replicas as usize);
+        if excess > 0 {
+            let ids: Vec<_> = state.old.drain(..excess.min(state.old.len())).collect();
+            if let Err(e) = host.stop(&ids) {
+                return roll_back(host, info, strategy, format!("stopping old instances: {e}"));
+            }
+        }
+    }
+    host.log(
+        Level::Info,
+        &format!("{} instance(s) of {to} ready", state.new.len()),
+    );
+    Outcome::Completed
+}
+
+/// Record a failed new instance and stop it.
+fn fail(host: &mut impl Host, state: &mut State, id: InstanceId, reason: String) {
+    host.log(Level::Warn, &format!("instance {id} failed: {reason}"));
+    if let Err(e) = host.stop(std::slice::from_ref(&id)) {
+        host.log(Level::Warn, &format!("stopping failed instance {id}: {e}"));
+    }
+    state.failures.push(Failure {
+        instance: id,
+        reason,
+    });
+}
+
+/// Restore `from-revision` to `replicas` ready instances, then stop every
+/// instance of `to-revision`.
+pub fn roll_back(
+    host: &mut impl Host,
+    info: &RolloutInfo,
+    strategy: &impl Strategy,
+    reason: String,
+) -> Outcome {
+    host.log(Level::Warn, &format!("rolling back: {reason}"));
+    let to = info.to_revision.as_str();
+    let Some(from) = info.from_revision.as_deref() else {
+        let ids = ids_of(&host.list(), to, |s| s != InstanceState::Stopped);
+        return match host.stop(&ids) {
+            Ok(()) => Outcome::Failed(format!(
+                "{reason}; first deploy, no revision to roll back to: stopped {} instance(s) of {to}",
+                ids.len()
+            )),
+            Err(e) => Outcome::Failed(format!("{reason}; stopping instances of {to}: {e}")),
+        };
+    };
+    // Instances of the new revision that are not ready serve nothing: stop
+    // them first, which also frees room under the surge guardrail.
+    let unready = ids_of(&host.list(), to, |s| s != InstanceState::Ready);
+    if let Err(e) = host.stop(&unready) {
+        host.log(Level::Warn, &format!("stopping unready instances: {e}"));
+    }
+
+    let mut attempts = 0;
+    loop {
+        let fleet = host.list();
+        let old = ids_of(&fleet, from, alive).len() as u32;
+        let new = ids_of(&fleet, to, |s| s != InstanceState::Stopped);
+        if old >= info.replicas {
+            if let Err(e) = host.stop(&new) {
+                return Outcome::Failed(format!("{reason}; rollback: stopping {to}: {e}"));
+            }
+            return Outcome::RolledBack(reason);
+        }
+        attempts += 1;
+        if attempts > 2 * info.replicas + 2 {
+            return Outcome::Failed(format!(
+                "{reason}; rollback failed: {from} did not come back to {} ready instance(s)",
+                info.replicas
+            ));
+        }
+        let fresh = match start_within_surge(host, from, info.replicas - old, &new) {
+            Ok(fresh) => fresh,
+            Err(e) => return Outcome::Failed(format!("{reason}; rollback: starting {from}: {e}")),
+        };
+        let mut ready = 0;
+        for result in host.wait_ready(&fresh, strategy.ready_timeout_ms()) {
+            if result.verdict.is_healthy() {
+                ready += 1;
+            } else if let Err(e) = host.stop(std::slice::from_ref(&result.instance)) {
+                host.log(Level::Warn, &format!("rollback: stopping {}: {e}", result.instance));
+            }
+        }
+        let retire: Vec<_> = new.into_iter().take(ready).collect();
+        if let Err(e) = host.stop(&retire) {
+            host.log(Level::Warn, &format!("rollback: retiring {to}: {e}"));
+        }
+    }
+}
+
+/// Start `count` instances, or fewer when the host's surge guardrail refuses:
+/// one at a time, and if even one is refused, after stopping one of `spare`.
+fn start_within_surge(
+    host: &mut impl Host,
+    revision: &str,
+    count: u32,
+    spare: &[InstanceId],
+) -> Result<Vec<InstanceId>, EffectError> {
+    let ids = |v: Vec<Instance>| v.into_iter().map(|i| i.id).collect();
+    match host.start(revision, count) {
+        Err(EffectError::Guardrail(_)) if count > 1 => start_within_surge(host, revision, 1, spare),
+        Err(EffectError::Guardrail(why)) => {
+            let Some(victim) = spare.first() else {
+                return Err(EffectError::Guardrail(why));
+            };
+            host.stop(std::slice::from_ref(victim))?;
+            host.start(revision, 1).map(ids)
+        }
+        other => other.map(ids),
+    }
+}

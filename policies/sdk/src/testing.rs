@@ -1,0 +1,429 @@
+//! A native test double of the host: an in-memory fleet on a virtual clock.
+//!
+//! [`FakeFleet`] implements [`crate::Host`], so `cargo test` runs a policy's
+//! logic on the build machine without Wasm. Each revision gets a
+//! [`Behaviour`] (ready after a delay or never, fails after a time, log lines
+//! at times); `sleep` and `wait-ready` advance the virtual clock at once. The
+//! fake records every effect and the extremes of the fleet over time, which
+//! tests assert on.
+//!
+//! This is for unit tests of policy logic. `rollout test` runs the built
+//! component in the real host against its `sim` backend, with guardrails.
+
+use std::collections::BTreeMap;
+
+use crate::{
+    Clock, Command, Control, EffectError, Fleet, Health, Instance, InstanceId, InstanceState,
+    Level, ProbeResult, Progress, RevisionStats, RolloutInfo, Traffic, Verdict,
+};
+
+/// How instances of one revision behave, in milliseconds since each started.
+#[derive(Debug, Clone, Default)]
+pub struct Behaviour {
+    /// Ready this long after start; `None` never.
+    pub ready_after_ms: Option<u64>,
+    /// Crashes this long after start.
+    pub fails_after_ms: Option<u64>,
+    /// Log lines, each written this long after start.
+    pub logs: Vec<(u64, String)>,
+    /// The first this many instances started crash instead of becoming ready.
+    pub crash_first: u32,
+}
+
+impl Behaviour {
+    /// Instances become ready `ms` after they start.
+    pub fn ready_after(ms: u64) -> Self {
+        Behaviour {
+            ready_after_ms: Some(ms),
+            ..Behaviour::default()
+        }
+    }
+
+    /// Instances never become ready.
+    pub fn never_ready() -> Self {
+        Behaviour::default()
+    }
+
+    /// Instances crash `ms` after they start.
+    pub fn failing_after(mut self, ms: u64) -> Self {
+        self.fails_after_ms = Some(ms);
+        self
+    }
+
+    /// The first `n` instances started crash when they would become ready.
+    pub fn crashing_first(mut self, n: u32) -> Self {
+        self.crash_first = n;
+        self
+    }
+
+    /// Instances write `line` `ms` after they start.
+    pub fn logging(mut self, ms: u64, line: &str) -> Self {
+        self.logs.push((ms, line.to_string()));
+        self
+    }
+}
+
+#[derive(Debug, Clone)]
+struct FakeInstance {
+    id: InstanceId,
+    revision: String,
+    started_ms: u64,
+    stopped_ms: Option<u64>,
+    behaviour: Behaviour,
+}
+
+impl FakeInstance {
+    fn state_at(&self, now: u64) -> InstanceState {
+        let since = |ms: Option<u64>| ms.is_some_and(|ms| now >= self.started_ms + ms);
+        if self.stopped_ms.is_some() {
+            InstanceState::Stopped
+        } else if since(self.behaviour.fails_after_ms) {
+            InstanceState::Failed
+        } else if since(self.behaviour.ready_after_ms) {
+            InstanceState::Ready
+        } else {
+            InstanceState::Starting
+        }
+    }
+
+    /// Times at which this instance changes state on its own.
+    fn transitions(&self) -> impl Iterator<Item = u64> + '_ {
+        [self.behaviour.ready_after_ms, self.behaviour.fails_after_ms]
+            .into_iter()
+            .flatten()
+            .map(|ms| self.started_ms + ms)
+    }
+}
+
+/// An in-memory fleet on a virtual clock, implementing [`crate::Host`].
+#[derive(Debug, Clone)]
+pub struct FakeFleet {
+    now: u64,
+    instances: Vec<FakeInstance>,
+    behaviours: BTreeMap<String, Behaviour>,
+    commands: Vec<(u64, Command)>,
+    max_total: Option<u32>,
+    journal: Vec<String>,
+    max_instances: u32,
+    min_ready: Option<u32>,
+}
+
+impl Default for FakeFleet {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FakeFleet {
+    /// An empty fleet at virtual time 0.
+    pub fn new() -> Self {
+        FakeFleet {
+            now: 0,
+            instances: Vec::new(),
+            behaviours: BTreeMap::new(),
+            commands: Vec::new(),
+            max_total: None,
+            journal: Vec::new(),
+            max_instances: 0,
+            min_ready: None,
+        }
+    }
+
+    /// Add `count` instances of `revision`, ready at time 0.
+    pub fn serving(mut self, revision: &str, count: u32) -> Self {
+        let behaviour = Behaviour::ready_after(0);
+        for _ in 0..count {
+            self.spawn(revision, behaviour.clone());
+        }
+        self.behaviours.entry(revision.into()).or_insert(behaviour);
+        self.sample();
+        self
+    }
+
+    /// Set how new instances of `revision` behave (default: ready at once).
+    pub fn behaviour(mut self, revision: &str, behaviour: Behaviour) -> Self {
+        self.behaviours.insert(revision.into(), behaviour);
+        self
+    }
+
+    /// The operator issues `command` at virtual time `at_ms` (seen at the
+    /// next checkpoint).
+    pub fn command_at(mut self, at_ms: u64, command: Command) -> Self {
+        self.commands.push((at_ms, command));
+        self
+    }
+
+    /// Refuse starts that would exceed `total` instances, like the host's
+    /// max-surge guardrail.
+    pub fn max_total(mut self, total: u32) -> Self {
+        self.max_total = Some(total);
+        self
+    }
+
+    /// A [`RolloutInfo`] for this fleet.
+    pub fn info(&self, from: &str, to: &str, replicas: u32) -> RolloutInfo {
+        RolloutInfo {
+            service: "test".into(),
+            from_revision: (!from.is_empty()).then(|| from.to_string()),
+            to_revision: to.into(),
+            replicas,
+            params: Vec::new(),
+        }
+    }
+
+    /// Instances of `revision` that are ready now.
+    pub fn count(&self, revision: &str) -> u32 {
+        self.instances
+            .iter()
+            .filter(|i| i.revision == revision && i.state_at(self.now) == InstanceState::Ready)
+            .count() as u32
+    }
+
+    /// Most instances (not stopped) the fleet ever had.
+    pub fn max_instances(&self) -> u32 {
+        self.max_instances
+    }
+
+    /// Fewest ready instances the fleet ever had.
+    pub fn min_ready(&self) -> u32 {
+        self.min_ready.unwrap_or(0)
+    }
+
+    /// Every effect and log line, in order, stamped with virtual time.
+    pub fn journal(&self) -> &[String] {
+        &self.journal
+    }
+
+    /// Virtual milliseconds since the start.
+    pub fn elapsed_ms(&self) -> u64 {
+        self.now
+    }
+
+    fn spawn(&mut self, revision: &str, mut behaviour: Behaviour) -> Instance {
+        let earlier = self.instances.iter().filter(|i| i.revision == revision);
+        if (earlier.count() as u32) < behaviour.crash_first {
+            behaviour.fails_after_ms = Some(behaviour.ready_after_ms.unwrap_or(0));
+        }
+        let id = format!("{revision}-{}", self.instances.len() + 1);
+        let instance = FakeInstance {
+            id,
+            revision: revision.into(),
+            started_ms: self.now,
+            stopped_ms: None,
+            behaviour,
+        };
+        self.instances.push(instance.clone());
+        self.view(&instance)
+    }
+
+    fn view(&self, i: &FakeInstance) -> Instance {
+        Instance {
+            id: i.id.clone(),
+            revision: i.revision.clone(),
+            state: i.state_at(self.now),
+            address: None,
+            age_ms: self.now - i.started_ms,
+        }
+    }
+
+    fn find(&self, id: &str) -> Option<&FakeInstance> {
+        self.instances.iter().find(|i| i.id == id)
+    }
+
+    fn record(&mut self, line: String) {
+        self.journal.push(format!("[{:>8}ms] {line}", self.now));
+    }
+
+    fn sample(&mut self) {
+        let now = self.now;
+        let states = self.instances.iter().map(|i| i.state_at(now));
+        let (total, ready) = states.fold((0, 0), |(t, r), s| match s {
+            InstanceState::Stopped => (t, r),
+            InstanceState::Ready => (t + 1, r + 1),
+            _ => (t + 1, r),
+        });
+        self.max_instances = self.max_instances.max(total);
+        self.min_ready = Some(self.min_ready.map_or(ready, |m| m.min(ready)));
+    }
+
+    /// Move the clock to `to`, sampling the fleet at every state change.
+    fn advance(&mut self, to: u64) {
+        let mut times: Vec<u64> = self
+            .instances
+            .iter()
+            .filter(|i| i.stopped_ms.is_none())
+            .flat_map(|i| i.transitions().collect::<Vec<_>>())
+            .filter(|&t| t > self.now && t <= to)
+            .collect();
+        times.sort_unstable();
+        for t in times {
+            self.now = t;
+            self.sample();
+        }
+        self.now = self.now.max(to);
+    }
+
+    fn probe_now(&self, id: &str) -> ProbeResult {
+        let verdict = match self.find(id).map(|i| i.state_at(self.now)) {
+            None => Verdict::Unhealthy(format!("no instance {id}")),
+            Some(InstanceState::Ready) => Verdict::Healthy,
+            Some(InstanceState::Starting) => Verdict::Unknown("not ready yet".into()),
+            Some(state) => Verdict::Unhealthy(format!("instance is {state:?}").to_lowercase()),
+        };
+        ProbeResult {
+            instance: id.into(),
+            verdict,
+            latency_us: 0,
+        }
+    }
+}
+
+impl Fleet for FakeFleet {
+    fn list(&mut self) -> Vec<Instance> {
+        let now = self.now;
+        self.instances
+            .iter()
+            .filter(|i| i.state_at(now) != InstanceState::Stopped)
+            .map(|i| self.view(i))
+            .collect()
+    }
+
+    fn start(&mut self, revision: &str, count: u32) -> Result<Vec<Instance>, EffectError> {
+        let running = self.list().len() as u32;
+        if let Some(max) = self.max_total.filter(|&max| running + count > max) {
+            self.record(format!("start {revision} x{count}: refused"));
+            return Err(EffectError::Guardrail(format!(
+                "{running} + {count} instances exceeds {max}"
+            )));
+        }
+        let behaviour = self.behaviours.get(revision).cloned().unwrap_or_default();
+        let started: Vec<_> = (0..count)
+            .map(|_| self.spawn(revision, behaviour.clone()))
+            .collect();
+        let ids: Vec<_> = started.iter().map(|i| i.id.as_str()).collect();
+        self.record(format!("start {revision} x{count}: {}", ids.join(" ")));
+        self.sample();
+        Ok(started)
+    }
+
+    fn stop(&mut self, ids: &[InstanceId]) -> Result<(), EffectError> {
+        if let Some(missing) = ids.iter().find(|id| self.find(id).is_none()) {
+            return Err(EffectError::Invalid(format!("no instance {missing}")));
+        }
+        let now = self.now;
+        for i in self.instances.iter_mut().filter(|i| ids.contains(&i.id)) {
+            i.stopped_ms.get_or_insert(now);
+        }
+        if !ids.is_empty() {
+            self.record(format!("stop {}", ids.join(" ")));
+        }
+        self.sample();
+        Ok(())
+    }
+
+    fn logs(&mut self, id: &str, max_lines: u32) -> Result<Vec<String>, EffectError> {
+        let i = self
+            .find(id)
+            .ok_or_else(|| EffectError::Invalid(format!("no instance {id}")))?;
+        let lines: Vec<_> = i
+            .behaviour
+            .logs
+            .iter()
+            .filter(|(at, _)| i.started_ms + at <= self.now)
+            .map(|(_, line)| line.clone())
+            .collect();
+        let skip = lines.len().saturating_sub(max_lines as usize);
+        Ok(lines[skip..].to_vec())
+    }
+}
+
+impl Health for FakeFleet {
+    fn probe(&mut self, id: &str) -> ProbeResult {
+        self.probe_now(id)
+    }
+
+    fn wait_ready(&mut self, ids: &[InstanceId], timeout_ms: u64) -> Vec<ProbeResult> {
+        let deadline = self.now + timeout_ms;
+        let settled = |s: InstanceState| s != InstanceState::Starting;
+        loop {
+            let pending: Vec<&FakeInstance> = ids
+                .iter()
+                .filter_map(|id| self.find(id))
+                .filter(|i| !settled(i.state_at(self.now)))
+                .collect();
+            let next = pending
+                .iter()
+                .flat_map(|i| i.transitions())
+                .filter(|&t| t > self.now)
+                .min();
+            match next {
+                Some(t) if !pending.is_empty() && t <= deadline => self.advance(t),
+                _ if !pending.is_empty() => {
+                    self.advance(deadline);
+                    break;
+                }
+                _ => break,
+            }
+        }
+        ids.iter()
+            .map(|id| {
+                let mut probe = self.probe_now(id);
+                if let Verdict::Unknown(_) = probe.verdict {
+                    probe.verdict = Verdict::Unknown(format!("not ready after {timeout_ms} ms"));
+                }
+                probe
+            })
+            .collect()
+    }
+}
+
+impl Traffic for FakeFleet {
+    fn set_weights(&mut self, weights: &[(String, u32)]) -> Result<(), EffectError> {
+        let text: Vec<_> = weights.iter().map(|(r, w)| format!("{r}={w}")).collect();
+        self.record(format!("weights {}", text.join(" ")));
+        Ok(())
+    }
+
+    fn stats(&mut self, revision: &str, _window_ms: u64) -> RevisionStats {
+        RevisionStats {
+            revision: revision.into(),
+            requests: 0,
+            errors: 0,
+            p50_us: 0,
+            p99_us: 0,
+        }
+    }
+}
+
+impl Clock for FakeFleet {
+    fn now_ms(&mut self) -> u64 {
+        self.now
+    }
+
+    fn sleep(&mut self, ms: u64) {
+        self.advance(self.now + ms);
+    }
+}
+
+impl Control for FakeFleet {
+    fn checkpoint(&mut self, label: &str) -> Command {
+        let now = self.now;
+        let due: Vec<_> = self.commands.iter().filter(|(at, _)| *at <= now).cloned().collect();
+        self.commands.retain(|(at, _)| *at > now);
+        let command = due.into_iter().map(|(_, c)| c).next_back();
+        let command = command.unwrap_or(Command::Proceed);
+        self.record(format!("checkpoint {label}: {command:?}"));
+        command
+    }
+
+    fn log(&mut self, level: Level, message: &str) {
+        self.record(format!("{level:?}: {message}"));
+    }
+
+    fn report(&mut self, progress: Progress) {
+        self.record(format!(
+            "step {}/{}: {}",
+            progress.step, progress.steps, progress.message
+        ));
+    }
+}

@@ -1,0 +1,22 @@
+//! Hostile policy: starts one new instance, then panics (a trap after an effect); the host must restore the fleet.
+
+// The generated export glue for `run` takes the flattened `rollout-info` (10 arguments).
+#![allow(clippy::too_many_arguments)]
+
+wit_bindgen::generate!({
+    world: "policy",
+    path: "../../../wit",
+});
+
+use rollout::policy::fleet;
+
+struct Panic;
+
+impl Guest for Panic {
+    fn run(info: RolloutInfo) -> Outcome {
+        let _ = fleet::start(&info.to_revision, 1);
+        panic!("policy bug: index out of range");
+    }
+}
+
+export!(Panic);
