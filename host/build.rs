@@ -13,7 +13,12 @@ fn main() {
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let root = manifest.parent().expect("host/ has a parent").to_path_buf();
     let policies = root.join("policies");
-    for watched in ["wit", "policies/Cargo.toml", "policies/Cargo.lock", "policies/sdk"] {
+    for watched in [
+        "wit",
+        "policies/Cargo.toml",
+        "policies/Cargo.lock",
+        "policies/sdk",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     for policy in POLICIES {
@@ -41,7 +46,9 @@ fn main() {
         .arg(policies.join("Cargo.toml"))
         .args(POLICIES.iter().flat_map(|p| ["-p", p]))
         .env("CARGO_TARGET_DIR", &target_dir);
-    let status = cargo.status().expect("run cargo to build the built-in policies");
+    let status = cargo
+        .status()
+        .expect("run cargo to build the built-in policies");
     if !status.success() {
         panic!(
             "building the built-in policies for {TARGET} failed (see above). \

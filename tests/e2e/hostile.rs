@@ -24,14 +24,20 @@ fn infinite_loop_hits_the_cpu_limit() {
 #[test]
 fn memory_bomb_hits_the_memory_limit() {
     let reason = fails_safely("hostile-membomb");
-    assert!(reason.contains("exceeded its memory limit of 64 MiB"), "{reason}");
+    assert!(
+        reason.contains("exceeded its memory limit of 64 MiB"),
+        "{reason}"
+    );
 }
 
 #[test]
 fn panic_after_an_effect_traps_and_the_fleet_is_restored() {
     let reason = fails_safely("hostile-panic");
     assert!(reason.contains("trapped"), "{reason}");
-    assert!(reason.contains("policy bug: index out of range"), "{reason}");
+    assert!(
+        reason.contains("policy bug: index out of range"),
+        "{reason}"
+    );
     assert!(reason.contains("fleet restored"), "{reason}");
 }
 
@@ -42,23 +48,41 @@ fn stopping_everything_is_refused_and_the_lie_is_caught() {
     let json = run.json();
     assert_eq!(run.code, 0, "{:#}", json["assertions"]);
     let reason = json["reason"].as_str().unwrap();
-    assert!(reason.contains("policy reported completed, but only 0 of 3"), "{reason}");
+    assert!(
+        reason.contains("policy reported completed, but only 0 of 3"),
+        "{reason}"
+    );
     let refused = json["timeline"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|e| e["kind"] == "refused")
         .count();
-    assert!(refused >= 4, "the batch stop and each single stop are refused: {refused}");
+    assert!(
+        refused >= 4,
+        "the batch stop and each single stop are refused: {refused}"
+    );
 }
 
 #[test]
 fn newer_wit_version_is_refused_before_running() {
     let run = rollout_test(&hostile("policy-v0-2"), "hostile", &[]);
     assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(run.stderr.contains("rollout:policy@0.2.0"), "{}", run.stderr);
-    assert!(run.stderr.contains("supports rollout:policy@0.1.0"), "{}", run.stderr);
-    assert!(run.stderr.contains("no instance was touched"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("rollout:policy@0.2.0"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("supports rollout:policy@0.1.0"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("no instance was touched"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -68,12 +92,20 @@ fn garbage_bytes_are_refused_before_running() {
     std::fs::write(&garbage, b"\x00asm\x0d\x00\x01\x00 this is not a component").unwrap();
     let run = rollout_test(garbage.to_str().unwrap(), "hostile", &[]);
     assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(run.stderr.contains("is not a valid WebAssembly component"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("is not a valid WebAssembly component"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn a_tighter_cpu_limit_is_configurable() {
-    let run = rollout_test(&hostile("hostile-spin"), "hostile", &["--policy-cpu-ms", "20"]);
+    let run = rollout_test(
+        &hostile("hostile-spin"),
+        "hostile",
+        &["--policy-cpu-ms", "20"],
+    );
     let reason = run.json()["reason"].as_str().unwrap().to_string();
     assert!(reason.contains("more than 20 ms"), "{reason}");
 }

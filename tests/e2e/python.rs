@@ -33,6 +33,10 @@ fn python_policy_rolls_out_and_rolls_back() {
     for scenario in ["surge-one-unavailable-zero", "error-in-logs", "never-ready"] {
         let run = rollout_test(&policy, scenario, &[]);
         let json = run.json();
-        assert_eq!(run.code, 0, "{scenario}: {:#} {}", json["assertions"], run.stderr);
+        assert_eq!(
+            run.code, 0,
+            "{scenario}: {:#} {}",
+            json["assertions"], run.stderr
+        );
     }
 }

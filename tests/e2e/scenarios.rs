@@ -75,7 +75,11 @@ fn a_failed_assertion_exits_1_and_names_it() {
     // turns it into a rollback.
     let run = rollout_test("rolling", "all-good", &["--param", "log-pattern="]);
     assert_eq!(run.code, 0, "an empty pattern disables the log check");
-    let run = rollout_test("rolling", "error-in-logs", &["--param", "log-pattern=[FATAL]"]);
+    let run = rollout_test(
+        "rolling",
+        "error-in-logs",
+        &["--param", "log-pattern=[FATAL]"],
+    );
     assert_eq!(run.code, 1);
     let failed: Vec<_> = run.json()["assertions"]
         .as_array()
@@ -90,19 +94,43 @@ fn a_failed_assertion_exits_1_and_names_it() {
 #[test]
 fn human_output_prints_the_timeline() {
     let file = scenario("error-in-logs");
-    let run = rollout(&["test", "--policy", "rolling", "--scenario", file.to_str().unwrap()]);
+    let run = rollout(&[
+        "test",
+        "--policy",
+        "rolling",
+        "--scenario",
+        file.to_str().unwrap(),
+    ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(run.stdout.contains("start v2 x1 -> web-v2-4"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("start v2 x1 -> web-v2-4"),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains("rolled back"), "{}", run.stdout);
-    assert!(run.stdout.contains("all 5 assertion(s) hold"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("all 6 assertion(s) hold"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
 fn bad_scenario_is_exit_2_with_file_line_and_field() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, "replicas = 3\nto = \"v2\"\n\n[revisions.v2]\nready-after = \"soonish\"\n").unwrap();
-    let run = rollout(&["test", "--policy", "rolling", "--scenario", bad.to_str().unwrap()]);
+    std::fs::write(
+        &bad,
+        "replicas = 3\nto = \"v2\"\n\n[revisions.v2]\nready-after = \"soonish\"\n",
+    )
+    .unwrap();
+    let run = rollout(&[
+        "test",
+        "--policy",
+        "rolling",
+        "--scenario",
+        bad.to_str().unwrap(),
+    ]);
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("bad.toml"), "{}", run.stderr);
     assert!(run.stderr.contains("line 5"), "{}", run.stderr);

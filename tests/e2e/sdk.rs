@@ -20,5 +20,8 @@ fn policies_pass_their_native_tests() {
         String::from_utf8_lossy(&out.stderr)
     );
     // The rolling policy's own tests ran (not zero tests).
-    assert!(text.contains("tests::one_at_a_time_keeps_capacity ... ok"), "{text}");
+    assert!(
+        text.contains("tests::one_at_a_time_keeps_capacity ... ok"),
+        "{text}"
+    );
 }

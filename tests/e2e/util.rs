@@ -69,7 +69,13 @@ pub fn hostile(name: &str) -> String {
     let target = BUILT.get_or_init(|| {
         let target = repo().join("policies/target");
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+            ])
             .arg(repo().join("tests/policies/Cargo.toml"))
             .env("CARGO_TARGET_DIR", &target)
             .status()

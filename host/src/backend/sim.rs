@@ -364,7 +364,10 @@ impl Backend for SimBackend {
             let weight = |(r, w): &(RevisionId, u32)| if r == revision { *w } else { 0 };
             let part = self.weights.iter().map(weight).sum::<u32>();
             let whole = self.weights.iter().map(|(_, w)| *w).sum::<u32>();
-            (u64::from(part) * u64::from(ready(revision) > 0), u64::from(whole))
+            (
+                u64::from(part) * u64::from(ready(revision) > 0),
+                u64::from(whole),
+            )
         };
         let requests = match whole {
             0 => 0,
@@ -409,7 +412,10 @@ mod tests {
 
     fn sim(behaviour: Behaviour) -> (Clock, SimBackend) {
         let clock = Clock::virtual_at_zero();
-        let revisions = BTreeMap::from([("v1".into(), Behaviour::default()), ("v2".into(), behaviour)]);
+        let revisions = BTreeMap::from([
+            ("v1".into(), Behaviour::default()),
+            ("v2".into(), behaviour),
+        ]);
         let mut sim = SimBackend::new(clock.clone(), "web", revisions, 7, 100);
         sim.serve("v1", 2);
         (clock, sim)

@@ -36,7 +36,10 @@ pub async fn run(_cli: &Cli, args: &BenchArgs) -> anyhow::Result<ExitCode> {
                 Output::Human => {
                     println!("policy runtime (rolling policy, wasmtime, pooling allocator)");
                     println!("  compile                    {:>10.1} ms", f.compile_ms);
-                    println!("  load precompiled           {:>10.3} ms", f.load_precompiled_ms);
+                    println!(
+                        "  load precompiled           {:>10.3} ms",
+                        f.load_precompiled_ms
+                    );
                     println!("  instantiate (median)       {:>10.1} us", f.instantiate_us);
                     println!("  host call (median)         {:>10.0} ns", f.host_call_ns);
                     println!(

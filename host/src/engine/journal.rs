@@ -96,6 +96,9 @@ mod tests {
     fn entries_print_as_a_timeline() {
         let mut j = Journal::default();
         j.push(3_723_004, Kind::Refused, "stop web-1");
-        assert_eq!(j.entries()[0].to_string(), "01:02:03.004  REFUSED   stop web-1");
+        assert_eq!(
+            j.entries()[0].to_string(),
+            "01:02:03.004  REFUSED   stop web-1"
+        );
     }
 }

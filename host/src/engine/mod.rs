@@ -22,13 +22,20 @@ use crate::runtime::{LoadedPolicy, PolicyError, Runtime};
 /// A policy error fails the rollout: a halt while paused leaves the fleet as
 /// it is for the operator; any other error (trap, CPU, memory, deadline)
 /// restores the old revision first. The returned outcome says which and why.
-pub async fn execute(runtime: &Runtime, policy: &LoadedPolicy, session: Session) -> (Session, Outcome) {
+pub async fn execute(
+    runtime: &Runtime,
+    policy: &LoadedPolicy,
+    session: Session,
+) -> (Session, Outcome) {
     let (mut session, result) = runtime.run(policy, session).await;
     let outcome = match result {
         Ok(outcome) => session.verify(outcome).await,
-        Err(error @ PolicyError::Halted { halt: Halt::PausedForever, .. }) => {
-            Outcome::Failed(format!("{error}; fleet left as it is for an operator"))
-        }
+        Err(
+            error @ PolicyError::Halted {
+                halt: Halt::PausedForever,
+                ..
+            },
+        ) => Outcome::Failed(format!("{error}; fleet left as it is for an operator")),
         Err(error) => {
             session.note(format!("{error}"));
             let restored = session.restore().await;

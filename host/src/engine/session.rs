@@ -117,7 +117,7 @@ impl Session {
         match &self.step {
             Some(p) if p.steps > 0 => format!("step {}/{} ({})", p.step, p.steps, p.message),
             Some(p) => format!("step {} ({})", p.step, p.message),
-            None => "before the first step".to_string(),
+            None => "the start (no step reported yet)".to_string(),
         }
     }
 
@@ -242,7 +242,11 @@ impl Session {
     }
 
     /// `fleet.start`, checked against abort and max surge.
-    pub async fn start(&mut self, revision: &str, count: u32) -> Call<Result<Vec<Instance>, EffectError>> {
+    pub async fn start(
+        &mut self,
+        revision: &str,
+        count: u32,
+    ) -> Call<Result<Vec<Instance>, EffectError>> {
         self.enter().await?;
         let what = format!("start {revision} x{count}");
         let known = revision == self.info.to_revision
@@ -263,7 +267,11 @@ impl Session {
     }
 
     /// Start after the surge check; journals success.
-    async fn start_checked(&mut self, revision: &str, count: u32) -> Result<Vec<Instance>, EffectError> {
+    async fn start_checked(
+        &mut self,
+        revision: &str,
+        count: u32,
+    ) -> Result<Vec<Instance>, EffectError> {
         let running = self.fleet().await?.len() as u32;
         self.guardrails
             .check_start(running, count)
@@ -297,23 +305,35 @@ impl Session {
             return Ok(());
         }
         let fleet = self.fleet().await?;
-        if let Some(missing) = ids.iter().find(|id| !fleet.iter().any(|i| &i.id == *id)) {
-            return Err(EffectError::Invalid(format!("no running instance {missing}")));
+        let stopping: HashSet<&str> = ids.iter().map(String::as_str).collect();
+        let running: HashSet<&str> = fleet.iter().map(|i| i.id.as_str()).collect();
+        if let Some(missing) = stopping.iter().find(|id| !running.contains(*id)) {
+            return Err(EffectError::Invalid(format!(
+                "no running instance {missing}"
+            )));
         }
         let ready = |i: &&Instance| i.state == InstanceState::Ready;
         let before = fleet.iter().filter(ready).count() as u32;
-        let after = fleet.iter().filter(ready).filter(|i| !ids.contains(&i.id)).count() as u32;
+        let staying = |i: &&Instance| !stopping.contains(i.id.as_str());
+        let after = fleet.iter().filter(ready).filter(staying).count() as u32;
         self.guardrails
             .check_stop(before, after)
             .map_err(EffectError::Guardrail)?;
         self.backend.stop(ids).await.map_err(effect_error)?;
-        self.journal
-            .push(self.now_ms(), Kind::Effect, format!("stop {}", ids.join(" ")));
+        self.journal.push(
+            self.now_ms(),
+            Kind::Effect,
+            format!("stop {}", ids.join(" ")),
+        );
         Ok(())
     }
 
     /// `fleet.logs`.
-    pub async fn logs(&mut self, id: &str, max_lines: u32) -> Call<Result<Vec<String>, EffectError>> {
+    pub async fn logs(
+        &mut self,
+        id: &str,
+        max_lines: u32,
+    ) -> Call<Result<Vec<String>, EffectError>> {
         self.enter().await?;
         Ok(self.backend.logs(id, max_lines).await.map_err(effect_error))
     }
@@ -357,7 +377,11 @@ impl Session {
             let stalled = pending && self.check_stall();
             if !pending || now >= until || stalled {
                 let why = match stalled {
-                    true => format!("{} (not ready after {} ms)", self.abort_reason().unwrap_or_default(), now - started),
+                    true => format!(
+                        "{} (not ready after {} ms)",
+                        self.abort_reason().unwrap_or_default(),
+                        now - started
+                    ),
                     false => format!("not ready after {timeout_ms} ms"),
                 };
                 for p in &mut probes {
@@ -379,7 +403,10 @@ impl Session {
     // ---- traffic -----------------------------------------------------
 
     /// `traffic.set-weights`; after an abort the new revision gets no traffic.
-    pub async fn set_weights(&mut self, weights: &[(RevisionId, u32)]) -> Call<Result<(), EffectError>> {
+    pub async fn set_weights(
+        &mut self,
+        weights: &[(RevisionId, u32)],
+    ) -> Call<Result<(), EffectError>> {
         self.enter().await?;
         let text: Vec<_> = weights.iter().map(|(r, w)| format!("{r}={w}")).collect();
         let what = format!("weights {}", text.join(" "));
@@ -507,7 +534,9 @@ impl Session {
                 .count() as u32;
             if ready >= replicas {
                 return match self.stop_revision(&to).await {
-                    Ok(n) => format!("fleet restored: {ready} instance(s) of {from} ready, {n} of {to} stopped"),
+                    Ok(n) => format!(
+                        "fleet restored: {ready} instance(s) of {from} ready, {n} of {to} stopped"
+                    ),
                     Err(e) => format!("{from} restored, but stopping {to} failed: {e}"),
                 };
             }
@@ -518,12 +547,18 @@ impl Session {
                 .map(|i| i.id.clone())
                 .collect();
             let alive = fleet.iter().filter(|i| i.revision == from).count() as u32;
-            let room = self.guardrails.max_instances.saturating_sub(fleet.len() as u32 - unready.len() as u32);
+            let room = self
+                .guardrails
+                .max_instances
+                .saturating_sub(fleet.len() as u32 - unready.len() as u32);
             let wanted = replicas.saturating_sub(alive).min(room).max(1);
             let step = async {
                 self.stop_checked(&unready).await?;
                 if room == 0 {
-                    let spare = fleet.iter().find(|i| i.revision == to).map(|i| i.id.clone());
+                    let spare = fleet
+                        .iter()
+                        .find(|i| i.revision == to)
+                        .map(|i| i.id.clone());
                     self.stop_checked(spare.as_slice()).await?;
                 }
                 let started = self.start_checked(&from, wanted).await?;
@@ -542,7 +577,9 @@ impl Session {
                 }
             }
         }
-        format!("could not restore {from} to {replicas} ready instance(s); the fleet needs an operator")
+        format!(
+            "could not restore {from} to {replicas} ready instance(s); the fleet needs an operator"
+        )
     }
 
     async fn stop_revision(&mut self, revision: &str) -> Result<usize, EffectError> {

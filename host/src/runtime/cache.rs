@@ -33,7 +33,9 @@ impl ComponentCache {
     pub fn component(&self, bytes: &[u8]) -> wasmtime::Result<Component> {
         let digest = Sha256::digest(bytes);
         let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-        let path = self.dir.join(format!("{hex}-{:016x}.cwasm", self.engine_key));
+        let path = self
+            .dir
+            .join(format!("{hex}-{:016x}.cwasm", self.engine_key));
         if path.is_file() {
             // SAFETY: the file was written by `precompile_component` of an
             // engine with the same compatibility hash, in the user's own

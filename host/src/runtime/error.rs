@@ -141,7 +141,14 @@ impl PolicyError {
                 step,
             },
             None => {
-                let printed = stderr.trim();
+                // What the guest printed before trapping, e.g. a Rust panic
+                // message, without the advice about backtraces it cannot take.
+                let printed = stderr
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 let message = match printed.is_empty() {
                     true => format!("{:#}", error.root_cause()),
                     false => format!("{:#}; it printed: {printed}", error.root_cause()),

@@ -26,6 +26,22 @@ impl Default for Limits {
     }
 }
 
+/// CPU time the calling thread has used. The guest runs on the thread that
+/// polls its fiber, and does not move between host calls, so differences of
+/// this clock measure the guest's own computing, not time it was preempted.
+pub fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec we own.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    match rc {
+        0 => Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32),
+        _ => Duration::ZERO,
+    }
+}
+
 /// A limit a running policy hit; the store records it so the error can
 /// name it even when the trap's own message does not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

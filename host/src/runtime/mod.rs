@@ -44,8 +44,10 @@ pub struct PolicyState {
     stderr: MemoryOutputPipe,
     table: ResourceTable,
     limiter: StoreLimiter,
-    /// When the guest last got control back from the host.
-    guest_since: Instant,
+    /// Thread CPU time at the first epoch tick since the guest last called
+    /// the host; the CPU limit counts from there (so it may allow one tick
+    /// more). Read only at ticks, never per host call.
+    guest_cpu_mark: Option<Duration>,
     cpu_limit: Duration,
 }
 
@@ -61,8 +63,12 @@ impl wasmtime_wasi::WasiView for PolicyState {
 impl PolicyState {
     /// Return a host call's result to the guest: the guest's CPU budget
     /// starts again, and a [`Halt`] traps.
-    fn returned<T, U>(&mut self, r: Result<T, Halt>, f: impl FnOnce(T) -> U) -> wasmtime::Result<U> {
-        self.guest_since = Instant::now();
+    fn returned<T, U>(
+        &mut self,
+        r: Result<T, Halt>,
+        f: impl FnOnce(T) -> U,
+    ) -> wasmtime::Result<U> {
+        self.guest_cpu_mark = None;
         r.map(f).map_err(wasmtime::Error::from)
     }
 }
@@ -144,8 +150,7 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| PolicyError::link(&name, e))?;
-        let pre = v0_1_0::PolicyPre::new(instance_pre)
-            .map_err(|e| PolicyError::link(&name, e))?;
+        let pre = v0_1_0::PolicyPre::new(instance_pre).map_err(|e| PolicyError::link(&name, e))?;
         Ok(LoadedPolicy { name, pre })
     }
 
@@ -173,7 +178,11 @@ impl Runtime {
 
     /// Instantiate `policy` in a fresh store around `session` and call its
     /// `run`; the session comes back with everything it journaled.
-    pub async fn run(&self, policy: &LoadedPolicy, session: Session) -> (Session, Result<Outcome, PolicyError>) {
+    pub async fn run(
+        &self,
+        policy: &LoadedPolicy,
+        session: Session,
+    ) -> (Session, Result<Outcome, PolicyError>) {
         let info = v0_1_0::rollout::policy::types::RolloutInfo::from(session.info());
         let mut store = self.store(session);
         let result = async {
@@ -185,14 +194,25 @@ impl Runtime {
         let result = result.map(Outcome::from).map_err(|e| {
             let stderr = String::from_utf8_lossy(&state.stderr.contents()).into_owned();
             let step = state.session.last_step();
-            PolicyError::from_trap(&policy.name, &step, e, state.limiter.hit, &stderr, &self.limits)
+            PolicyError::from_trap(
+                &policy.name,
+                &step,
+                e,
+                state.limiter.hit,
+                &stderr,
+                &self.limits,
+            )
         });
         (state.session, result)
     }
 
     /// Time creating a store around `session` and instantiating `policy` in
     /// it, without running it (for `rollout bench runtime`).
-    pub async fn time_instantiate(&self, policy: &LoadedPolicy, session: Session) -> Result<Duration, PolicyError> {
+    pub async fn time_instantiate(
+        &self,
+        policy: &LoadedPolicy,
+        session: Session,
+    ) -> Result<Duration, PolicyError> {
         let started = Instant::now();
         let mut store = self.store(session);
         let instance = policy.pre.instantiate_async(&mut store).await;
@@ -210,7 +230,7 @@ impl Runtime {
             stderr,
             table: ResourceTable::new(),
             limiter: StoreLimiter::new(self.limits.memory_bytes),
-            guest_since: Instant::now(),
+            guest_cpu_mark: None,
             cpu_limit: self.limits.cpu_per_call,
         };
         let mut store = Store::new(&self.engine, state);
@@ -218,7 +238,9 @@ impl Runtime {
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut ctx| {
             let s = ctx.data_mut();
-            if s.guest_since.elapsed() > s.cpu_limit {
+            let now = limits::thread_cpu_time();
+            let mark = *s.guest_cpu_mark.get_or_insert(now);
+            if now.saturating_sub(mark) > s.cpu_limit {
                 s.limiter.hit = Some(LimitHit::Cpu);
                 return Err(LimitHit::Cpu.into());
             }

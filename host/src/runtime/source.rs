@@ -39,7 +39,11 @@ impl PolicySource {
                 policy: arg.to_string(),
                 reason: format!(
                     "no built-in policy of that name (built-in: {}); to load a file, give its path, e.g. ./{arg}.wasm",
-                    BUILTIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                    BUILTIN
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             }),
         }
@@ -67,12 +71,14 @@ impl PolicySource {
                 policy: (*name).to_string(),
                 reason: "not built into this binary".into(),
             }),
-            PolicySource::Path(path) => std::fs::read(path).map(Cow::Owned).map_err(|e| {
-                PolicyError::NotFound {
-                    policy: path.display().to_string(),
-                    reason: format!("cannot read it: {e}"),
-                }
-            }),
+            PolicySource::Path(path) => {
+                std::fs::read(path)
+                    .map(Cow::Owned)
+                    .map_err(|e| PolicyError::NotFound {
+                        policy: path.display().to_string(),
+                        reason: format!("cannot read it: {e}"),
+                    })
+            }
         }
     }
 }
@@ -83,12 +89,28 @@ mod tests {
 
     #[test]
     fn names_and_paths() {
-        assert_eq!(PolicySource::parse("rolling").unwrap(), PolicySource::Builtin("rolling"));
-        assert!(matches!(PolicySource::parse("./x.wasm"), Ok(PolicySource::Path(_))));
+        assert_eq!(
+            PolicySource::parse("rolling").unwrap(),
+            PolicySource::Builtin("rolling")
+        );
+        assert!(matches!(
+            PolicySource::parse("./x.wasm"),
+            Ok(PolicySource::Path(_))
+        ));
         let err = PolicySource::parse("canary-ish").unwrap_err().to_string();
         assert!(err.contains("built-in: rolling"), "{err}");
-        let err = PolicySource::parse("/nope/x.wasm").unwrap().bytes().unwrap_err();
+        let err = PolicySource::parse("/nope/x.wasm")
+            .unwrap()
+            .bytes()
+            .unwrap_err();
         assert!(err.to_string().contains("cannot read it"), "{err}");
-        assert!(PolicySource::parse("rolling").unwrap().bytes().unwrap().len() > 1000);
+        assert!(
+            PolicySource::parse("rolling")
+                .unwrap()
+                .bytes()
+                .unwrap()
+                .len()
+                > 1000
+        );
     }
 }

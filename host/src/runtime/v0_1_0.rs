@@ -28,7 +28,9 @@ use rollout::policy::{clock, control, fleet, health, traffic, types};
 pub const VERSION: &str = "0.1.0";
 
 /// Add this version's imports to `linker`.
-pub fn add_to_linker(linker: &mut wasmtime::component::Linker<PolicyState>) -> wasmtime::Result<()> {
+pub fn add_to_linker(
+    linker: &mut wasmtime::component::Linker<PolicyState>,
+) -> wasmtime::Result<()> {
     Policy::add_to_linker::<_, HasSelf<_>>(linker, |state| state)
 }
 

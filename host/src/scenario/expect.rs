@@ -187,6 +187,9 @@ mod tests {
         let checks = expect.check(&seen);
         let failed: Vec<_> = checks.iter().filter(|c| !c.passed).collect();
         assert_eq!(failed.len(), 1);
-        assert_eq!((failed[0].name.as_str(), failed[0].actual.as_str()), ("min-ready", "2"));
+        assert_eq!(
+            (failed[0].name.as_str(), failed[0].actual.as_str()),
+            ("min-ready", "2")
+        );
     }
 }

@@ -172,7 +172,12 @@ impl Scenario {
                 }
             }
         }
-        if let Some(unknown) = s.expect.final_counts.keys().find(|r| !s.revisions.contains_key(*r)) {
+        if let Some(unknown) = s
+            .expect
+            .final_counts
+            .keys()
+            .find(|r| !s.revisions.contains_key(*r))
+        {
             return Err(invalid(format!(
                 "expect.final: revision {unknown:?} is neither `from`, `to` nor under [revisions]"
             )));
@@ -216,21 +221,29 @@ mod tests {
 
     #[test]
     fn minimal_scenario_fills_in_revisions() {
-        let s = Scenario::parse("replicas = 3\nfrom = \"v1\"\nto = \"v2\"\n[params]\nmax-surge = 1\n").unwrap();
+        let s =
+            Scenario::parse("replicas = 3\nfrom = \"v1\"\nto = \"v2\"\n[params]\nmax-surge = 1\n")
+                .unwrap();
         assert_eq!(s.revisions.len(), 2);
-        assert_eq!(s.params(&[]), vec![("max-surge".to_string(), "1".to_string())]);
+        assert_eq!(
+            s.params(&[]),
+            vec![("max-surge".to_string(), "1".to_string())]
+        );
         let over = s.params(&[("max-surge".into(), "2".into())]);
         assert_eq!(over.last().unwrap().1, "2");
     }
 
     #[test]
     fn errors_name_line_and_field() {
-        let err = Scenario::parse("replicas = 3\nto = \"v2\"\n[revisions.v2]\nready-after = \"soon\"\n")
-            .unwrap_err()
-            .to_string();
+        let err =
+            Scenario::parse("replicas = 3\nto = \"v2\"\n[revisions.v2]\nready-after = \"soon\"\n")
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("line 4"), "{err}");
         assert!(err.contains("expected a duration"), "{err}");
-        let err = Scenario::parse("replicas = 3\nto = \"v2\"\nreplika = 1\n").unwrap_err().to_string();
+        let err = Scenario::parse("replicas = 3\nto = \"v2\"\nreplika = 1\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 3") && err.contains("replika"), "{err}");
         let err = Scenario::parse("replicas = 3\nto = \"v2\"\n[revisions.v2]\nflaky = 2.0\n")
             .unwrap_err()

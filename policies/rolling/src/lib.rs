@@ -5,12 +5,14 @@
 //! This is the bash rollout script done right: start new instances, wait
 //! until they are ready, let them run `min-ready-ms`, grep their logs for
 //! `[ERROR]`, then retire old ones; on failure restore the old revision.
+//! Each batch is judged once, after `min-ready-ms`; later, a listing per
+//! batch catches earlier new instances that crashed or turned unhealthy.
 //!
 //! | param               | default   | meaning                                                    |
 //! |---------------------|-----------|------------------------------------------------------------|
 //! | `max-surge`         | `1`       | instances above `replicas` during the update (count or %) |
 //! | `max-unavailable`   | `0`       | instances below `replicas` during the update (count or %) |
-//! | `min-ready-ms`      | `0`       | how long a new instance runs before it is judged           |
+//! | `min-ready-ms`      | `0`       | how long a new instance runs before it is judged (its log window) |
 //! | `ready-timeout-ms`  | `60s`     | how long a new instance may take to become ready           |
 //! | `failure-threshold` | `1`       | failed new instances that trigger a rollback               |
 //! | `log-pattern`       | `[ERROR]` | a log line containing this marks the instance failed (empty: off) |
@@ -160,15 +162,26 @@ mod tests {
     }
 
     #[test]
-    fn error_in_logs_rolls_back_every_replaced_instance() {
+    fn error_in_logs_within_the_window_rolls_back() {
         let mut fleet = FakeFleet::new().serving("v1", 3).behaviour(
             "v2",
-            Behaviour::ready_after(1_000).logging(25_000, "[ERROR] db unreachable"),
+            Behaviour::ready_after(1_000).logging(5_000, "[ERROR] db unreachable"),
         );
         let outcome = run(&mut fleet, &[("min-ready-ms", "10s")]);
         assert!(rolled_back(&outcome).contains("[ERROR] db unreachable"));
         assert_eq!((fleet.count("v1"), fleet.count("v2")), (3, 0));
-        assert!(fleet.min_ready() >= 3, "{:#?}", fleet.journal());
+        assert_eq!(fleet.min_ready(), 3, "{:#?}", fleet.journal());
+    }
+
+    #[test]
+    fn crash_of_an_earlier_batch_rolls_back_every_replaced_instance() {
+        // Judged healthy at 11 s, crashes at 15 s: seen by batch 2's listing.
+        let mut fleet = FakeFleet::new()
+            .serving("v1", 3)
+            .behaviour("v2", Behaviour::ready_after(1_000).failing_after(15_000));
+        let outcome = run(&mut fleet, &[("min-ready-ms", "10s")]);
+        assert!(rolled_back(&outcome).contains("no longer ready"));
+        assert_eq!((fleet.count("v1"), fleet.count("v2")), (3, 0));
     }
 
     #[test]
@@ -200,7 +213,7 @@ mod tests {
     fn rollback_respects_a_tight_surge_limit() {
         let mut fleet = FakeFleet::new()
             .serving("v1", 3)
-            .behaviour("v2", Behaviour::ready_after(1_000).logging(20_000, "[ERROR] x"))
+            .behaviour("v2", Behaviour::ready_after(1_000).failing_after(15_000))
             .max_total(4);
         let outcome = run(&mut fleet, &[("min-ready-ms", "10s")]);
         rolled_back(&outcome);

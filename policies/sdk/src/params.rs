@@ -14,7 +14,9 @@ pub struct Params<'a> {
 impl<'a> Params<'a> {
     /// The parameters of a rollout.
     pub fn of(info: &'a RolloutInfo) -> Self {
-        Params { pairs: &info.params }
+        Params {
+            pairs: &info.params,
+        }
     }
 
     /// The raw value of `key`, if set (the last one wins).

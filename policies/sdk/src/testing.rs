@@ -408,7 +408,12 @@ impl Clock for FakeFleet {
 impl Control for FakeFleet {
     fn checkpoint(&mut self, label: &str) -> Command {
         let now = self.now;
-        let due: Vec<_> = self.commands.iter().filter(|(at, _)| *at <= now).cloned().collect();
+        let due: Vec<_> = self
+            .commands
+            .iter()
+            .filter(|(at, _)| *at <= now)
+            .cloned()
+            .collect();
         self.commands.retain(|(at, _)| *at > now);
         let command = due.into_iter().map(|(_, c)| c).next_back();
         let command = command.unwrap_or(Command::Proceed);
