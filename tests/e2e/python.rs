@@ -30,7 +30,12 @@ fn python_policy() -> String {
 #[test]
 fn python_policy_rolls_out_and_rolls_back() {
     let policy = python_policy();
-    for scenario in ["surge-one-unavailable-zero", "error-in-logs", "never-ready"] {
+    for scenario in [
+        "surge-one-unavailable-zero",
+        "error-in-logs",
+        "never-ready",
+        "abort",
+    ] {
         let run = rollout_test(&policy, scenario, &[]);
         let json = run.json();
         assert_eq!(
