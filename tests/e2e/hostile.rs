@@ -2,7 +2,7 @@
 //! limit and why, and v1 keeps serving (the scenario asserts final counts
 //! and that ready instances never dropped below 3).
 
-use crate::util::{hostile, rollout_test};
+use crate::util::{assert_contains, hostile, rollout_test};
 
 /// Run a hostile policy on the hostile scenario: the assertions (outcome
 /// failed, v1 = 3, v2 = 0, min ready 3) must hold; returns the reason.
@@ -17,28 +17,22 @@ fn fails_safely(policy: &str) -> String {
 #[test]
 fn infinite_loop_hits_the_cpu_limit() {
     let reason = fails_safely("hostile-spin");
-    assert!(reason.contains("exceeded its CPU limit"), "{reason}");
-    assert!(reason.contains("100 ms"), "{reason}");
+    assert_contains(&reason, "exceeded its CPU limit");
+    assert_contains(&reason, "100 ms");
 }
 
 #[test]
 fn memory_bomb_hits_the_memory_limit() {
     let reason = fails_safely("hostile-membomb");
-    assert!(
-        reason.contains("exceeded its memory limit of 64 MiB"),
-        "{reason}"
-    );
+    assert_contains(&reason, "exceeded its memory limit of 64 MiB");
 }
 
 #[test]
 fn panic_after_an_effect_traps_and_the_fleet_is_restored() {
     let reason = fails_safely("hostile-panic");
-    assert!(reason.contains("trapped"), "{reason}");
-    assert!(
-        reason.contains("policy bug: index out of range"),
-        "{reason}"
-    );
-    assert!(reason.contains("fleet restored"), "{reason}");
+    assert_contains(&reason, "trapped");
+    assert_contains(&reason, "policy bug: index out of range");
+    assert_contains(&reason, "fleet restored");
 }
 
 #[test]
@@ -48,10 +42,7 @@ fn stopping_everything_is_refused_and_the_lie_is_caught() {
     let json = run.json();
     assert_eq!(run.code, 0, "{:#}", json["assertions"]);
     let reason = json["reason"].as_str().unwrap();
-    assert!(
-        reason.contains("policy reported completed, but only 0 of 3"),
-        "{reason}"
-    );
+    assert_contains(&reason, "policy reported completed, but only 0 of 3");
     let refused = json["timeline"]
         .as_array()
         .unwrap()
@@ -68,21 +59,9 @@ fn stopping_everything_is_refused_and_the_lie_is_caught() {
 fn newer_wit_version_is_refused_before_running() {
     let run = rollout_test(&hostile("policy-v0-2"), "hostile", &[]);
     assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(
-        run.stderr.contains("rollout:policy@0.2.0"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        run.stderr.contains("supports rollout:policy@0.1.0"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        run.stderr.contains("no instance was touched"),
-        "{}",
-        run.stderr
-    );
+    assert_contains(&run.stderr, "rollout:policy@0.2.0");
+    assert_contains(&run.stderr, "supports rollout:policy@0.1.0");
+    assert_contains(&run.stderr, "no instance was touched");
 }
 
 #[test]
@@ -92,11 +71,7 @@ fn garbage_bytes_are_refused_before_running() {
     std::fs::write(&garbage, b"\x00asm\x0d\x00\x01\x00 this is not a component").unwrap();
     let run = rollout_test(garbage.to_str().unwrap(), "hostile", &[]);
     assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(
-        run.stderr.contains("is not a valid WebAssembly component"),
-        "{}",
-        run.stderr
-    );
+    assert_contains(&run.stderr, "is not a valid WebAssembly component");
 }
 
 #[test]
@@ -107,5 +82,5 @@ fn a_tighter_cpu_limit_is_configurable() {
         &["--policy-cpu-ms", "20"],
     );
     let reason = run.json()["reason"].as_str().unwrap().to_string();
-    assert!(reason.contains("more than 20 ms"), "{reason}");
+    assert_contains(&reason, "more than 20 ms");
 }

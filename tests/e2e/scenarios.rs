@@ -1,6 +1,6 @@
 //! The rolling policy against every scenario in `tests/scenarios/`.
 
-use crate::util::{rollout, rollout_test, scenario};
+use crate::util::{assert_contains, rollout, rollout_test, scenario};
 
 /// Run the built-in rolling policy on a scenario and insist every assertion holds.
 fn passes(name: &str) -> serde_json::Value {
@@ -102,17 +102,9 @@ fn human_output_prints_the_timeline() {
         file.to_str().unwrap(),
     ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(
-        run.stdout.contains("start v2 x1 -> web-v2-4"),
-        "{}",
-        run.stdout
-    );
-    assert!(run.stdout.contains("rolled back"), "{}", run.stdout);
-    assert!(
-        run.stdout.contains("all 6 assertion(s) hold"),
-        "{}",
-        run.stdout
-    );
+    assert_contains(&run.stdout, "start v2 x1 -> web-v2-4");
+    assert_contains(&run.stdout, "rolled back");
+    assert_contains(&run.stdout, "all 6 assertion(s) hold");
 }
 
 #[test]
@@ -132,16 +124,16 @@ fn bad_scenario_is_exit_2_with_file_line_and_field() {
         bad.to_str().unwrap(),
     ]);
     assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("bad.toml"), "{}", run.stderr);
-    assert!(run.stderr.contains("line 5"), "{}", run.stderr);
-    assert!(run.stderr.contains("ready-after"), "{}", run.stderr);
+    assert_contains(&run.stderr, "bad.toml");
+    assert_contains(&run.stderr, "line 5");
+    assert_contains(&run.stderr, "ready-after");
 }
 
 #[test]
 fn unknown_policy_name_is_exit_2_and_lists_builtins() {
     let run = rollout_test("canary-deluxe", "all-good", &[]);
     assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("built-in: rolling"), "{}", run.stderr);
+    assert_contains(&run.stderr, "built-in: rolling");
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::util::repo;
+use crate::util::{assert_contains, repo};
 
 #[test]
 fn policies_pass_their_native_tests() {
@@ -20,8 +20,5 @@ fn policies_pass_their_native_tests() {
         String::from_utf8_lossy(&out.stderr)
     );
     // The rolling policy's own tests ran (not zero tests).
-    assert!(
-        text.contains("tests::one_at_a_time_keeps_capacity ... ok"),
-        "{text}"
-    );
+    assert_contains(&text, "tests::one_at_a_time_keeps_capacity ... ok");
 }

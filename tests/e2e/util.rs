@@ -86,3 +86,11 @@ pub fn hostile(name: &str) -> String {
     let file = target.join(format!("{}.wasm", name.replace('-', "_")));
     file.to_str().expect("utf-8 path").to_string()
 }
+
+/// Assert `haystack` contains `needle`, showing the haystack when not.
+pub fn assert_contains(haystack: &str, needle: &str) {
+    assert!(
+        haystack.contains(needle),
+        "expected to find {needle:?} in:\n{haystack}"
+    );
+}

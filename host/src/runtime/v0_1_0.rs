@@ -18,11 +18,11 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-use rollout::policy::types::{
+use self::rollout::policy::types::{
     Command, EffectError, Instance, InstanceState, Level, ProbeResult, Progress, RevisionStats,
     Verdict,
 };
-use rollout::policy::{clock, control, fleet, health, traffic, types};
+use self::rollout::policy::{clock, control, fleet, health, traffic, types};
 
 /// The WIT version this module binds.
 pub const VERSION: &str = "0.1.0";
