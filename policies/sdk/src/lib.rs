@@ -74,6 +74,8 @@ pub use params::Params;
 /// and the [`Host`] traits; these are public for [`export!`] and for policies
 /// that need an import this crate does not wrap yet.
 pub mod bindings {
+    // The generated `run` export takes the flattened `rollout-info` fields.
+    #![allow(clippy::too_many_arguments)]
     wit_bindgen::generate!({
         world: "policy",
         path: "../../wit",
@@ -106,6 +108,8 @@ pub trait Policy {
 #[macro_export]
 macro_rules! export {
     ($policy:ty) => {
+        // The generated `run` export takes the flattened `rollout-info` fields.
+        #[allow(clippy::too_many_arguments)]
         const _: () = {
             struct __RolloutPolicyExport;
 
