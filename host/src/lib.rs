@@ -10,11 +10,16 @@
 
 #![deny(missing_docs)]
 
+pub mod agent;
+pub mod api;
 pub mod backend;
 pub mod bench;
 pub mod cli;
 pub mod duration;
 pub mod engine;
+pub mod health;
 pub mod model;
 pub mod runtime;
 pub mod scenario;
+pub mod spec;
+pub mod store;

@@ -4,7 +4,7 @@
 //! backends do not depend on one WIT version: each binding in
 //! [`crate::runtime`] converts to and from them.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A revision of the service, e.g. `"v2"`.
 pub type RevisionId = String;
@@ -12,7 +12,7 @@ pub type RevisionId = String;
 pub type InstanceId = String;
 
 /// Lifecycle of an instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum InstanceState {
     /// Started, not yet ready.
@@ -49,7 +49,7 @@ impl InstanceState {
 }
 
 /// One instance as the backend reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Instance {
     /// Unique id.
     pub id: InstanceId,

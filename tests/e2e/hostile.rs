@@ -42,7 +42,7 @@ fn stopping_everything_is_refused_and_the_lie_is_caught() {
     let json = run.json();
     assert_eq!(run.code, 0, "{:#}", json["assertions"]);
     let reason = json["reason"].as_str().unwrap();
-    assert_contains(&reason, "policy reported completed, but only 0 of 3");
+    assert_contains(reason, "policy reported completed, but only 0 of 3");
     let refused = json["timeline"]
         .as_array()
         .unwrap()

@@ -1,5 +1,6 @@
 //! End-to-end tests: drive the real `rollout` binary.
 
+mod agent;
 mod hostile;
 mod python;
 mod scenarios;

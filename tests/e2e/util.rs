@@ -94,3 +94,161 @@ pub fn assert_contains(haystack: &str, needle: &str) {
         "expected to find {needle:?} in:\n{haystack}"
     );
 }
+
+/// `examples/demo-app`, built once into its own target directory (the
+/// outer `cargo test` holds the workspace's); its path.
+pub fn demo_app() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let target = repo().join("target/e2e-demo-app");
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "-p", "demo-app", "--manifest-path"])
+                .arg(repo().join("Cargo.toml"))
+                .env("CARGO_TARGET_DIR", &target)
+                .status()
+                .expect("run cargo");
+            assert!(status.success(), "building examples/demo-app failed");
+            target.join("debug/demo-app")
+        })
+        .clone()
+}
+
+/// A running `rollout serve` in a home of its own; stopped, with every
+/// instance it started, when dropped.
+pub struct Agent {
+    /// The agent's home (state, socket, logs).
+    pub home: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl Agent {
+    /// Start an agent in a new home and wait until it answers.
+    pub fn start() -> Agent {
+        let mut agent = Agent {
+            home: tempfile::tempdir().expect("temp dir"),
+            child: None,
+        };
+        agent.restart();
+        agent
+    }
+
+    /// Start the agent process (again) on the same home.
+    pub fn restart(&mut self) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rollout"))
+            .args(["serve", "--home"])
+            .arg(self.home.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("start rollout serve");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().expect("piped"));
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut first).expect("read the agent's first line");
+        assert!(first.contains("serving"), "agent did not start: {first:?}");
+        // Keep reading what it prints, as a terminal would.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        self.child = Some(child);
+    }
+
+    /// Kill the agent with SIGKILL (its instances keep running).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Run `rollout` against this agent.
+    pub fn rollout(&self, args: &[&str]) -> Run {
+        let out = self.command(args).output().expect("run the rollout binary");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// A `rollout` command against this agent, to spawn.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rollout"));
+        command
+            .args(args)
+            .env("ROLLOUT_HOME", self.home.path())
+            .env_remove("ROLLOUT_AGENT")
+            .current_dir(repo());
+        command
+    }
+
+    /// Write a spec for `examples/demo-app` into the home; its path.
+    /// `extra` is appended to the `[revision.env]` table.
+    pub fn spec(&self, name: &str, version: &str, extra_env: &str) -> PathBuf {
+        let text = format!(
+            r#"name = "{name}"
+replicas = 3
+stop-grace = "2s"
+
+[revision]
+command = "{app}"
+env = {{ VERSION = "{version}"{extra_env} }}
+
+[health]
+http = {{ path = "/healthz", status = 200 }}
+interval = "20ms"
+
+[guardrails]
+max-surge = 1
+min-available = "100%"
+progress-deadline = "3s"
+
+[policy]
+name = "rolling"
+params = {{ min-ready-ms = "400ms", ready-timeout-ms = "5s" }}
+"#,
+            app = demo_app().display()
+        );
+        let path = self.home.path().join(format!("{name}-{version}.toml"));
+        std::fs::write(&path, text).expect("write spec");
+        path
+    }
+
+    /// The agent's database.
+    pub fn store(&self) -> rollout::store::Store {
+        rollout::store::Store::open(&self.home.path().join("state.db")).expect("open state.db")
+    }
+
+    /// Process ids of the instances the agent remembers for `service`.
+    pub fn pids(&self, service: &str) -> Vec<i64> {
+        let rows = self.store().instances(service).expect("instances");
+        rows.iter().map(|r| r.pid).collect()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+        if let Ok(services) = self.store().services() {
+            for service in services {
+                for pid in self.pids(&service) {
+                    // SAFETY: signals the instance's process group only.
+                    unsafe {
+                        libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// GET `http://addr/path` with a plain HTTP/1.0 request; the body.
+pub fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").expect("send");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("read");
+    text.split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
+}

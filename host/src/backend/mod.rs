@@ -4,6 +4,7 @@
 //! A backend executes effects; it does not judge them. Guardrails, operator
 //! commands and the journal live in [`crate::engine`], above every backend.
 
+pub mod process;
 pub mod sim;
 
 use async_trait::async_trait;
@@ -60,4 +61,9 @@ pub trait Backend: Send + std::any::Any {
     fn next_change_ms(&mut self) -> Option<u64>;
     /// State changes the backend observed since the last call, oldest first.
     fn take_observations(&mut self) -> Vec<Observation>;
+    /// Signalled when the fleet changes on its own (live backends), so
+    /// waits on the real clock wake at once instead of polling.
+    fn changes(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
 }

@@ -1,6 +1,9 @@
 //! The `rollout` command line: argument parsing and output.
 
 mod bench;
+mod deploy;
+mod inspect;
+mod serve;
 mod test;
 
 use std::path::PathBuf;
@@ -8,6 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::engine::operator::Action;
 use crate::runtime::{Limits, Runtime};
 
 /// Deployments whose strategies are sandboxed WebAssembly policies.
@@ -22,6 +26,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "ROLLOUT_HOME", value_name = "DIR")]
     home: Option<PathBuf>,
 
+    /// Talk to an agent over TCP at ADDR (with the token in $ROLLOUT_TOKEN
+    /// or HOME/agent.token) instead of its Unix socket in HOME.
+    #[arg(long, global = true, env = "ROLLOUT_AGENT", value_name = "ADDR")]
+    agent: Option<String>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -35,6 +44,30 @@ enum Command {
     Bench(bench::BenchArgs),
     /// List the built-in policies.
     Policies,
+    /// Run the agent: it owns the services, their instances and rollouts
+    /// (state in HOME/state.db, control socket HOME/agent.sock).
+    Serve(serve::ServeArgs),
+    /// Record a spec as a new revision and roll it out, following it to the
+    /// end (exit 0 completed, 2 rolled back, 3 failed, 1 error before any change).
+    Run(deploy::RunArgs),
+    /// Services, their revisions and the rollout in progress.
+    Status(inspect::StatusArgs),
+    /// Instances with revision, state, age and address.
+    Ls(inspect::LsArgs),
+    /// The last lines an instance logged.
+    Logs(inspect::LogsArgs),
+    /// Numbered revisions of a service with their cause and spec diff.
+    History(inspect::HistoryArgs),
+    /// Roll back to an earlier revision (spec and config), through the policy.
+    Undo(deploy::UndoArgs),
+    /// Hold the rollout in progress at its next step.
+    Pause(inspect::ControlArgs),
+    /// Release a paused rollout.
+    Resume(inspect::ControlArgs),
+    /// Stop the rollout in progress and roll back.
+    Abort(inspect::ControlArgs),
+    /// Skip the remaining steps of the rollout in progress.
+    Promote(inspect::ControlArgs),
 }
 
 /// How results are printed.
@@ -78,6 +111,29 @@ impl Cli {
         })
     }
 
+    /// A client of the agent (TCP with `--agent`, else the socket in HOME).
+    fn client(&self) -> crate::api::client::Client {
+        use crate::api::{self, client};
+        let home = self.home();
+        let home_flag = match &self.home {
+            Some(h) => format!(" --home {}", h.display()),
+            None => String::new(),
+        };
+        let endpoint = match &self.agent {
+            Some(addr) => client::Endpoint::Tcp {
+                addr: addr.clone(),
+                token: std::env::var("ROLLOUT_TOKEN")
+                    .ok()
+                    .or_else(|| std::fs::read_to_string(api::token_path(&home)).ok())
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string(),
+            },
+            None => client::Endpoint::Unix(api::socket_path(&home)),
+        };
+        client::Client::new(endpoint, home_flag)
+    }
+
     /// A runtime caching compiled policies under the home directory.
     fn runtime(&self, limits: Limits) -> anyhow::Result<Runtime> {
         let cache = self.home().join("cache").join("policies");
@@ -117,6 +173,17 @@ pub fn main() -> ExitCode {
                 }
                 Ok(ExitCode::SUCCESS)
             }
+            Command::Serve(args) => serve::run(&cli, args).await,
+            Command::Run(args) => deploy::run(&cli, args).await,
+            Command::Undo(args) => deploy::undo(&cli, args).await,
+            Command::Status(args) => inspect::status(&cli, args).await,
+            Command::Ls(args) => inspect::ls(&cli, args).await,
+            Command::Logs(args) => inspect::logs(&cli, args).await,
+            Command::History(args) => inspect::history(&cli, args).await,
+            Command::Pause(args) => inspect::control(&cli, args, Action::Pause).await,
+            Command::Resume(args) => inspect::control(&cli, args, Action::Resume).await,
+            Command::Abort(args) => inspect::control(&cli, args, Action::Abort).await,
+            Command::Promote(args) => inspect::control(&cli, args, Action::Promote).await,
         }
     });
     // `rollout test` reports bad input as 2 (1 means an assertion failed);

@@ -3,10 +3,10 @@
 //! `rollout test` prints it as the timeline; the agent will persist it in
 //! SQLite so a rollout can be audited and resumed.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Who or what an entry is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
     /// An effect the policy asked for, and its result.
@@ -26,7 +26,19 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn label(self) -> &'static str {
+    /// Every kind.
+    const ALL: [Kind; 7] = [
+        Kind::Effect,
+        Kind::Refused,
+        Kind::Fleet,
+        Kind::Operator,
+        Kind::Progress,
+        Kind::Log,
+        Kind::Host,
+    ];
+
+    /// The label printed in the timeline (and stored).
+    pub fn label(self) -> &'static str {
         match self {
             Kind::Effect => "effect",
             Kind::Refused => "REFUSED",
@@ -37,10 +49,18 @@ impl Kind {
             Kind::Host => "host",
         }
     }
+
+    /// The kind printed as `label` (an unknown label reads as `Host`).
+    pub fn from_label(label: &str) -> Kind {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.label() == label)
+            .unwrap_or(Kind::Host)
+    }
 }
 
 /// One journal entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     /// Milliseconds since the rollout started.
     pub at_ms: u64,
@@ -66,20 +86,35 @@ impl std::fmt::Display for Entry {
     }
 }
 
-/// An append-only list of entries.
+/// An append-only list of entries, optionally copied to a sink as they
+/// are written (the agent persists and streams them from there).
 #[derive(Debug, Clone, Default)]
 pub struct Journal {
     entries: Vec<Entry>,
+    sink: Option<tokio::sync::mpsc::UnboundedSender<Entry>>,
 }
 
 impl Journal {
+    /// A journal that also sends every entry to `sink`.
+    pub fn with_sink(sink: tokio::sync::mpsc::UnboundedSender<Entry>) -> Self {
+        Journal {
+            entries: Vec::new(),
+            sink: Some(sink),
+        }
+    }
+
     /// Append an entry.
     pub fn push(&mut self, at_ms: u64, kind: Kind, text: impl Into<String>) {
-        self.entries.push(Entry {
+        let entry = Entry {
             at_ms,
             kind,
             text: text.into(),
-        });
+        };
+        if let Some(sink) = &self.sink {
+            // A closed sink means nobody listens any more; the entry stays here.
+            let _ = sink.send(entry.clone());
+        }
+        self.entries.push(entry);
     }
 
     /// Every entry, oldest first.

@@ -5,6 +5,7 @@
 //! grow. In `rollout test` the commands are scripted at virtual times.
 
 use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 
@@ -34,10 +35,30 @@ impl Action {
     }
 }
 
+/// Where a live operator's commands arrive (the agent's control API); the
+/// session applies them at its next host call.
+#[derive(Debug, Clone, Default)]
+pub struct Inbox(Arc<Mutex<Vec<Action>>>);
+
+impl Inbox {
+    /// Queue a command for the session.
+    pub fn send(&self, action: Action) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(action);
+    }
+
+    fn take(&self) -> Vec<Action> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
 /// What the operator has asked so far, and what is still scheduled.
 #[derive(Debug, Clone, Default)]
 pub struct Operator {
     scheduled: VecDeque<(u64, Action)>,
+    inbox: Inbox,
     /// Effects wait while set.
     pub paused: bool,
     /// Set once the operator aborts.
@@ -56,14 +77,27 @@ impl Operator {
         }
     }
 
-    /// Apply every command due at `now_ms`; returns them.
+    /// Commands sent to `inbox` while the rollout runs.
+    pub fn live(inbox: Inbox) -> Self {
+        Operator {
+            inbox,
+            ..Operator::default()
+        }
+    }
+
+    /// Apply every command due at `now_ms` (scheduled, then received);
+    /// returns them.
     pub fn apply_due(&mut self, now_ms: u64) -> Vec<(u64, Action)> {
-        let mut applied = Vec::new();
+        let mut due = Vec::new();
         while let Some(&(at, action)) = self.scheduled.front() {
             if at > now_ms {
                 break;
             }
             self.scheduled.pop_front();
+            due.push((at, action));
+        }
+        due.extend(self.inbox.take().into_iter().map(|a| (now_ms, a)));
+        for &(_, action) in &due {
             match action {
                 Action::Pause => self.paused = true,
                 Action::Resume => self.paused = false,
@@ -73,9 +107,8 @@ impl Operator {
                 }
                 Action::Promote => self.promote = true,
             }
-            applied.push((at, action));
         }
-        applied
+        due
     }
 
     /// When a scheduled command will next release a pause.
@@ -100,5 +133,18 @@ mod tests {
         assert_eq!(op.next_release_ms(), Some(50));
         op.apply_due(60);
         assert!(!op.paused && op.next_release_ms().is_none());
+    }
+
+    #[test]
+    fn live_commands_apply_at_the_next_call() {
+        let inbox = Inbox::default();
+        let mut op = Operator::live(inbox.clone());
+        inbox.send(Action::Pause);
+        assert_eq!(op.apply_due(7), vec![(7, Action::Pause)]);
+        assert!(op.paused);
+        inbox.send(Action::Abort);
+        op.apply_due(9);
+        assert!(op.aborted && !op.paused);
+        assert!(op.apply_due(10).is_empty());
     }
 }

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use super::clock::Clock;
 use super::guardrails::{GuardrailSpec, Guardrails};
-use super::journal::{Journal, Kind};
+use super::journal::{Entry, Journal, Kind};
 use super::operator::Operator;
 use crate::backend::{Backend, BackendError};
 use crate::model::{
@@ -85,6 +85,16 @@ impl Session {
             step: None,
             seen_ready: HashSet::new(),
         }
+    }
+
+    /// Also send every journal entry, from the first, to `sink`.
+    pub fn journal_to(mut self, sink: tokio::sync::mpsc::UnboundedSender<Entry>) -> Self {
+        let mut journal = Journal::with_sink(sink);
+        for e in self.journal.entries() {
+            journal.push(e.at_ms, e.kind, e.text.clone());
+        }
+        self.journal = journal;
+        self
     }
 
     /// What the rollout is asked to do.
@@ -391,12 +401,23 @@ impl Session {
                 }
                 return Ok(probes);
             }
-            let next = match &self.clock {
-                Clock::Virtual(_) => self.backend.next_change_ms().unwrap_or(until),
-                Clock::Real(_) => now + POLL_MS,
-            };
             let wake = self.stall_at_ms().map_or(until, |at| until.min(at));
-            self.sleep_until(next.clamp(now + 1, wake)).await?;
+            match (&self.clock, self.backend.changes()) {
+                (Clock::Virtual(_), _) => {
+                    let next = self.backend.next_change_ms().unwrap_or(until);
+                    self.sleep_until(next.clamp(now + 1, wake)).await?;
+                }
+                // A live backend says when its fleet changed: wake then.
+                (Clock::Real(_), Some(changed)) => {
+                    let wait = std::time::Duration::from_millis(wake.saturating_sub(now).max(1));
+                    let _ = tokio::time::timeout(wait, changed.notified()).await;
+                    self.sleep_until(self.now_ms()).await?;
+                }
+                (Clock::Real(_), None) => {
+                    self.sleep_until((now + POLL_MS).clamp(now + 1, wake))
+                        .await?;
+                }
+            }
         }
     }
 

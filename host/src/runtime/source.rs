@@ -24,6 +24,13 @@ pub enum PolicySource {
     Builtin(&'static str),
     /// A component file.
     Path(PathBuf),
+    /// A component's bytes, sent to the agent by a client.
+    Uploaded {
+        /// Where the client read it, for messages.
+        name: String,
+        /// The component.
+        bytes: std::sync::Arc<[u8]>,
+    },
 }
 
 impl PolicySource {
@@ -59,6 +66,7 @@ impl PolicySource {
         match self {
             PolicySource::Builtin(name) => (*name).to_string(),
             PolicySource::Path(path) => path.display().to_string(),
+            PolicySource::Uploaded { name, .. } => name.clone(),
         }
     }
 
@@ -71,6 +79,7 @@ impl PolicySource {
                 policy: (*name).to_string(),
                 reason: "not built into this binary".into(),
             }),
+            PolicySource::Uploaded { bytes, .. } => Ok(Cow::Owned(bytes.to_vec())),
             PolicySource::Path(path) => {
                 std::fs::read(path)
                     .map(Cow::Owned)

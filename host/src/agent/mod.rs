@@ -1,0 +1,511 @@
+//! The agent: owns the services, their fleets and their rollouts.
+//!
+//! A rollout request is checked in full before anything changes (spec,
+//! backend, policy compiled and version-checked, no other rollout of the
+//! service running); only then is the revision recorded and the policy
+//! started in its own task, journaling every step to the store. The control
+//! API ([`crate::api`]) is a thin layer over this module.
+
+mod rollout;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use tokio::sync::Notify;
+
+use crate::api::types::{
+    ControlAnswer, Events, HistoryEntry, PolicyRef, RunRequest, ServiceStatus, Started, UndoRequest,
+};
+use crate::backend::process::{Launch, ProcessFleet};
+use crate::engine::operator::{Action, Inbox};
+use crate::model::InstanceState;
+use crate::runtime::{LoadedPolicy, PolicySource, Runtime};
+use crate::spec::{BackendKind, ServiceSpec};
+use crate::store::{Store, StoreError};
+
+/// Why the agent refused a request.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The request is wrong; nothing changed.
+    #[error("{0}")]
+    Invalid(String),
+    /// It names nothing that exists.
+    #[error("{0}")]
+    NotFound(String),
+    /// It conflicts with what is running (another rollout).
+    #[error("{0}")]
+    Conflict(String),
+    /// The agent failed.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for AgentError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => AgentError::NotFound(what),
+            e => AgentError::Internal(e.to_string()),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, AgentError>;
+
+/// A rollout in progress.
+struct Active {
+    id: i64,
+    inbox: Inbox,
+    paused: bool,
+}
+
+/// One service the agent runs.
+struct Service {
+    fleet: Arc<ProcessFleet>,
+    active: Mutex<Option<Active>>,
+}
+
+/// The agent's state.
+pub struct Agent {
+    home: PathBuf,
+    store: Arc<Store>,
+    runtime: Arc<Runtime>,
+    services: Mutex<HashMap<String, Arc<Service>>>,
+    /// Signalled whenever a journal entry is stored or a rollout ends.
+    journal_changed: Arc<Notify>,
+}
+
+/// The revision id policies and instances see for revision `n`.
+pub fn revision_id(n: u32) -> String {
+    format!("r{n}")
+}
+
+impl Agent {
+    /// Open the agent's state under `home` and re-adopt the instances an
+    /// earlier agent left running. Returns the agent and what it found.
+    pub fn open(home: &Path, runtime: Runtime) -> anyhow::Result<(Arc<Agent>, Vec<String>)> {
+        std::fs::create_dir_all(home)?;
+        let store = Arc::new(Store::open(&home.join("state.db"))?);
+        let mut notes = Vec::new();
+        let interrupted = store.fail_interrupted("the agent stopped during the rollout; the fleet was left as it was: check `rollout status` and `rollout undo` if needed")?;
+        if interrupted > 0 {
+            notes.push(format!(
+                "{interrupted} rollout(s) were interrupted by the agent stopping; marked failed"
+            ));
+        }
+        let agent = Arc::new(Agent {
+            home: home.to_path_buf(),
+            store,
+            runtime: Arc::new(runtime),
+            services: Mutex::new(HashMap::new()),
+            journal_changed: Arc::new(Notify::new()),
+        });
+        for name in agent.store.services()? {
+            let service = agent.service(&name)?;
+            let (adopted, gone) = service
+                .fleet
+                .adopt()
+                .map_err(|e| anyhow::anyhow!("re-adopting {name}: {e}"))?;
+            if !adopted.is_empty() || !gone.is_empty() {
+                notes.push(format!(
+                    "{name}: re-adopted {} running instance(s){}",
+                    adopted.len(),
+                    match gone.len() {
+                        0 => String::new(),
+                        n => format!(", {n} had exited and were forgotten"),
+                    }
+                ));
+            }
+        }
+        Ok((agent, notes))
+    }
+
+    /// The state directory.
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    /// The service `name`, with its fleet knowing every recorded revision.
+    fn service(&self, name: &str) -> Result<Arc<Service>> {
+        let mut services = self.services.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = services.get(name) {
+            return Ok(s.clone());
+        }
+        let dir = self.home.join("services").join(name).join("logs");
+        let fleet = ProcessFleet::new(name, dir, self.store.clone())
+            .map_err(|e| AgentError::Internal(format!("cannot create the log directory: {e}")))?;
+        for revision in self.store.revisions(name)? {
+            let spec = parse_stored(&revision.spec)?;
+            fleet.register(launch(&spec, revision.number));
+        }
+        let service = Arc::new(Service {
+            fleet,
+            active: Mutex::new(None),
+        });
+        services.insert(name.to_string(), service.clone());
+        Ok(service)
+    }
+
+    /// Load the policy a request names (or the spec's), checked and ready.
+    fn policy(&self, policy: &Option<PolicyRef>, spec: &ServiceSpec) -> Result<LoadedPolicy> {
+        let source = match policy {
+            Some(PolicyRef::Builtin { name }) => PolicySource::parse(name),
+            Some(PolicyRef::Wasm { name, base64 }) => {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(base64)
+                    .map_err(|e| AgentError::Invalid(format!("policy {name}: bad upload: {e}")))?;
+                Ok(PolicySource::Uploaded {
+                    name: name.clone(),
+                    bytes: bytes.into(),
+                })
+            }
+            None => PolicySource::parse(&spec.policy.name),
+        };
+        let unchanged = |e: crate::runtime::PolicyError| {
+            AgentError::Invalid(format!("{e}; nothing was changed"))
+        };
+        self.runtime
+            .load(&source.map_err(unchanged)?)
+            .map_err(unchanged)
+    }
+
+    /// `rollout run`: record the spec as a new revision and roll it out.
+    pub fn run(self: &Arc<Self>, req: RunRequest) -> Result<Started> {
+        let spec = ServiceSpec::parse(&req.spec, &req.origin, Path::new("/"))
+            .map_err(|e| AgentError::Invalid(e.to_string()))?;
+        let current = self.store.current_revision(&spec.name)?;
+        if let Some(n) = current {
+            let serving = parse_stored(&self.store.revision(&spec.name, n)?.spec)?;
+            if serving == spec && self.healthy(&spec.name, n, spec.replicas)? {
+                return Ok(Started {
+                    rollout: None,
+                    service: spec.name.clone(),
+                    from_revision: current,
+                    to_revision: n,
+                    message: format!(
+                        "no change: revision {n} already serves {} with {} ready instance(s)",
+                        spec.name, spec.replicas
+                    ),
+                });
+            }
+        }
+        let cause = match req.cause {
+            Some(c) => c,
+            None => self.default_cause(&spec, current, &req.origin)?,
+        };
+        self.roll_out(spec, &req.policy, req.params, cause)
+    }
+
+    /// `rollout undo`: roll out an earlier revision's spec again, as a new
+    /// revision (as `kubectl rollout undo` does).
+    pub fn undo(self: &Arc<Self>, service: &str, req: UndoRequest) -> Result<Started> {
+        let current = self.store.current_revision(service)?.ok_or_else(|| {
+            AgentError::NotFound(format!(
+                "{service} has no revision serving: nothing to undo"
+            ))
+        })?;
+        let target = match req.to_revision {
+            Some(n) => n,
+            None => self
+                .store
+                .rollouts(service)?
+                .iter()
+                .rev()
+                .filter(|r| r.state == "completed" && r.to_revision == current)
+                .find_map(|r| r.from_revision)
+                .ok_or_else(|| {
+                    AgentError::NotFound(format!(
+                        "{service} has no revision before {current} to return to; name one with --to-revision"
+                    ))
+                })?,
+        };
+        if target == current {
+            return Err(AgentError::Invalid(format!(
+                "revision {target} already serves {service}; nothing was changed"
+            )));
+        }
+        let spec = parse_stored(&self.store.revision(service, target)?.spec)?;
+        let cause = format!("undo: back to revision {target}");
+        self.roll_out(spec, &req.policy, req.params, cause)
+    }
+
+    fn roll_out(
+        self: &Arc<Self>,
+        spec: ServiceSpec,
+        policy: &Option<PolicyRef>,
+        params: Vec<(String, String)>,
+        cause: String,
+    ) -> Result<Started> {
+        if spec.backend != BackendKind::Process {
+            return Err(AgentError::Invalid(format!(
+                "{}: backend {:?} is not available in this agent yet (use backend = \"process\"); nothing was changed",
+                spec.name,
+                spec.backend.name()
+            )));
+        }
+        let loaded = self.policy(policy, &spec)?;
+        let service = self.service(&spec.name)?;
+        let mut active = service.active.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(a) = active.as_ref() {
+            return Err(AgentError::Conflict(format!(
+                "rollout {} of {} is in progress: wait for it (`rollout status {} --watch`) or stop it (`rollout abort {}`); nothing was changed",
+                a.id, spec.name, spec.name, spec.name
+            )));
+        }
+        let from = self.store.current_revision(&spec.name)?;
+        let to = self
+            .store
+            .add_revision(&spec.name, &spec.to_toml(), &cause)?;
+        service.fleet.register(launch(&spec, to));
+        let id = self
+            .store
+            .start_rollout(&spec.name, from, to, &loaded.name)?;
+        let inbox = Inbox::default();
+        *active = Some(Active {
+            id,
+            inbox: inbox.clone(),
+            paused: false,
+        });
+        drop(active);
+        let mut merged = spec.policy.params.clone();
+        for (k, v) in params {
+            merged.retain(|(key, _)| *key != k);
+            merged.push((k, v));
+        }
+        let message = match from {
+            Some(f) => format!("rolling {} from revision {f} to {to}", spec.name),
+            None => format!("deploying {} revision {to}", spec.name),
+        };
+        let job = rollout::Job {
+            id,
+            spec,
+            from,
+            to,
+            params: merged,
+            inbox,
+        };
+        let service_name = job.spec.name.clone();
+        tokio::spawn(rollout::run(self.clone(), service, loaded, job));
+        Ok(Started {
+            rollout: Some(id),
+            service: service_name,
+            from_revision: from,
+            to_revision: to,
+            message,
+        })
+    }
+
+    /// True when `replicas` instances of revision `n` are ready and nothing
+    /// else runs.
+    fn healthy(&self, service: &str, n: u32, replicas: u32) -> Result<bool> {
+        let fleet = self.service(service)?.fleet.list();
+        let rev = revision_id(n);
+        let ready = fleet
+            .iter()
+            .filter(|i| i.revision == rev && i.state == InstanceState::Ready)
+            .count() as u32;
+        Ok(ready == replicas && fleet.len() as u32 == replicas)
+    }
+
+    /// What changed, in words, for a revision recorded without `--cause`.
+    fn default_cause(
+        &self,
+        spec: &ServiceSpec,
+        current: Option<u32>,
+        origin: &str,
+    ) -> Result<String> {
+        let Some(n) = current else {
+            return Ok(format!("first deploy from {origin}"));
+        };
+        let before = parse_stored(&self.store.revision(&spec.name, n)?.spec)?;
+        let diff = before.diff(spec);
+        Ok(match diff.len() {
+            0 => format!("redeploy of revision {n} from {origin}"),
+            1..=3 => diff.join("; "),
+            k => format!("{}; and {} more change(s)", diff[..3].join("; "), k - 3),
+        })
+    }
+
+    /// Send an operator command to the rollout of `service` in progress.
+    pub fn control(&self, service: &str, action: Action) -> Result<ControlAnswer> {
+        let s = self.existing(service)?;
+        let mut active = s.active.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(a) = active.as_mut() else {
+            return Err(AgentError::Conflict(format!(
+                "no rollout of {service} is in progress: nothing to {}",
+                action.name()
+            )));
+        };
+        a.inbox.send(action);
+        match action {
+            Action::Pause => a.paused = true,
+            Action::Resume | Action::Abort => a.paused = false,
+            Action::Promote => {}
+        }
+        Ok(ControlAnswer {
+            rollout: a.id,
+            message: format!(
+                "{} sent to rollout {} of {service}; it applies at the policy's next step",
+                action.name(),
+                a.id
+            ),
+        })
+    }
+
+    fn existing(&self, service: &str) -> Result<Arc<Service>> {
+        if !self.store.services()?.iter().any(|s| s == service) {
+            return Err(AgentError::NotFound(format!(
+                "no service {service} (see `rollout status`)"
+            )));
+        }
+        self.service(service)
+    }
+
+    /// Status of one service.
+    pub fn status(&self, service: &str) -> Result<ServiceStatus> {
+        let s = self.existing(service)?;
+        let current = self.store.current_revision(service)?;
+        let rollouts = self.store.rollouts(service)?;
+        let latest = self.store.revisions(service)?;
+        let spec_rev = current.or(latest.last().map(|r| r.number));
+        let spec = match spec_rev {
+            Some(n) => Some(parse_stored(&self.store.revision(service, n)?.spec)?),
+            None => None,
+        };
+        let (active, paused) = {
+            let a = s.active.lock().unwrap_or_else(|p| p.into_inner());
+            (
+                a.as_ref().map(|a| a.id),
+                a.as_ref().is_some_and(|a| a.paused),
+            )
+        };
+        let active = rollouts.iter().find(|r| Some(r.id) == active).cloned();
+        let progress = match &active {
+            Some(r) => self
+                .store
+                .journal(r.id, 0)?
+                .into_iter()
+                .rev()
+                .find(|row| row.entry.kind == crate::engine::journal::Kind::Progress)
+                .map(|row| row.entry.text),
+            None => None,
+        };
+        Ok(ServiceStatus {
+            name: service.to_string(),
+            current_revision: current,
+            replicas: spec.as_ref().map_or(0, |s| s.replicas),
+            backend: spec
+                .as_ref()
+                .map_or("process", |s| s.backend.name())
+                .to_string(),
+            instances: s.fleet.list(),
+            active,
+            paused,
+            last: rollouts.last().cloned(),
+            progress,
+        })
+    }
+
+    /// Status of every service.
+    pub fn statuses(&self) -> Result<Vec<ServiceStatus>> {
+        self.store
+            .services()?
+            .iter()
+            .map(|s| self.status(s))
+            .collect()
+    }
+
+    /// The revisions of `service` with their causes and diffs (or one, with
+    /// its whole spec).
+    pub fn history(&self, service: &str, revision: Option<u32>) -> Result<Vec<HistoryEntry>> {
+        self.existing(service)?;
+        let current = self.store.current_revision(service)?;
+        let rollouts = self.store.rollouts(service)?;
+        let revisions = self.store.revisions(service)?;
+        let mut entries = Vec::new();
+        let mut previous: Option<ServiceSpec> = None;
+        for r in &revisions {
+            let spec = parse_stored(&r.spec)?;
+            let diff = previous.as_ref().map(|p| p.diff(&spec)).unwrap_or_default();
+            let outcome = rollouts
+                .iter()
+                .rev()
+                .find(|x| x.to_revision == r.number)
+                .map(|x| x.state.clone());
+            if revision.is_none_or(|n| n == r.number) {
+                entries.push(HistoryEntry {
+                    number: r.number,
+                    cause: r.cause.clone(),
+                    created_ms: r.created_ms,
+                    current: current == Some(r.number),
+                    outcome,
+                    diff,
+                    spec: revision.map(|_| r.spec.clone()),
+                });
+            }
+            previous = Some(spec);
+        }
+        if let (Some(n), true) = (revision, entries.is_empty()) {
+            return Err(AgentError::NotFound(format!(
+                "{service} has no revision {n}"
+            )));
+        }
+        Ok(entries)
+    }
+
+    /// Journal entries of rollout `id` after `after`, waiting up to
+    /// `wait_ms` for some if there are none and the rollout still runs.
+    pub async fn events(&self, id: i64, after: i64, wait_ms: u64) -> Result<Events> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(wait_ms);
+        loop {
+            let changed = self.journal_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let rollout = self.store.rollout(id)?;
+            let events = self.store.journal(id, after)?;
+            if !events.is_empty() || rollout.state != "running" {
+                return Ok(Events { rollout, events });
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return Ok(Events { rollout, events });
+            }
+        }
+    }
+
+    /// Lines an instance logged.
+    pub fn logs(&self, instance: &str, lines: u32) -> Result<Vec<String>> {
+        for name in self.store.services()? {
+            let s = self.service(&name)?;
+            if s.fleet.list().iter().any(|i| i.id == instance) {
+                return s
+                    .fleet
+                    .logs(instance, lines)
+                    .map_err(|e| AgentError::Internal(e.to_string()));
+            }
+        }
+        Err(AgentError::NotFound(format!(
+            "no running instance {instance} (see `rollout ls`)"
+        )))
+    }
+}
+
+/// A spec the agent stored itself.
+fn parse_stored(text: &str) -> Result<ServiceSpec> {
+    ServiceSpec::parse(text, "stored revision", Path::new("/"))
+        .map_err(|e| AgentError::Internal(format!("a stored spec no longer parses: {e}")))
+}
+
+/// How the process backend runs revision `n` of `spec`.
+fn launch(spec: &ServiceSpec, n: u32) -> Launch {
+    Launch {
+        revision: revision_id(n),
+        command: spec.revision.command.clone().unwrap_or_default(),
+        args: spec.revision.args.clone(),
+        env: spec.revision.env.clone(),
+        workdir: spec.revision.workdir.as_ref().map(PathBuf::from),
+        health: spec.health.clone(),
+        stop_grace_ms: spec.stop_grace_ms,
+        log_max_bytes: spec.log_max_bytes,
+    }
+}

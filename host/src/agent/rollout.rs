@@ -1,0 +1,85 @@
+//! One rollout on the agent: the policy runs in its own task on the real
+//! clock; every journal entry is written to the store as it happens, and
+//! the outcome closes the rollout and moves the service's current revision.
+
+use std::sync::Arc;
+
+use super::{Agent, Service, revision_id};
+use crate::engine::clock::Clock;
+use crate::engine::journal::Entry;
+use crate::engine::operator::{Inbox, Operator};
+use crate::engine::{self, Session};
+use crate::model::{Outcome, RolloutInfo};
+use crate::runtime::LoadedPolicy;
+use crate::spec::ServiceSpec;
+
+/// What to roll out.
+pub(super) struct Job {
+    pub id: i64,
+    pub spec: ServiceSpec,
+    pub from: Option<u32>,
+    pub to: u32,
+    pub params: Vec<(String, String)>,
+    pub inbox: Inbox,
+}
+
+/// Run the job to its end.
+pub(super) async fn run(agent: Arc<Agent>, service: Arc<Service>, policy: LoadedPolicy, job: Job) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let writer = tokio::spawn(write_journal(agent.clone(), job.id, rx));
+    let clock = Clock::real();
+    let info = RolloutInfo {
+        service: job.spec.name.clone(),
+        from_revision: job.from.map(revision_id),
+        to_revision: revision_id(job.to),
+        replicas: job.spec.replicas,
+        params: job.params,
+    };
+    let session = Session::new(
+        info,
+        Box::new(service.fleet.backend(clock.clone())),
+        clock,
+        &job.spec.guardrails,
+        Operator::live(job.inbox),
+    )
+    .journal_to(tx);
+    let (session, outcome) = engine::execute(&agent.runtime, &policy, session).await;
+    // Closing the session closes the journal's channel: the writer drains it.
+    drop(session);
+    let _ = writer.await;
+    let (state, reason) = match &outcome {
+        Outcome::Completed => ("completed", String::new()),
+        Outcome::RolledBack(why) => ("rolled-back", why.clone()),
+        Outcome::Failed(why) => ("failed", why.clone()),
+    };
+    let mut errors = Vec::new();
+    if outcome == Outcome::Completed
+        && let Err(e) = agent.store.set_current_revision(&job.spec.name, job.to)
+    {
+        errors.push(e.to_string());
+    }
+    if let Err(e) = agent.store.end_rollout(job.id, state, &reason) {
+        errors.push(e.to_string());
+    }
+    for e in errors {
+        eprintln!("rollout {}: cannot record the outcome: {e}", job.id);
+    }
+    *service.active.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    agent.journal_changed.notify_waiters();
+}
+
+/// Store journal entries as they come, in batches.
+async fn write_journal(
+    agent: Arc<Agent>,
+    rollout: i64,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Entry>,
+) {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, 256).await > 0 {
+        if let Err(e) = agent.store.append_journal(rollout, &batch) {
+            eprintln!("rollout {rollout}: cannot store the journal: {e}");
+        }
+        batch.clear();
+        agent.journal_changed.notify_waiters();
+    }
+}

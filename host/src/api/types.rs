@@ -1,0 +1,136 @@
+//! What the CLI and the agent say to each other: JSON bodies of the control
+//! API, shared by [`super::client`] and [`super::server`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Instance;
+use crate::store::{JournalRow, RolloutRow};
+
+/// Which policy a rollout runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum PolicyRef {
+    /// A policy built into the agent.
+    Builtin {
+        /// Its name.
+        name: String,
+    },
+    /// A component the client read from a file.
+    Wasm {
+        /// The path it was read from, for messages.
+        name: String,
+        /// The component, base64.
+        base64: String,
+    },
+}
+
+/// `POST /v1/rollouts`: record a new revision and roll it out.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRequest {
+    /// The spec as canonical TOML (overrides applied, paths absolute).
+    pub spec: String,
+    /// Where the spec came from, for messages.
+    pub origin: String,
+    /// The policy; `None` runs the spec's.
+    pub policy: Option<PolicyRef>,
+    /// Policy params overriding the spec's.
+    pub params: Vec<(String, String)>,
+    /// Why (`--cause`); the default says what changed.
+    pub cause: Option<String>,
+}
+
+/// `POST /v1/services/NAME/undo`: roll back to an earlier revision's spec.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UndoRequest {
+    /// The revision to return to; default the one before the current.
+    pub to_revision: Option<u32>,
+    /// The policy; `None` runs the target revision's.
+    pub policy: Option<PolicyRef>,
+    /// Policy params overriding the spec's.
+    pub params: Vec<(String, String)>,
+}
+
+/// The answer to a run or an undo.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Started {
+    /// The rollout, to follow with [`Events`]; `None` when nothing changed.
+    pub rollout: Option<i64>,
+    /// Service name.
+    pub service: String,
+    /// Revision serving before.
+    pub from_revision: Option<u32>,
+    /// Revision rolled out (or already serving, when unchanged).
+    pub to_revision: u32,
+    /// What the agent did, in words.
+    pub message: String,
+}
+
+/// `GET /v1/rollouts/ID/events?after=SEQ&wait_ms=MS`: journal entries after
+/// `after`, waiting up to `wait_ms` for some when there are none yet.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Events {
+    /// The rollout as it stands.
+    pub rollout: RolloutRow,
+    /// New entries, oldest first.
+    pub events: Vec<JournalRow>,
+}
+
+/// `GET /v1/services[/NAME]`: one service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    /// Service name.
+    pub name: String,
+    /// The revision serving (the last one rolled out completely).
+    pub current_revision: Option<u32>,
+    /// Replicas of the current spec.
+    pub replicas: u32,
+    /// Backend name.
+    pub backend: String,
+    /// Its instances.
+    pub instances: Vec<Instance>,
+    /// The rollout in progress, if any.
+    pub active: Option<RolloutRow>,
+    /// Whether the rollout in progress is paused.
+    pub paused: bool,
+    /// The last rollout, if any.
+    pub last: Option<RolloutRow>,
+    /// The last progress line of the rollout in progress.
+    pub progress: Option<String>,
+}
+
+/// One line of `rollout history`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// Revision number.
+    pub number: u32,
+    /// Why it was made.
+    pub cause: String,
+    /// Unix milliseconds.
+    pub created_ms: u64,
+    /// Serving now.
+    pub current: bool,
+    /// How its rollout ended (`completed`, `rolled-back`, ...), if it ran.
+    pub outcome: Option<String>,
+    /// What changed from the revision before.
+    pub diff: Vec<String>,
+    /// The whole spec, when one revision was asked for.
+    pub spec: Option<String>,
+}
+
+/// `POST /v1/services/NAME/ACTION` for pause, resume, abort, promote.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ControlAnswer {
+    /// The rollout the command went to.
+    pub rollout: i64,
+    /// What the agent did.
+    pub message: String,
+}
+
+/// An error from the agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What went wrong, and what to do.
+    pub error: String,
+    /// True when nothing was changed.
+    pub unchanged: bool,
+}

@@ -1,0 +1,613 @@
+//! The `process` backend: instances are child processes of the agent.
+//!
+//! Each instance runs its revision's command in its own process group with
+//! `$PORT` (a free loopback port), `$ROLLOUT_SERVICE`, `$ROLLOUT_REVISION` and
+//! `$ROLLOUT_INSTANCE`; stdout and stderr go to a per-instance log file,
+//! capped by rotation. A monitor task probes instances (the spec's health
+//! checks, every `interval` after the readiness delay) and notices exits;
+//! every state change is an observation the session journals, and wakes any
+//! `wait-ready`. Stopping sends SIGTERM to the group, then SIGKILL after the
+//! grace period.
+//!
+//! Instances outlive the agent: each is recorded in the store with its pid
+//! and the process's start time, and a restarted agent re-adopts those that
+//! still run (a reused pid has another start time), so nothing is started
+//! twice or left behind.
+
+mod os;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+
+use super::{Backend, BackendError, Observation};
+use crate::engine::clock::Clock;
+use crate::health::{self, HealthSpec, LogScanner};
+use crate::model::{
+    Instance, InstanceId, InstanceState, Probe, RevisionId, RevisionStats, Verdict,
+};
+use crate::store::{InstanceRow, Store, unix_ms};
+
+/// How often the monitor looks at the fleet.
+const TICK: Duration = Duration::from_millis(5);
+/// How long a stop waits after SIGKILL before giving up on an instance.
+const KILL_WAIT: Duration = Duration::from_secs(2);
+
+/// How to run instances of one revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launch {
+    /// Revision id.
+    pub revision: RevisionId,
+    /// Program to run.
+    pub command: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Environment added to the agent's.
+    pub env: BTreeMap<String, String>,
+    /// Working directory, if not the agent's.
+    pub workdir: Option<PathBuf>,
+    /// Health checks.
+    pub health: HealthSpec,
+    /// SIGTERM to SIGKILL, in ms.
+    pub stop_grace_ms: u64,
+    /// Log size that triggers rotation.
+    pub log_max_bytes: u64,
+}
+
+/// One instance as the fleet tracks it.
+struct Proc {
+    row: InstanceRow,
+    launch: Arc<Launch>,
+    env: Vec<(String, String)>,
+    /// Our child, if this agent started it (re-adopted ones have none).
+    child: Option<tokio::process::Child>,
+    state: InstanceState,
+    /// Why it is not healthy, when it is not.
+    reason: Option<String>,
+    scanner: Option<LogScanner>,
+    next_probe: u64,
+}
+
+impl Proc {
+    fn instance(&self, now_ms: u64) -> Instance {
+        Instance {
+            id: self.row.id.clone(),
+            revision: self.row.revision.clone(),
+            state: self.state,
+            address: Some(format!("127.0.0.1:{}", self.row.port)),
+            age_ms: now_ms.saturating_sub(self.row.started_ms),
+        }
+    }
+
+    fn target(&self) -> (std::net::SocketAddr, Vec<(String, String)>) {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.row.port));
+        (addr, self.env.clone())
+    }
+
+    /// The exit status, once the process is gone.
+    fn exited(&mut self) -> Option<String> {
+        match &mut self.child {
+            Some(child) => match child.try_wait() {
+                Ok(Some(status)) => Some(status.to_string()),
+                Ok(None) => None,
+                Err(e) => Some(format!("cannot be waited for: {e}")),
+            },
+            None => (!os::alive(self.row.pid, self.row.start_ticks))
+                .then(|| "exited (status unknown: started by an earlier agent)".to_string()),
+        }
+    }
+
+    fn verdict(&self) -> Verdict {
+        let why = || self.reason.clone().unwrap_or_default();
+        match self.state {
+            InstanceState::Ready => Verdict::Healthy,
+            InstanceState::Starting => Verdict::Unknown(match &self.reason {
+                Some(r) => format!("starting: {r}"),
+                None => "starting".to_string(),
+            }),
+            InstanceState::Unhealthy | InstanceState::Failed => Verdict::Unhealthy(why()),
+            InstanceState::Draining | InstanceState::Stopped => {
+                Verdict::Unhealthy("stopping".to_string())
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    launches: HashMap<RevisionId, Arc<Launch>>,
+    procs: BTreeMap<InstanceId, Proc>,
+    events: Vec<(Instant, Observation)>,
+    next_index: u64,
+}
+
+impl Inner {
+    fn proc(&mut self, id: &str) -> Result<&mut Proc, BackendError> {
+        self.procs
+            .get_mut(id)
+            .ok_or_else(|| BackendError::UnknownInstance(id.to_string()))
+    }
+
+    /// Move an instance to `state`, recording the change.
+    fn set(&mut self, id: &str, state: InstanceState, reason: Option<String>) {
+        let Some(p) = self.procs.get_mut(id) else {
+            return;
+        };
+        p.reason = reason;
+        if p.state == state {
+            return;
+        }
+        p.state = state;
+        let o = Observation {
+            at_ms: 0,
+            instance: p.row.id.clone(),
+            revision: p.row.revision.clone(),
+            state,
+        };
+        self.events.push((Instant::now(), o));
+    }
+
+    /// Apply a probe result (`Err` = failing) to an instance.
+    fn apply_probe(&mut self, id: &str, result: Result<(), String>) {
+        let Some(p) = self.procs.get_mut(id) else {
+            return;
+        };
+        let logged = p.scanner.as_mut().and_then(LogScanner::scan);
+        let state = p.state;
+        let result = match logged {
+            Some(line) => Err(format!("logged {:?}", shorten(&line, 300))),
+            None => result,
+        };
+        match (state, result) {
+            (InstanceState::Starting | InstanceState::Unhealthy, Ok(())) => {
+                self.set(id, InstanceState::Ready, None)
+            }
+            (InstanceState::Ready, Err(why)) => self.set(id, InstanceState::Unhealthy, Some(why)),
+            (InstanceState::Starting, Err(why)) if logged_failure(&why) => {
+                self.set(id, InstanceState::Unhealthy, Some(why))
+            }
+            (InstanceState::Starting | InstanceState::Unhealthy, Err(why)) => p.reason = Some(why),
+            _ => {}
+        }
+    }
+}
+
+/// At most `max` characters of `line` (a matching log line can be long).
+fn shorten(line: &str, max: usize) -> String {
+    match line.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}...", &line[..cut]),
+        None => line.to_string(),
+    }
+}
+
+fn logged_failure(why: &str) -> bool {
+    why.starts_with("logged ")
+}
+
+/// The instances of one service, shared by the agent and every rollout.
+pub struct ProcessFleet {
+    service: String,
+    logs: PathBuf,
+    store: Arc<Store>,
+    inner: Mutex<Inner>,
+    changed: Arc<Notify>,
+}
+
+impl ProcessFleet {
+    /// The fleet of `service`, logging under `dir`, remembering instances in
+    /// `store`; its monitor runs until the fleet is dropped.
+    pub fn new(service: &str, dir: PathBuf, store: Arc<Store>) -> std::io::Result<Arc<Self>> {
+        std::fs::create_dir_all(&dir)?;
+        let fleet = Arc::new(ProcessFleet {
+            service: service.to_string(),
+            logs: dir,
+            store,
+            inner: Mutex::new(Inner::default()),
+            changed: Arc::new(Notify::new()),
+        });
+        tokio::spawn(monitor(Arc::downgrade(&fleet)));
+        Ok(fleet)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Know how to run `launch.revision` (replacing an earlier definition).
+    pub fn register(&self, launch: Launch) {
+        let mut inner = self.lock();
+        inner
+            .launches
+            .insert(launch.revision.clone(), Arc::new(launch));
+    }
+
+    /// Take back the instances an earlier agent started; returns the ids of
+    /// those adopted and of those found gone (forgotten).
+    pub fn adopt(&self) -> Result<(Vec<InstanceId>, Vec<InstanceId>), BackendError> {
+        let rows = self.store.instances(&self.service).map_err(failed)?;
+        let (mut adopted, mut gone) = (Vec::new(), Vec::new());
+        let mut inner = self.lock();
+        for row in rows {
+            let index = row.id.rsplit('-').next().and_then(|n| n.parse().ok());
+            inner.next_index = inner.next_index.max(index.unwrap_or(0));
+            let launch = inner.launches.get(&row.revision).cloned();
+            match launch {
+                Some(launch) if os::alive(row.pid, row.start_ticks) => {
+                    let env = instance_env(&self.service, &launch, &row.id, row.port);
+                    let scanner = scanner(&launch, self.log_path(&row.id));
+                    adopted.push(row.id.clone());
+                    let proc = Proc {
+                        launch,
+                        env,
+                        child: None,
+                        state: InstanceState::Starting,
+                        reason: None,
+                        scanner,
+                        next_probe: 0,
+                        row,
+                    };
+                    inner.procs.insert(proc.row.id.clone(), proc);
+                }
+                _ => {
+                    self.store.remove_instance(&row.id).map_err(failed)?;
+                    gone.push(row.id);
+                }
+            }
+        }
+        Ok((adopted, gone))
+    }
+
+    fn log_path(&self, id: &str) -> PathBuf {
+        self.logs.join(format!("{id}.log"))
+    }
+
+    /// Every instance not stopped.
+    pub fn list(&self) -> Vec<Instance> {
+        let now = unix_ms();
+        let inner = self.lock();
+        inner.procs.values().map(|p| p.instance(now)).collect()
+    }
+
+    /// Start `count` instances of `revision`.
+    pub fn start(&self, revision: &str, count: u32) -> Result<Vec<Instance>, BackendError> {
+        let mut inner = self.lock();
+        let launch = inner
+            .launches
+            .get(revision)
+            .cloned()
+            .ok_or_else(|| BackendError::UnknownRevision(revision.to_string()))?;
+        let mut started = Vec::new();
+        for _ in 0..count {
+            inner.next_index += 1;
+            let id = format!("{}-{revision}-{}", self.service, inner.next_index);
+            let proc = self.spawn(&launch, &id)?;
+            started.push(proc.instance(unix_ms()));
+            self.store.add_instance(&proc.row).map_err(failed)?;
+            inner.procs.insert(id, proc);
+        }
+        Ok(started)
+    }
+
+    fn spawn(&self, launch: &Arc<Launch>, id: &str) -> Result<Proc, BackendError> {
+        let cannot = |e: std::io::Error| {
+            BackendError::Failed(format!("cannot start {id} ({}): {e}", launch.command))
+        };
+        let port = os::free_port().map_err(cannot)?;
+        let log = self.log_path(id);
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(cannot)?;
+        let err = out.try_clone().map_err(cannot)?;
+        let env = instance_env(&self.service, launch, id, port);
+        let mut command = tokio::process::Command::new(&launch.command);
+        command
+            .args(&launch.args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            // Its own group: signals reach its children, and a Ctrl-C at
+            // the agent's terminal does not reach it.
+            .process_group(0)
+            .kill_on_drop(false);
+        if let Some(dir) = &launch.workdir {
+            command.current_dir(dir);
+        }
+        let child = command.spawn().map_err(cannot)?;
+        let pid = child.id().map(i64::from).unwrap_or_default();
+        let row = InstanceRow {
+            id: id.to_string(),
+            service: self.service.clone(),
+            revision: launch.revision.clone(),
+            pid,
+            start_ticks: os::start_ticks(pid).unwrap_or_default(),
+            port,
+            started_ms: unix_ms(),
+        };
+        Ok(Proc {
+            next_probe: row.started_ms + launch.health.readiness_delay,
+            scanner: scanner(launch, log),
+            launch: launch.clone(),
+            env,
+            child: Some(child),
+            state: InstanceState::Starting,
+            reason: None,
+            row,
+        })
+    }
+
+    /// SIGTERM each instance's group, SIGKILL after the grace period, and
+    /// forget them once gone.
+    pub async fn stop(&self, ids: &[InstanceId]) -> Result<(), BackendError> {
+        let mut grace = Duration::ZERO;
+        {
+            let mut inner = self.lock();
+            for id in ids {
+                inner.proc(id)?;
+            }
+            for id in ids {
+                let p = inner.proc(id)?;
+                grace = grace.max(Duration::from_millis(p.launch.stop_grace_ms));
+                if p.state != InstanceState::Failed {
+                    p.state = InstanceState::Draining;
+                    os::signal_group(p.row.pid, libc::SIGTERM);
+                }
+            }
+        }
+        let started = Instant::now();
+        let mut killed = false;
+        loop {
+            let running = {
+                let mut inner = self.lock();
+                let mut running = Vec::new();
+                for id in ids {
+                    if let Some(p) = inner.procs.get_mut(id)
+                        && p.exited().is_none()
+                    {
+                        running.push(p.row.pid);
+                    }
+                }
+                running
+            };
+            if running.is_empty() {
+                break;
+            }
+            let waited = started.elapsed();
+            if !killed && waited >= grace {
+                running
+                    .iter()
+                    .for_each(|&pid| os::signal_group(pid, libc::SIGKILL));
+                killed = true;
+            } else if waited >= grace + KILL_WAIT {
+                return Err(BackendError::Failed(format!(
+                    "{} process(es) still running after SIGKILL",
+                    running.len()
+                )));
+            }
+            tokio::time::sleep(TICK).await;
+        }
+        let mut inner = self.lock();
+        for id in ids {
+            if let Some(p) = inner.procs.remove(id) {
+                // Stragglers the instance forked into its group go too.
+                os::signal_group(p.row.pid, libc::SIGKILL);
+            }
+            self.store.remove_instance(id).map_err(failed)?;
+        }
+        Ok(())
+    }
+
+    /// The last `lines` lines an instance wrote.
+    pub fn logs(&self, id: &str, lines: u32) -> Result<Vec<String>, BackendError> {
+        self.lock().proc(id)?;
+        os::tail(&self.log_path(id), lines as usize).map_err(failed)
+    }
+
+    /// Run an instance's health checks now.
+    pub async fn probe(&self, id: &str) -> Result<Probe, BackendError> {
+        let started = Instant::now();
+        let (launch, (addr, env), waiting) = {
+            let mut inner = self.lock();
+            let p = inner.proc(id)?;
+            let waiting = unix_ms() < p.row.started_ms + p.launch.health.readiness_delay;
+            (p.launch.clone(), p.target(), waiting)
+        };
+        if !waiting {
+            let target = health::Target { addr, env: &env };
+            let result = health::check(&launch.health, &target).await;
+            self.lock().apply_probe(id, result);
+            self.changed.notify_one();
+        }
+        let mut inner = self.lock();
+        let p = inner.proc(id)?;
+        let verdict = match (waiting, p.verdict()) {
+            (true, Verdict::Unknown(_)) => Verdict::Unknown("readiness delay".into()),
+            (_, v) => v,
+        };
+        Ok(Probe {
+            instance: id.to_string(),
+            verdict,
+            latency_us: started.elapsed().as_micros() as u64,
+        })
+    }
+
+    /// One pass of the monitor: notice exits, rotate logs, run due probes.
+    async fn tick(&self) {
+        let now = unix_ms();
+        let mut due = Vec::new();
+        {
+            let mut inner = self.lock();
+            let ids: Vec<InstanceId> = inner.procs.keys().cloned().collect();
+            for id in ids {
+                let Some(p) = inner.procs.get_mut(&id) else {
+                    continue;
+                };
+                if matches!(p.state, InstanceState::Failed | InstanceState::Draining) {
+                    continue;
+                }
+                if let Some(status) = p.exited() {
+                    let last = os::tail(&self.log_path(&id), 1).unwrap_or_default();
+                    let why = match last.first() {
+                        Some(line) => format!("exited ({status}); last log line: {line}"),
+                        None => format!("exited ({status})"),
+                    };
+                    inner.set(&id, InstanceState::Failed, Some(why));
+                    continue;
+                }
+                rotate_if_large(p, &self.log_path(&id));
+                if now >= p.next_probe {
+                    p.next_probe = now + p.launch.health.interval.max(1);
+                    due.push((id, p.launch.clone(), p.target()));
+                }
+            }
+        }
+        if due.is_empty() {
+            return self.notify_if_changed();
+        }
+        let mut probes = tokio::task::JoinSet::new();
+        for (id, launch, (addr, env)) in due {
+            probes.spawn(async move {
+                let target = health::Target { addr, env: &env };
+                let result = health::check(&launch.health, &target).await;
+                (id, result)
+            });
+        }
+        while let Some(Ok((id, result))) = probes.join_next().await {
+            self.lock().apply_probe(&id, result);
+        }
+        self.notify_if_changed();
+    }
+
+    fn notify_if_changed(&self) {
+        if !self.lock().events.is_empty() {
+            self.changed.notify_one();
+        }
+    }
+
+    /// A backend for one rollout timed by `clock`.
+    pub fn backend(self: &Arc<Self>, clock: Clock) -> ProcessBackend {
+        self.lock().events.clear();
+        ProcessBackend {
+            fleet: self.clone(),
+            clock,
+        }
+    }
+}
+
+fn rotate_if_large(p: &mut Proc, log: &std::path::Path) {
+    let size = std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
+    if size > p.launch.log_max_bytes {
+        // Read what the pattern check has not seen before it moves away.
+        if let Some(s) = p.scanner.as_mut() {
+            s.scan();
+        }
+        if let Err(e) = os::rotate(log) {
+            p.reason = Some(format!("log rotation failed: {e}"));
+        }
+    }
+}
+
+fn scanner(launch: &Launch, log: PathBuf) -> Option<LogScanner> {
+    let pattern = launch.health.log_pattern.as_ref()?;
+    (!pattern.is_empty()).then(|| LogScanner::new(log, pattern.clone()))
+}
+
+fn instance_env(service: &str, launch: &Launch, id: &str, port: u16) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = launch
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    env.push(("PORT".into(), port.to_string()));
+    env.push(("ROLLOUT_SERVICE".into(), service.to_string()));
+    env.push(("ROLLOUT_REVISION".into(), launch.revision.clone()));
+    env.push(("ROLLOUT_INSTANCE".into(), id.to_string()));
+    env
+}
+
+fn failed(e: impl std::fmt::Display) -> BackendError {
+    BackendError::Failed(e.to_string())
+}
+
+/// The monitor of a fleet: runs until the fleet is dropped.
+async fn monitor(fleet: Weak<ProcessFleet>) {
+    loop {
+        tokio::time::sleep(TICK).await;
+        let Some(fleet) = fleet.upgrade() else {
+            return;
+        };
+        fleet.tick().await;
+    }
+}
+
+/// The process fleet as one rollout sees it.
+pub struct ProcessBackend {
+    fleet: Arc<ProcessFleet>,
+    clock: Clock,
+}
+
+#[async_trait]
+impl Backend for ProcessBackend {
+    async fn list(&mut self) -> Result<Vec<Instance>, BackendError> {
+        Ok(self.fleet.list())
+    }
+
+    async fn start(&mut self, revision: &str, count: u32) -> Result<Vec<Instance>, BackendError> {
+        self.fleet.start(revision, count)
+    }
+
+    async fn stop(&mut self, ids: &[InstanceId]) -> Result<(), BackendError> {
+        self.fleet.stop(ids).await
+    }
+
+    async fn logs(&mut self, id: &str, max_lines: u32) -> Result<Vec<String>, BackendError> {
+        self.fleet.logs(id, max_lines)
+    }
+
+    async fn probe(&mut self, id: &str) -> Result<Probe, BackendError> {
+        self.fleet.probe(id).await
+    }
+
+    async fn set_weights(&mut self, _weights: &[(RevisionId, u32)]) -> Result<(), BackendError> {
+        Err(BackendError::Failed(
+            "traffic weights need the front-door proxy, which this agent does not run yet".into(),
+        ))
+    }
+
+    async fn stats(&mut self, revision: &str, _window_ms: u64) -> RevisionStats {
+        RevisionStats {
+            revision: revision.to_string(),
+            ..RevisionStats::default()
+        }
+    }
+
+    fn next_change_ms(&mut self) -> Option<u64> {
+        None
+    }
+
+    fn take_observations(&mut self) -> Vec<Observation> {
+        let events = std::mem::take(&mut self.fleet.lock().events);
+        let start = match &self.clock {
+            Clock::Real(start) => *start,
+            Clock::Virtual(_) => Instant::now(),
+        };
+        events
+            .into_iter()
+            .map(|(at, mut o)| {
+                o.at_ms = at.saturating_duration_since(start).as_millis() as u64;
+                o
+            })
+            .collect()
+    }
+
+    fn changes(&self) -> Option<Arc<Notify>> {
+        Some(self.fleet.changed.clone())
+    }
+}

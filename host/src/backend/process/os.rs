@@ -1,0 +1,120 @@
+//! What the process backend needs from the operating system (Linux):
+//! process identity across agent restarts, signals to process groups, free
+//! loopback ports and log files.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+/// Start time of process `pid` in clock ticks since boot (field 22 of
+/// `/proc/PID/stat`), or `None` if it does not exist or is a zombie.
+/// A pid plus its start time names one process for good: pids are reused,
+/// start times are not.
+pub fn start_ticks(pid: i64) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ...`: comm may hold spaces or parentheses.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    if fields.first() == Some(&"Z") {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
+
+/// True when the process `pid` started at `ticks` is still running.
+pub fn alive(pid: i64, ticks: u64) -> bool {
+    start_ticks(pid) == Some(ticks)
+}
+
+/// Send `signal` to the process group led by `pid`.
+pub fn signal_group(pid: i64, signal: i32) {
+    if pid > 0 {
+        // SAFETY: kill(2) with a negative pid signals a process group; it
+        // touches no memory of ours. ESRCH (already gone) is fine.
+        unsafe {
+            libc::kill(-(pid as libc::pid_t), signal);
+        }
+    }
+}
+
+/// A loopback port free right now (the instance binds it moments later).
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The last `lines` lines of a file (an instance's log), reading backwards
+/// in chunks so a large log costs only what is returned.
+pub fn tail(path: &Path, lines: usize) -> std::io::Result<Vec<String>> {
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let len = file.seek(SeekFrom::End(0))?;
+    let mut start = len;
+    let mut buf = Vec::new();
+    const CHUNK: u64 = 8 * 1024;
+    while start > 0 && buf.iter().filter(|&&b| b == b'\n').count() <= lines {
+        let from = start.saturating_sub(CHUNK);
+        let mut chunk = vec![0; (start - from) as usize];
+        file.seek(SeekFrom::Start(from))?;
+        file.read_exact(&mut chunk)?;
+        chunk.extend_from_slice(&buf);
+        buf = chunk;
+        start = from;
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let all: Vec<&str> = text.lines().collect();
+    let skip = all.len().saturating_sub(lines);
+    Ok(all[skip..].iter().map(|l| l.to_string()).collect())
+}
+
+/// Cap a log file the instance keeps appending to: copy it to `PATH.1`
+/// (replacing the previous one) and truncate it. The instance holds the
+/// file open in append mode, so its next write lands at the new end.
+pub fn rotate(path: &Path) -> std::io::Result<()> {
+    let mut rotated = path.as_os_str().to_owned();
+    rotated.push(".1");
+    std::fs::copy(path, &rotated)?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)?
+        .set_len(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_own_process_has_a_start_time() {
+        let me = std::process::id() as i64;
+        let ticks = start_ticks(me).expect("we are running");
+        assert!(alive(me, ticks));
+        assert!(!alive(me, ticks + 1));
+        assert!(start_ticks(i32::MAX as i64).is_none());
+    }
+
+    #[test]
+    fn tail_reads_the_last_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.log");
+        let text: String = (0..5000).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(&path, text).unwrap();
+        assert_eq!(tail(&path, 2).unwrap(), ["line 4998", "line 4999"]);
+        assert_eq!(tail(&path, 6000).unwrap().len(), 5000);
+        assert!(tail(&dir.path().join("none"), 3).unwrap().is_empty());
+    }
+
+    #[test]
+    fn rotate_keeps_one_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.log");
+        std::fs::write(&path, "old\n").unwrap();
+        rotate(&path).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+        let old = std::fs::read_to_string(dir.path().join("x.log.1")).unwrap();
+        assert_eq!(old, "old\n");
+    }
+}

@@ -1,0 +1,220 @@
+//! `rollout status`, `ls`, `logs`, `history` and the operator commands
+//! (`pause`, `resume`, `abort`, `promote`): thin clients of the agent.
+
+use std::process::ExitCode;
+
+use super::{Cli, Output};
+use crate::api::types::{ControlAnswer, HistoryEntry, ServiceStatus, Started};
+use crate::engine::operator::Action;
+use crate::model::{Instance, InstanceState};
+
+/// Arguments of `rollout status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// One service [default: every service].
+    service: Option<String>,
+    /// Follow the rollout in progress to its end (exit code: its outcome).
+    #[arg(long, requires = "service")]
+    watch: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Human)]
+    output: Output,
+}
+
+/// Arguments of `rollout ls`.
+#[derive(Debug, clap::Args)]
+pub struct LsArgs {
+    /// One service [default: every service].
+    service: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Human)]
+    output: Output,
+}
+
+/// Arguments of `rollout logs`.
+#[derive(Debug, clap::Args)]
+pub struct LogsArgs {
+    /// The instance (see `rollout ls`).
+    instance: String,
+    /// How many of the last lines.
+    #[arg(long, short = 'n', default_value_t = 100)]
+    lines: u32,
+}
+
+/// Arguments of `rollout history`.
+#[derive(Debug, clap::Args)]
+pub struct HistoryArgs {
+    /// The service.
+    service: String,
+    /// Show one revision with its whole spec.
+    #[arg(long, value_name = "N")]
+    revision: Option<u32>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Human)]
+    output: Output,
+}
+
+/// Arguments of the operator commands.
+#[derive(Debug, clap::Args)]
+pub struct ControlArgs {
+    /// The service whose rollout in progress gets the command.
+    service: String,
+}
+
+fn ready(instances: &[Instance], revision: Option<u32>) -> usize {
+    let rev = revision.map(crate::agent::revision_id);
+    instances
+        .iter()
+        .filter(|i| i.state == InstanceState::Ready && Some(&i.revision) == rev.as_ref())
+        .count()
+}
+
+fn age(ms: u64) -> String {
+    match ms / 1000 {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s => format!("{}h", s / 3600),
+    }
+}
+
+/// Run `rollout status`.
+pub async fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let client = cli.client();
+    let services: Vec<ServiceStatus> = match &args.service {
+        Some(name) => vec![client.get(&format!("/v1/services/{name}")).await?],
+        None => client.get("/v1/services").await?,
+    };
+    if args.watch
+        && let Some(active) = services.first().and_then(|s| s.active.clone())
+    {
+        let started = Started {
+            rollout: Some(active.id),
+            service: active.service.clone(),
+            from_revision: active.from_revision,
+            to_revision: active.to_revision,
+            message: format!("following rollout {} of {}", active.id, active.service),
+        };
+        return super::deploy::follow(&client, &started, args.output).await;
+    }
+    if args.output == Output::Json {
+        println!("{}", serde_json::to_string(&services)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if services.is_empty() {
+        println!("no services yet: deploy one with `rollout run --spec FILE`");
+    }
+    for s in &services {
+        let current = s
+            .current_revision
+            .map_or("none".to_string(), |n| n.to_string());
+        println!(
+            "{}: revision {current}, {}/{} ready, {} instance(s), backend {}",
+            s.name,
+            ready(&s.instances, s.current_revision),
+            s.replicas,
+            s.instances.len(),
+            s.backend
+        );
+        match (&s.active, &s.last) {
+            (Some(a), _) => println!(
+                "  rollout {} in progress{}: revision {} -> {}{}",
+                a.id,
+                if s.paused { " (PAUSED)" } else { "" },
+                a.from_revision.map_or("none".into(), |n| n.to_string()),
+                a.to_revision,
+                s.progress
+                    .as_deref()
+                    .map_or(String::new(), |p| format!(", {p}"))
+            ),
+            (None, Some(l)) => println!(
+                "  last rollout {}: revision {} {}{}",
+                l.id,
+                l.to_revision,
+                l.state,
+                if l.reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", l.reason)
+                }
+            ),
+            (None, None) => {}
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Run `rollout ls`.
+pub async fn ls(cli: &Cli, args: &LsArgs) -> anyhow::Result<ExitCode> {
+    let client = cli.client();
+    let services: Vec<ServiceStatus> = match &args.service {
+        Some(name) => vec![client.get(&format!("/v1/services/{name}")).await?],
+        None => client.get("/v1/services").await?,
+    };
+    let instances: Vec<&Instance> = services.iter().flat_map(|s| &s.instances).collect();
+    if args.output == Output::Json {
+        println!("{}", serde_json::to_string(&instances)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<28} {:<9} {:<10} {:>5}  ADDRESS",
+        "INSTANCE", "REVISION", "STATE", "AGE"
+    );
+    for i in instances {
+        println!(
+            "{:<28} {:<9} {:<10} {:>5}  {}",
+            i.id,
+            i.revision,
+            i.state.name(),
+            age(i.age_ms),
+            i.address.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Run `rollout logs`.
+pub async fn logs(cli: &Cli, args: &LogsArgs) -> anyhow::Result<ExitCode> {
+    let path = format!("/v1/instances/{}/logs?lines={}", args.instance, args.lines);
+    let lines: Vec<String> = cli.client().get(&path).await?;
+    for line in lines {
+        println!("{line}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Run `rollout history`.
+pub async fn history(cli: &Cli, args: &HistoryArgs) -> anyhow::Result<ExitCode> {
+    let mut path = format!("/v1/services/{}/history", args.service);
+    if let Some(n) = args.revision {
+        path.push_str(&format!("?revision={n}"));
+    }
+    let entries: Vec<HistoryEntry> = cli.client().get(&path).await?;
+    if args.output == Output::Json {
+        println!("{}", serde_json::to_string(&entries)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<9} {:<12} CAUSE", "REVISION", "ROLLOUT");
+    for e in &entries {
+        let mark = if e.current { "*" } else { " " };
+        let outcome = e.outcome.as_deref().unwrap_or("-");
+        println!("{mark}{:<8} {outcome:<12} {}", e.number, e.cause);
+        for line in &e.diff {
+            println!("{:22}{line}", "");
+        }
+        if let Some(spec) = &e.spec {
+            println!();
+            for line in spec.lines() {
+                println!("  {line}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Run `rollout pause|resume|abort|promote`.
+pub async fn control(cli: &Cli, args: &ControlArgs, action: Action) -> anyhow::Result<ExitCode> {
+    let path = format!("/v1/services/{}/{}", args.service, action.name());
+    let answer: ControlAnswer = cli.client().post(&path, &serde_json::json!({})).await?;
+    println!("{}", answer.message);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,98 @@
+//! `rollout serve`: the agent.
+
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use super::{Cli, LimitArgs};
+use crate::agent::Agent;
+use crate::api::{self, Listeners};
+
+/// Arguments of `rollout serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Also listen on TCP (e.g. 127.0.0.1:7070); requests must carry the
+    /// bearer token from $ROLLOUT_TOKEN, else a new one written to HOME/agent.token.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// 128 random bits, hex.
+fn new_token() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("cannot read /dev/urandom for a token")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Run the agent until SIGTERM or SIGINT.
+pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let home = cli.home();
+    std::fs::create_dir_all(&home)
+        .with_context(|| format!("cannot create the home directory {}", home.display()))?;
+    let tcp = match &args.listen {
+        Some(addr) => {
+            let token = match std::env::var("ROLLOUT_TOKEN") {
+                Ok(t) if !t.is_empty() => t,
+                _ => {
+                    let token = new_token()?;
+                    let path = api::token_path(&home);
+                    std::fs::write(&path, &token)
+                        .and_then(|_| {
+                            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                        })
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    token
+                }
+            };
+            Some((addr.as_str(), token))
+        }
+        None => None,
+    };
+    let (listeners, tcp_addr) = Listeners::bind(&home, tcp).await?;
+    let runtime = cli.runtime(args.limits.limits())?;
+    let (agent, notes) = Agent::open(&home, runtime)?;
+    say(&format!(
+        "rollout agent {} serving {} (socket {})",
+        env!("CARGO_PKG_VERSION"),
+        home.display(),
+        api::socket_path(&home).display()
+    ));
+    if let Some(addr) = tcp_addr {
+        say(&format!("  also on http://{addr} (bearer token required)"));
+    }
+    for note in notes {
+        say(&format!("  {note}"));
+    }
+    listeners.serve(agent, shutdown_signal()).await;
+    let _ = std::fs::remove_file(api::socket_path(&home));
+    say("rollout agent stopped; instances keep running and the next agent re-adopts them");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Print a line; an agent whose output went away (a closed terminal or
+/// pipe) keeps running.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|_| out.flush());
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

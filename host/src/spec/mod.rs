@@ -1,0 +1,615 @@
+//! The service spec, `rollout.toml`: what a service runs, how many, on which
+//! backend, how its health is judged, the guardrails and the policy that
+//! rolls it out.
+//!
+//! ```toml
+//! name = "web"                  # [a-z0-9-], 1..=40 chars, starts with a letter
+//! replicas = 3                  # >= 1
+//! backend = "process"           # process (default) | docker | swarm
+//! port = 8080                   # optional front-door port
+//! stop-grace = "10s"            # SIGTERM -> SIGKILL grace period (default 10s)
+//! log-max-bytes = 10485760      # per-instance log cap before rotation (default 10 MiB)
+//!
+//! [revision]                    # what an instance runs
+//! command = "../target/debug/demo-app"   # process backend; a path with '/' is relative to this file
+//! args = []
+//! env = { VERSION = "v1" }
+//! image = "demo-app:v1"         # docker and swarm backends
+//! workdir = "."                 # relative to this file
+//!
+//! [health]                      # crate::health::HealthSpec
+//! http = { path = "/healthz", status = 200 }
+//! interval = "100ms"
+//!
+//! [guardrails]                  # crate::engine::guardrails::GuardrailSpec
+//! max-surge = 1
+//! min-available = "100%"
+//!
+//! [policy]
+//! name = "rolling"              # built-in name, or a .wasm path relative to this file
+//! params = { min-ready-ms = "2s" }
+//! ```
+//!
+//! A [`ServiceSpec`] keeps the TOML table it was read from (after `--set`
+//! overrides, with relative paths made absolute): [`ServiceSpec::to_toml`]
+//! writes it back and [`ServiceSpec::diff`] compares two of them key by key.
+
+mod diff;
+mod overrides;
+mod source;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::engine::guardrails::GuardrailSpec;
+use crate::health::HealthSpec;
+
+/// Policy used when `[policy]` names none.
+pub const DEFAULT_POLICY: &str = "rolling";
+/// Default `stop-grace`, in ms.
+pub const DEFAULT_STOP_GRACE_MS: u64 = 10_000;
+/// Default `log-max-bytes` (10 MiB).
+pub const DEFAULT_LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
+/// Longest service name.
+pub const MAX_NAME_LEN: usize = 40;
+
+/// A parsed, validated service spec.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceSpec {
+    /// Service name: `[a-z0-9-]`, 1 to 40 characters, starting with a letter.
+    pub name: String,
+    /// Instances the service runs (at least 1).
+    pub replicas: u32,
+    /// What runs the instances.
+    pub backend: BackendKind,
+    /// Front-door port of the service, if any (never 0).
+    pub port: Option<u16>,
+    /// Grace period between SIGTERM and SIGKILL, in ms.
+    pub stop_grace_ms: u64,
+    /// Per-instance log size before rotation, in bytes.
+    pub log_max_bytes: u64,
+    /// What an instance runs.
+    pub revision: RevisionSpec,
+    /// Health checks of an instance.
+    pub health: HealthSpec,
+    /// Limits no policy can break.
+    pub guardrails: GuardrailSpec,
+    /// The policy that rolls the service out, and its params.
+    pub policy: PolicySpec,
+    /// The table the spec was read from (overrides applied, paths resolved).
+    raw: toml::Table,
+}
+
+/// What runs the instances of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// Local processes (the default).
+    #[default]
+    Process,
+    /// Docker containers.
+    Docker,
+    /// Docker Swarm services.
+    Swarm,
+}
+
+impl BackendKind {
+    /// The name as written in a spec: `process`, `docker` or `swarm`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            BackendKind::Process => "process",
+            BackendKind::Docker => "docker",
+            BackendKind::Swarm => "swarm",
+        }
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What an instance runs, as written under `[revision]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct RevisionSpec {
+    /// Program to run (process backend). A path containing `/` is absolute
+    /// once loaded; a bare name is looked up in `PATH`.
+    pub command: Option<String>,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Extra environment variables.
+    pub env: BTreeMap<String, String>,
+    /// Image to run (docker and swarm backends; ignored by process).
+    pub image: Option<String>,
+    /// Working directory, absolute once loaded.
+    pub workdir: Option<String>,
+}
+
+/// The policy that rolls a service out, as written under `[policy]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySpec {
+    /// A built-in policy name (`rolling`) or the absolute path of a `.wasm`.
+    pub name: String,
+    /// Params passed to the policy, sorted by name; values as strings.
+    pub params: Vec<(String, String)>,
+}
+
+impl Default for PolicySpec {
+    fn default() -> Self {
+        PolicySpec {
+            name: DEFAULT_POLICY.to_string(),
+            params: Vec::new(),
+        }
+    }
+}
+
+/// Why a spec was rejected. Display is a complete message for the user.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// The file could not be read: `web.toml: No such file or directory (os error 2)`.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, or a field of the wrong type or unknown. The message
+    /// comes from the TOML parser: line, column, the offending snippet, what
+    /// was expected, and `in `field``.
+    #[error("{origin}: {message}")]
+    Parse {
+        /// The file (or other source) of the text.
+        origin: String,
+        /// What is wrong, and where.
+        message: String,
+    },
+    /// Well-formed but not acceptable: `web.toml: replicas: must be at
+    /// least 1, got 0 (line 2)`.
+    #[error("{origin}: {field}: {message}")]
+    Invalid {
+        /// The file (or other source) of the text.
+        origin: String,
+        /// Dotted key path of the field, e.g. `revision.command`.
+        field: String,
+        /// What is wrong, ending with `(line N)` when the field is in the text.
+        message: String,
+    },
+    /// A `--set` override that cannot be applied or makes the spec invalid:
+    /// `--set replicas=x: invalid type: string "x", expected u32`.
+    #[error("--set {key}: {message}")]
+    Set {
+        /// The override as given, `key=value`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The file as deserialized, before validation.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct Document {
+    name: String,
+    replicas: u32,
+    #[serde(default)]
+    backend: BackendKind,
+    port: Option<u16>,
+    #[serde(default = "default_stop_grace", with = "crate::duration")]
+    stop_grace: u64,
+    #[serde(default = "default_log_max_bytes")]
+    log_max_bytes: u64,
+    #[serde(default)]
+    revision: RevisionSpec,
+    #[serde(default)]
+    health: HealthSpec,
+    #[serde(default)]
+    guardrails: GuardrailSpec,
+    #[serde(default)]
+    policy: PolicyTable,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+struct PolicyTable {
+    name: String,
+    params: BTreeMap<String, toml::Value>,
+}
+
+impl Default for PolicyTable {
+    fn default() -> Self {
+        PolicyTable {
+            name: DEFAULT_POLICY.to_string(),
+            params: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_stop_grace() -> u64 {
+    DEFAULT_STOP_GRACE_MS
+}
+
+fn default_log_max_bytes() -> u64 {
+    DEFAULT_LOG_MAX_BYTES
+}
+
+/// A validation failure: the key path it is about, other keys that can
+/// cause it (for blaming a `--set`), and what is wrong.
+struct Problem {
+    path: Vec<String>,
+    also: Option<&'static str>,
+    message: String,
+}
+
+impl Problem {
+    fn new(path: &[&str], message: String) -> Self {
+        Problem {
+            path: path.iter().map(|s| s.to_string()).collect(),
+            also: None,
+            message,
+        }
+    }
+}
+
+/// Where the text came from and what was applied to it, for error messages.
+struct Context<'a> {
+    text: &'a str,
+    origin: &'a str,
+    sets: &'a [(String, String)],
+}
+
+impl Context<'_> {
+    fn parse_error(&self, message: String) -> SpecError {
+        SpecError::Parse {
+            origin: self.origin.to_string(),
+            message,
+        }
+    }
+
+    fn set_error(&self, index: usize, message: String) -> SpecError {
+        let (key, value) = &self.sets[index];
+        SpecError::Set {
+            key: format!("{key}={value}"),
+            message,
+        }
+    }
+
+    /// A type error found in the table with overrides applied (re-serialized
+    /// as `generated`): blame the last `--set` touching the field, else the
+    /// file, located in the original text.
+    fn merged_error(&self, generated: &str, e: &toml::de::Error) -> SpecError {
+        let found = e
+            .span()
+            .and_then(|span| source::path_at(generated, span.clone()));
+        let Some((path, part)) = found else {
+            return self.parse_error(e.message().to_string());
+        };
+        if let Some(i) = overrides::culprit(self.sets, &path) {
+            let mut message = e.message().to_string();
+            if overrides::segments(&self.sets[i].0) != path {
+                message.push_str(&format!(" (in `{}`)", source::dotted(&path)));
+            }
+            return self.set_error(i, message);
+        }
+        let message = match source::span_of(self.text, &path, part) {
+            Some(span) => source::render(self.text, span, e.message(), &path),
+            None => format!("{}\nin `{}`", e.message(), source::dotted(&path)),
+        };
+        self.parse_error(message)
+    }
+
+    fn invalid(&self, problem: Problem) -> SpecError {
+        let field = source::dotted(&problem.path);
+        let blamed = overrides::culprit(self.sets, &problem.path).or_else(|| {
+            let also: Vec<String> = problem.also?.split('.').map(str::to_string).collect();
+            overrides::culprit(self.sets, &also)
+        });
+        if let Some(i) = blamed {
+            return self.set_error(i, format!("{field}: {}", problem.message));
+        }
+        let mut message = problem.message;
+        if let Some(span) = source::span_of(self.text, &problem.path, source::Part::Key) {
+            let (line, _) = source::line_col(self.text, span.start);
+            message.push_str(&format!(" (line {line})"));
+        }
+        SpecError::Invalid {
+            origin: self.origin.to_string(),
+            field,
+            message,
+        }
+    }
+}
+
+impl ServiceSpec {
+    /// Read and validate a spec file; relative command/workdir/policy paths
+    /// become absolute (relative to the file's directory) so the stored spec
+    /// is self-contained.
+    pub fn load(path: &Path) -> Result<ServiceSpec, SpecError> {
+        Self::load_with(path, &[])
+    }
+
+    /// [`ServiceSpec::load`], applying `--set key=value` overrides first:
+    /// dotted paths into the TOML (`replicas=5`, `revision.env.VERSION=v2`,
+    /// `revision.args=["--fast"]`, `health.interval=50ms`,
+    /// `policy.params.max-surge=2`). The value is parsed as a TOML value if
+    /// it parses (numbers, booleans, arrays, quoted strings), else taken as
+    /// a plain string; it is also kept as written when it replaces a string
+    /// or sets an environment variable (`revision.env.VERSION=2` is `"2"`).
+    /// Keys may be created; the result is validated like the file, and an
+    /// error caused by an override names it (`--set replicas=x: ...`).
+    pub fn load_with(path: &Path, sets: &[(String, String)]) -> Result<ServiceSpec, SpecError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let base = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        Self::parse_with(&text, &shown, &base, sets)
+    }
+
+    /// Parse from text; `origin` names the source in errors, `base_dir`
+    /// resolves relative paths.
+    pub fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<ServiceSpec, SpecError> {
+        Self::parse_with(text, origin, base_dir, &[])
+    }
+
+    /// [`ServiceSpec::parse`] with `--set` overrides, as in
+    /// [`ServiceSpec::load_with`].
+    pub fn parse_with(
+        text: &str,
+        origin: &str,
+        base_dir: &Path,
+        sets: &[(String, String)],
+    ) -> Result<ServiceSpec, SpecError> {
+        let cx = Context { text, origin, sets };
+        let mut raw: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| cx.parse_error(e.to_string().trim_end().to_string()))?;
+        for (i, (key, value)) in sets.iter().enumerate() {
+            overrides::apply(&mut raw, key, value).map_err(|m| cx.set_error(i, m))?;
+        }
+        let doc: Document = if sets.is_empty() {
+            toml::from_str(text).map_err(|e| cx.parse_error(source::describe(text, &e)))?
+        } else {
+            let generated = toml::to_string(&raw).map_err(|e| cx.parse_error(e.to_string()))?;
+            toml::from_str(&generated).map_err(|e| cx.merged_error(&generated, &e))?
+        };
+        if let Some(problem) = validate(&doc) {
+            return Err(cx.invalid(problem));
+        }
+        Ok(Self::build(doc, raw, base_dir))
+    }
+
+    /// The typed spec, with relative paths resolved against `base_dir` in
+    /// both the fields and the raw table.
+    fn build(doc: Document, mut raw: toml::Table, base_dir: &Path) -> ServiceSpec {
+        let mut revision = doc.revision;
+        let mut resolve = |value: &mut Option<String>, path: &[&str], applies: bool| {
+            if let Some(v) = value
+                && applies
+                && !Path::new(v.as_str()).is_absolute()
+            {
+                *v = absolute(base_dir, v);
+                overrides::put(&mut raw, path, toml::Value::String(v.clone()));
+            }
+        };
+        let command_is_path = revision.command.as_ref().is_some_and(|c| c.contains('/'));
+        resolve(
+            &mut revision.command,
+            &["revision", "command"],
+            command_is_path,
+        );
+        resolve(&mut revision.workdir, &["revision", "workdir"], true);
+        let mut policy_name = Some(doc.policy.name);
+        let policy_is_path = policy_name
+            .as_ref()
+            .is_some_and(|n| n.contains('/') || n.ends_with(".wasm"));
+        resolve(&mut policy_name, &["policy", "name"], policy_is_path);
+        let params = doc
+            .policy
+            .params
+            .into_iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    toml::Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                (k, text)
+            })
+            .collect();
+        ServiceSpec {
+            name: doc.name,
+            replicas: doc.replicas,
+            backend: doc.backend,
+            port: doc.port,
+            stop_grace_ms: doc.stop_grace,
+            log_max_bytes: doc.log_max_bytes,
+            revision,
+            health: doc.health,
+            guardrails: doc.guardrails,
+            policy: PolicySpec {
+                name: policy_name.unwrap_or_default(),
+                params,
+            },
+            raw,
+        }
+    }
+
+    /// The TOML table this spec was read from, with overrides applied and
+    /// relative paths made absolute. [`ServiceSpec::to_toml`] writes it.
+    pub fn raw(&self) -> &toml::Table {
+        &self.raw
+    }
+
+    /// Canonical TOML text of this spec (after overrides, paths resolved):
+    /// what the agent stores per revision; `parse(to_toml())` gives back an
+    /// equal spec. Keys are sorted; defaults are left out as in the source,
+    /// so the text reflects the table the spec was read from (change a spec
+    /// through overrides, not by editing its fields, to keep them in step).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(&self.raw).expect("a TOML table always serializes")
+    }
+
+    /// Human diff between two specs, one line per changed key path, sorted
+    /// by key path; empty when equal:
+    /// `replicas: 3 -> 5`, `revision.env.VERSION: "v1" -> "v2"`,
+    /// `+ health.tcp = true`, `- revision.args = ["--fast"]`.
+    pub fn diff(&self, newer: &ServiceSpec) -> Vec<String> {
+        diff::diff(&self.raw, &newer.raw)
+    }
+}
+
+/// The first thing wrong with a deserialized spec, if any.
+fn validate(doc: &Document) -> Option<Problem> {
+    let name_ok = (1..=MAX_NAME_LEN).contains(&doc.name.len())
+        && doc.name.starts_with(|c: char| c.is_ascii_lowercase())
+        && doc
+            .name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !name_ok {
+        return Some(Problem::new(
+            &["name"],
+            format!(
+                "must be 1 to {MAX_NAME_LEN} characters among a-z, 0-9 and '-', \
+                 starting with a letter; got {:?}",
+                doc.name
+            ),
+        ));
+    }
+    if doc.replicas == 0 {
+        return Some(Problem::new(
+            &["replicas"],
+            "must be at least 1, got 0".to_string(),
+        ));
+    }
+    if doc.port == Some(0) {
+        return Some(Problem::new(
+            &["port"],
+            "must be between 1 and 65535, got 0".to_string(),
+        ));
+    }
+    let rev = &doc.revision;
+    let blank = |v: &Option<String>| v.as_deref().is_none_or(|s| s.trim().is_empty());
+    match doc.backend {
+        BackendKind::Process if blank(&rev.command) => {
+            return Some(Problem {
+                path: vec!["revision".into(), "command".into()],
+                also: Some("backend"),
+                message: "required by the process backend: the program each instance runs, \
+                          e.g. command = \"./bin/web\""
+                    .to_string(),
+            });
+        }
+        BackendKind::Docker | BackendKind::Swarm if blank(&rev.image) => {
+            return Some(Problem {
+                path: vec!["revision".into(), "image".into()],
+                also: Some("backend"),
+                message: format!(
+                    "required by the {} backend: the image each instance runs, \
+                     e.g. image = \"web:v2\"",
+                    doc.backend
+                ),
+            });
+        }
+        _ => {}
+    }
+    if let Some(key) = rev
+        .env
+        .keys()
+        .find(|k| k.is_empty() || k.contains(['=', '\0']))
+    {
+        let path = ["revision", "env", key.as_str()];
+        return Some(Problem::new(
+            &path,
+            "environment variable names must be non-empty, without '=' or NUL".to_string(),
+        ));
+    }
+    if let Some(p) = rev
+        .args
+        .iter()
+        .chain(rev.env.values())
+        .find(|s| s.contains('\0'))
+    {
+        return Some(Problem::new(
+            &["revision"],
+            format!("arguments and environment values cannot contain NUL: {p:?}"),
+        ));
+    }
+    if doc.health.interval == 0 {
+        return Some(Problem::new(
+            &["health", "interval"],
+            "must be more than 0".to_string(),
+        ));
+    }
+    if doc.health.timeout == 0 {
+        return Some(Problem::new(
+            &["health", "timeout"],
+            "must be more than 0".to_string(),
+        ));
+    }
+    if doc.policy.name.trim().is_empty() {
+        return Some(Problem::new(
+            &["policy", "name"],
+            format!("must name a built-in policy (e.g. {DEFAULT_POLICY:?}) or a .wasm file"),
+        ));
+    }
+    for (key, value) in &doc.policy.params {
+        if !matches!(
+            value,
+            toml::Value::String(_)
+                | toml::Value::Integer(_)
+                | toml::Value::Float(_)
+                | toml::Value::Boolean(_)
+        ) {
+            return Some(Problem::new(
+                &["policy", "params", key.as_str()],
+                format!(
+                    "policy params must be strings, integers, floats or booleans, got {} {}",
+                    article(value.type_str()),
+                    value.type_str()
+                ),
+            ));
+        }
+    }
+    None
+}
+
+fn article(word: &str) -> &'static str {
+    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
+}
+
+/// `relative` joined to `base`, absolute, without `.` and `..` components.
+fn absolute(base: &Path, relative: &str) -> String {
+    let joined = base.join(relative);
+    let abs = std::path::absolute(&joined).unwrap_or(joined);
+    let mut out = PathBuf::new();
+    for component in abs.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => match out.components().next_back() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                Some(Component::RootDir | Component::Prefix(_)) => {}
+                _ => out.push(".."),
+            },
+            other => out.push(other),
+        }
+    }
+    out.to_string_lossy().into_owned()
+}

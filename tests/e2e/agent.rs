@@ -1,0 +1,393 @@
+//! The agent with the process backend: real child processes of
+//! `examples/demo-app`, real HTTP health checks, driven through the CLI.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use crate::util::{Agent, assert_contains, hostile, http_get};
+
+/// Instances as `rollout ls --output json` lists them: (id, revision, state, address).
+fn instances(agent: &Agent, service: &str) -> Vec<(String, String, String, String)> {
+    let run = agent.rollout(&["ls", service, "--output", "json"]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    let list = run.json();
+    list.as_array()
+        .expect("a list")
+        .iter()
+        .map(|i| {
+            let field = |k: &str| i[k].as_str().unwrap_or_default().to_string();
+            (
+                field("id"),
+                field("revision"),
+                field("state"),
+                field("address"),
+            )
+        })
+        .collect()
+}
+
+/// Every instance of `service` is ready, on `revision`, and answers
+/// `version` over HTTP; there are `replicas` of them.
+fn assert_serving(agent: &Agent, service: &str, revision: &str, version: &str) {
+    let list = instances(agent, service);
+    assert_eq!(list.len(), 3, "{list:#?}");
+    for (id, rev, state, addr) in list {
+        assert_eq!((rev.as_str(), state.as_str()), (revision, "ready"), "{id}");
+        assert_contains(&http_get(&addr, "/"), &format!("{version} {id}"));
+    }
+}
+
+/// Deploy `spec`, expecting exit `code`; the JSON summary.
+fn run(agent: &Agent, args: &[&str], code: i32) -> Value {
+    let mut all = vec!["run"];
+    all.extend(args);
+    all.extend(["--output", "json"]);
+    let run = agent.rollout(&all);
+    assert_eq!(run.code, code, "{run:#?}");
+    run.json()
+}
+
+/// Replay a rollout's journal: (most instances, fewest ready) at any
+/// point, starting from `ready` ready instances.
+fn extremes(journal: &Value, ready: usize) -> (usize, usize) {
+    let mut fleet: HashMap<String, bool> = (0..ready).map(|i| (format!("old-{i}"), true)).collect();
+    let (mut most, mut fewest) = (fleet.len(), ready);
+    let mut old: Vec<String> = fleet.keys().cloned().collect();
+    for e in journal.as_array().expect("journal") {
+        let (kind, text) = (
+            e["kind"].as_str().unwrap_or(""),
+            e["text"].as_str().unwrap_or(""),
+        );
+        match kind {
+            "effect" if text.starts_with("start ") => {
+                let ids = text.split(" -> ").nth(1).unwrap_or("");
+                for id in ids.split_whitespace() {
+                    fleet.insert(id.to_string(), false);
+                }
+            }
+            "effect" if text.starts_with("stop ") => {
+                for id in text["stop ".len()..].split_whitespace() {
+                    // Instances from before the rollout are named here for
+                    // the first time: stand-ins take their place.
+                    if fleet.remove(id).is_none()
+                        && let Some(stand_in) = old.pop()
+                    {
+                        fleet.remove(&stand_in);
+                    }
+                }
+            }
+            "fleet" => {
+                let id = text.split_whitespace().next().unwrap_or("");
+                fleet.insert(id.to_string(), text.ends_with(" is ready"));
+            }
+            _ => {}
+        }
+        most = most.max(fleet.len());
+        fewest = fewest.min(fleet.values().filter(|r| **r).count());
+    }
+    (most, fewest)
+}
+
+#[test]
+fn rolling_v1_to_v2_keeps_three_to_four_ready_and_records_history() {
+    let agent = Agent::start();
+    let v1 = agent.spec("web", "v1", "");
+    run(&agent, &["--spec", v1.to_str().unwrap()], 0);
+    assert_serving(&agent, "web", "r1", "v1");
+
+    let v2 = agent.spec("web", "v2", "");
+    let summary = run(&agent, &["--spec", v2.to_str().unwrap()], 0);
+    assert_eq!(summary["outcome"], "completed");
+    let (most, fewest) = extremes(&summary["journal"], 3);
+    assert!(most <= 4, "at most 4 instances, saw {most}");
+    assert!(fewest >= 3, "at least 3 ready, saw {fewest}");
+    assert_serving(&agent, "web", "r2", "v2");
+
+    let history = agent
+        .rollout(&["history", "web", "--output", "json"])
+        .json();
+    let revisions = history.as_array().unwrap();
+    assert_eq!(revisions.len(), 2);
+    assert_eq!(revisions[1]["current"], true);
+    assert_contains(&revisions[1]["cause"].to_string(), "VERSION");
+}
+
+#[test]
+fn error_in_logs_rolls_back_and_every_instance_serves_v2_again() {
+    let agent = Agent::start();
+    run(
+        &agent,
+        &["--spec", agent.spec("web", "v2", "").to_str().unwrap()],
+        0,
+    );
+    let v3 = agent.spec("web", "v3", r#", ERROR_AFTER_MS = "100""#);
+    let summary = run(&agent, &["--spec", v3.to_str().unwrap()], 2);
+    assert_eq!(summary["outcome"], "rolled-back");
+    assert_contains(summary["reason"].as_str().unwrap(), "[ERROR]");
+    assert_serving(&agent, "web", "r1", "v2");
+    let status = agent.rollout(&["status", "web"]);
+    assert_contains(&status.stdout, "web: revision 1, 3/3 ready");
+    assert_contains(&status.stdout, "rolled-back");
+}
+
+#[test]
+fn a_revision_that_exits_at_start_is_rolled_back() {
+    let agent = Agent::start();
+    run(
+        &agent,
+        &["--spec", agent.spec("web", "v1", "").to_str().unwrap()],
+        0,
+    );
+    let bad = agent.spec("web", "v2", r#", CRASH_AT_START = "1""#);
+    let summary = run(&agent, &["--spec", bad.to_str().unwrap()], 2);
+    assert_contains(&summary["reason"].to_string(), "exit");
+    assert_serving(&agent, "web", "r1", "v1");
+}
+
+#[test]
+fn a_revision_never_healthy_within_the_progress_deadline_is_rolled_back() {
+    let agent = Agent::start();
+    run(
+        &agent,
+        &["--spec", agent.spec("web", "v1", "").to_str().unwrap()],
+        0,
+    );
+    let bad = agent.spec("web", "v2", r#", NEVER_READY = "1""#);
+    let summary = run(&agent, &["--spec", bad.to_str().unwrap()], 2);
+    let journal = summary["journal"].to_string();
+    assert_contains(&journal, "progress deadline of 3000 ms exceeded");
+    assert_serving(&agent, "web", "r1", "v1");
+}
+
+#[test]
+fn undo_reverts_the_command_and_the_environment() {
+    let agent = Agent::start();
+    run(
+        &agent,
+        &["--spec", agent.spec("web", "v1", "").to_str().unwrap()],
+        0,
+    );
+    // Revision 2 runs another binary (a copy) with another VERSION.
+    let copy = agent.home.path().join("demo-app-copy");
+    std::fs::copy(crate::util::demo_app(), &copy).unwrap();
+    let v2 = agent.spec("web", "v2", "");
+    let command = format!("revision.command={}", copy.display());
+    run(
+        &agent,
+        &["--spec", v2.to_str().unwrap(), "--set", &command],
+        0,
+    );
+    let exe = |agent: &Agent| -> Vec<String> {
+        let pids = agent.pids("web");
+        pids.iter()
+            .map(|p| {
+                std::fs::read_link(format!("/proc/{p}/exe"))
+                    .unwrap()
+                    .display()
+                    .to_string()
+            })
+            .collect()
+    };
+    assert!(exe(&agent).iter().all(|e| e.ends_with("demo-app-copy")));
+
+    let history = agent.rollout(&["history", "web"]);
+    assert_contains(&history.stdout, "revision.command");
+    let undo = agent.rollout(&["undo", "web"]);
+    assert_eq!(undo.code, 0, "{undo:#?}");
+    assert_serving(&agent, "web", "r3", "v1");
+    assert!(
+        exe(&agent).iter().all(|e| e.ends_with("/demo-app")),
+        "{:?}",
+        exe(&agent)
+    );
+    let history = agent.rollout(&["history", "web", "--revision", "3"]);
+    assert_contains(&history.stdout, "undo: back to revision 1");
+    assert_contains(&history.stdout, r#"VERSION = "v1""#);
+}
+
+/// Wait until the rollout in progress of `service` reported a step.
+fn wait_for_step(agent: &Agent, service: &str) {
+    for _ in 0..200 {
+        let status = agent.rollout(&["status", service]);
+        if status.stdout.contains("in progress") && status.stdout.contains("step ") {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    panic!("no rollout of {service} reported a step");
+}
+
+#[test]
+fn pause_holds_the_rollout_until_resume() {
+    let agent = Agent::start();
+    run(
+        &agent,
+        &["--spec", agent.spec("web", "v1", "").to_str().unwrap()],
+        0,
+    );
+    let v2 = agent.spec("web", "v2", "");
+    let follower = agent
+        .command(&[
+            "run",
+            "--spec",
+            v2.to_str().unwrap(),
+            "--param",
+            "min-ready-ms=1s",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_step(&agent, "web");
+    let pause = agent.rollout(&["pause", "web"]);
+    assert_eq!(pause.code, 0, "{pause:#?}");
+    // Once the session applied the pause, a full batch (1 s) passes and no
+    // new instance starts.
+    let journal = || agent.store().journal(2, 0).unwrap();
+    let applied = (0..400)
+        .find_map(|_| {
+            let at = journal()
+                .iter()
+                .position(|r| r.entry.text == "operator: pause");
+            at.is_none()
+                .then(|| std::thread::sleep(std::time::Duration::from_millis(10)));
+            at
+        })
+        .expect("the pause was applied");
+    std::thread::sleep(std::time::Duration::from_millis(1_500));
+    let held = journal();
+    let starts = held[applied..]
+        .iter()
+        .filter(|r| r.entry.text.starts_with("start "))
+        .count();
+    assert_eq!(starts, 0, "started instances while paused: {held:#?}");
+    assert_contains(&agent.rollout(&["status", "web"]).stdout, "PAUSED");
+    assert_eq!(agent.rollout(&["resume", "web"]).code, 0);
+    let out = follower.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:#?}");
+    assert_serving(&agent, "web", "r2", "v2");
+}
+
+#[test]
+fn abort_during_a_rollout_rolls_back() {
+    let agent = Agent::start();
+    run(
+        &agent,
+        &["--spec", agent.spec("web", "v1", "").to_str().unwrap()],
+        0,
+    );
+    let v2 = agent.spec("web", "v2", "");
+    let follower = agent
+        .command(&[
+            "run",
+            "--spec",
+            v2.to_str().unwrap(),
+            "--param",
+            "min-ready-ms=1s",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_step(&agent, "web");
+    assert_eq!(agent.rollout(&["abort", "web"]).code, 0);
+    let out = follower.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:#?}");
+    assert_contains(
+        &String::from_utf8_lossy(&out.stdout),
+        "aborted by the operator",
+    );
+    assert_serving(&agent, "web", "r1", "v1");
+}
+
+#[test]
+fn a_killed_agent_re_adopts_its_instances_without_duplicates() {
+    let mut agent = Agent::start();
+    run(
+        &agent,
+        &["--spec", agent.spec("web", "v1", "").to_str().unwrap()],
+        0,
+    );
+    let before = instances(&agent, "web");
+    let pids = agent.pids("web");
+    agent.kill();
+    agent.restart();
+    assert_eq!(agent.pids("web"), pids);
+    let after = instances(&agent, "web");
+    let ids =
+        |l: &[(String, String, String, String)]| l.iter().map(|i| i.0.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&after), ids(&before));
+    // Re-adopted instances are probed again and serve; a new rollout
+    // replaces them.
+    let v2 = agent.spec("web", "v2", "");
+    run(&agent, &["--spec", v2.to_str().unwrap()], 0);
+    assert_serving(&agent, "web", "r2", "v2");
+    for pid in pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}/exe")).exists(),
+            "{pid} left running"
+        );
+    }
+}
+
+#[test]
+fn a_malformed_spec_changes_nothing_and_names_file_line_and_field() {
+    let agent = Agent::start();
+    let spec = agent.home.path().join("bad.toml");
+    std::fs::write(&spec, "name = \"web\"\nreplicas = \"three\"\n").unwrap();
+    let run = agent.rollout(&["run", "--spec", spec.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert_contains(&run.stderr, "bad.toml");
+    assert_contains(&run.stderr, "line 2");
+    assert_contains(&run.stderr, "replicas");
+    assert_contains(&agent.rollout(&["status"]).stdout, "no services yet");
+}
+
+#[test]
+fn a_missing_policy_file_changes_nothing() {
+    let agent = Agent::start();
+    let spec = agent.spec("web", "v1", "");
+    let run = agent.rollout(&[
+        "run",
+        "--spec",
+        spec.to_str().unwrap(),
+        "--policy",
+        "/nope/p.wasm",
+    ]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert_contains(&run.stderr, "/nope/p.wasm");
+    assert_contains(&agent.rollout(&["status"]).stdout, "no services yet");
+}
+
+#[test]
+fn a_policy_that_traps_fails_the_rollout_and_the_fleet_is_restored() {
+    let agent = Agent::start();
+    run(
+        &agent,
+        &["--spec", agent.spec("web", "v1", "").to_str().unwrap()],
+        0,
+    );
+    let v2 = agent.spec("web", "v2", "");
+    let policy = hostile("hostile-panic");
+    let summary = run(
+        &agent,
+        &["--spec", v2.to_str().unwrap(), "--policy", &policy],
+        3,
+    );
+    assert_contains(summary["reason"].as_str().unwrap(), "trapped");
+    assert_contains(summary["reason"].as_str().unwrap(), "fleet restored");
+    assert_serving(&agent, "web", "r1", "v1");
+}
+
+#[test]
+fn no_agent_is_a_clear_error() {
+    let home = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rollout"))
+        .args(["status", "--home"])
+        .arg(home.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_contains(&stderr, "the agent is not running");
+    assert_contains(&stderr, "rollout serve");
+}
