@@ -391,3 +391,77 @@ fn no_agent_is_a_clear_error() {
     assert_contains(&stderr, "the agent is not running");
     assert_contains(&stderr, "rollout serve");
 }
+
+#[test]
+fn demo_deploys_rolls_and_rolls_back_then_cleans_up() {
+    let app = crate::util::demo_app();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rollout"))
+        .args(["demo", "--app"])
+        .arg(&app)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_contains(&stdout, "rollout 2 completed");
+    assert_contains(&stdout, "rollout 3 rolled back");
+    assert_contains(&stdout, ": v2 demo-r2-");
+    let home = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("rollout demo: an agent serves "))
+        .expect("the demo names its home");
+    assert!(!std::path::Path::new(home).exists(), "{home} left behind");
+}
+
+#[test]
+fn tcp_listener_requires_the_token() {
+    let home = tempfile::tempdir().unwrap();
+    let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_rollout"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--home"])
+        .arg(home.path())
+        .env_remove("ROLLOUT_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(agent.stdout.take().unwrap()));
+    let addr = lines
+        .find_map(|l| {
+            let l = l.unwrap();
+            l.split("http://")
+                .nth(1)
+                .map(|a| a.split_whitespace().next().unwrap().to_string())
+        })
+        .expect("the agent prints its TCP address");
+    let status = |token: Option<&str>| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_rollout"));
+        c.args(["status", "--agent", &addr, "--home"])
+            .arg(home.path());
+        match token {
+            Some(t) => c.env("ROLLOUT_TOKEN", t),
+            None => c.env_remove("ROLLOUT_TOKEN"),
+        };
+        c.output().unwrap()
+    };
+    // The token file in the home is found by itself.
+    let ok = status(None);
+    assert_eq!(ok.status.code(), Some(0), "{ok:?}");
+    let refused = status(Some("wrong"));
+    assert_eq!(refused.status.code(), Some(1));
+    assert_contains(&String::from_utf8_lossy(&refused.stderr), "bearer token");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(home.path().join("agent.sock"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    // SIGTERM: a graceful stop that removes the socket.
+    unsafe {
+        libc::kill(agent.id() as libc::pid_t, libc::SIGTERM);
+    }
+    assert!(agent.wait().unwrap().success());
+    assert!(!home.path().join("agent.sock").exists());
+}

@@ -23,7 +23,7 @@ use crate::engine::operator::{Action, Inbox};
 use crate::model::InstanceState;
 use crate::runtime::{LoadedPolicy, PolicySource, Runtime};
 use crate::spec::{BackendKind, ServiceSpec};
-use crate::store::{Store, StoreError};
+use crate::store::{RolloutRow, Store, StoreError};
 
 /// Why the agent refused a request.
 #[derive(Debug, thiserror::Error)]
@@ -471,6 +471,32 @@ impl Agent {
                 return Ok(Events { rollout, events });
             }
         }
+    }
+
+    /// Wait until rollout `id` has ended; how it ended.
+    pub async fn wait(&self, id: i64) -> Result<RolloutRow> {
+        loop {
+            let rollout = self.events(id, i64::MAX, 1_000).await?.rollout;
+            if rollout.state != "running" {
+                return Ok(rollout);
+            }
+        }
+    }
+
+    /// Stop every instance of every service (the end of `rollout demo` and
+    /// of benchmarks); how many were stopped.
+    pub async fn stop_all(&self) -> Result<usize> {
+        let mut stopped = 0;
+        for name in self.store.services()? {
+            let fleet = self.service(&name)?.fleet.clone();
+            let ids: Vec<_> = fleet.list().into_iter().map(|i| i.id).collect();
+            fleet
+                .stop(&ids)
+                .await
+                .map_err(|e| AgentError::Internal(e.to_string()))?;
+            stopped += ids.len();
+        }
+        Ok(stopped)
     }
 
     /// Lines an instance logged.

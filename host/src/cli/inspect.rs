@@ -198,8 +198,11 @@ pub async fn history(cli: &Cli, args: &HistoryArgs) -> anyhow::Result<ExitCode> 
         let mark = if e.current { "*" } else { " " };
         let outcome = e.outcome.as_deref().unwrap_or("-");
         println!("{mark}{:<8} {outcome:<12} {}", e.number, e.cause);
-        for line in &e.diff {
-            println!("{:22}{line}", "");
+        // The default cause is the diff itself: print it once.
+        if e.cause != e.diff.join("; ") {
+            for line in &e.diff {
+                println!("{:22}{line}", "");
+            }
         }
         if let Some(spec) = &e.spec {
             println!();

@@ -1,6 +1,7 @@
 //! The `rollout` command line: argument parsing and output.
 
 mod bench;
+mod demo;
 mod deploy;
 mod inspect;
 mod serve;
@@ -44,6 +45,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// List the built-in policies.
     Policies,
+    /// Deploy demo-app v1, roll to v2, then to a v3 that logs [ERROR] and is
+    /// rolled back automatically, with an agent in a temporary home.
+    Demo(demo::DemoArgs),
     /// Run the agent: it owns the services, their instances and rollouts
     /// (state in HOME/state.db, control socket HOME/agent.sock).
     Serve(serve::ServeArgs),
@@ -173,6 +177,7 @@ pub fn main() -> ExitCode {
                 }
                 Ok(ExitCode::SUCCESS)
             }
+            Command::Demo(args) => demo::run(&cli, args).await,
             Command::Serve(args) => serve::run(&cli, args).await,
             Command::Run(args) => deploy::run(&cli, args).await,
             Command::Undo(args) => deploy::undo(&cli, args).await,

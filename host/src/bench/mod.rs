@@ -1,0 +1,9 @@
+//! `rollout bench`: performance figures, not assertions (tests check
+//! behaviour).
+//!
+//! - [`runtime`]: what the policy runtime costs.
+//! - [`rollout`]: a real rollout of `demo-app` processes against its
+//!   physical limit.
+
+pub mod rollout;
+pub mod runtime;
