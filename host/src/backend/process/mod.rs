@@ -33,8 +33,12 @@ use crate::model::{
 };
 use crate::store::{InstanceRow, Store, unix_ms};
 
-/// How often the monitor looks at the fleet.
-const TICK: Duration = Duration::from_millis(5);
+/// How often the monitor looks at the fleet (exits, due probes).
+const TICK: Duration = Duration::from_millis(2);
+/// How often a stop checks whether its instances are gone.
+const STOP_POLL: Duration = Duration::from_millis(1);
+/// How often the monitor checks log sizes.
+const ROTATE_EVERY_MS: u64 = 1_000;
 /// How long a stop waits after SIGKILL before giving up on an instance.
 const KILL_WAIT: Duration = Duration::from_secs(2);
 
@@ -71,6 +75,7 @@ struct Proc {
     reason: Option<String>,
     scanner: Option<LogScanner>,
     next_probe: u64,
+    next_rotate_check: u64,
 }
 
 impl Proc {
@@ -249,6 +254,7 @@ impl ProcessFleet {
                         reason: None,
                         scanner,
                         next_probe: 0,
+                        next_rotate_check: 0,
                         row,
                     };
                     inner.procs.insert(proc.row.id.clone(), proc);
@@ -333,6 +339,7 @@ impl ProcessFleet {
         };
         Ok(Proc {
             next_probe: row.started_ms + launch.health.readiness_delay,
+            next_rotate_check: row.started_ms + ROTATE_EVERY_MS,
             scanner: scanner(launch, log),
             launch: launch.clone(),
             env,
@@ -391,7 +398,7 @@ impl ProcessFleet {
                     running.len()
                 )));
             }
-            tokio::time::sleep(TICK).await;
+            tokio::time::sleep(STOP_POLL).await;
         }
         let mut inner = self.lock();
         for id in ids {
@@ -461,7 +468,10 @@ impl ProcessFleet {
                     inner.set(&id, InstanceState::Failed, Some(why));
                     continue;
                 }
-                rotate_if_large(p, &self.log_path(&id));
+                if now >= p.next_rotate_check {
+                    p.next_rotate_check = now + ROTATE_EVERY_MS;
+                    rotate_if_large(p, &self.log_path(&id));
+                }
                 if now >= p.next_probe {
                     p.next_probe = now + p.launch.health.interval.max(1);
                     due.push((id, p.launch.clone(), p.target()));
