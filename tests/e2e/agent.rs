@@ -48,12 +48,11 @@ fn run(agent: &Agent, args: &[&str], code: i32) -> Value {
     run.json()
 }
 
-/// Replay a rollout's journal: (most instances, fewest ready) at any
-/// point, starting from `ready` ready instances.
-fn extremes(journal: &Value, ready: usize) -> (usize, usize) {
-    let mut fleet: HashMap<String, bool> = (0..ready).map(|i| (format!("old-{i}"), true)).collect();
-    let (mut most, mut fewest) = (fleet.len(), ready);
-    let mut old: Vec<String> = fleet.keys().cloned().collect();
+/// Replay a rollout's journal from the fleet before it (`before`, all
+/// ready): (most instances, fewest ready) at any point.
+fn extremes(journal: &Value, before: &[String]) -> (usize, usize) {
+    let mut fleet: HashMap<String, bool> = before.iter().map(|id| (id.clone(), true)).collect();
+    let (mut most, mut fewest) = (fleet.len(), fleet.len());
     for e in journal.as_array().expect("journal") {
         let (kind, text) = (
             e["kind"].as_str().unwrap_or(""),
@@ -68,13 +67,7 @@ fn extremes(journal: &Value, ready: usize) -> (usize, usize) {
             }
             "effect" if text.starts_with("stop ") => {
                 for id in text["stop ".len()..].split_whitespace() {
-                    // Instances from before the rollout are named here for
-                    // the first time: stand-ins take their place.
-                    if fleet.remove(id).is_none()
-                        && let Some(stand_in) = old.pop()
-                    {
-                        fleet.remove(&stand_in);
-                    }
+                    assert!(fleet.remove(id).is_some(), "stopped unknown {id}");
                 }
             }
             "fleet" => {
@@ -97,9 +90,10 @@ fn rolling_v1_to_v2_keeps_three_to_four_ready_and_records_history() {
     assert_serving(&agent, "web", "r1", "v1");
 
     let v2 = agent.spec("web", "v2", "");
+    let before: Vec<String> = instances(&agent, "web").into_iter().map(|i| i.0).collect();
     let summary = run(&agent, &["--spec", v2.to_str().unwrap()], 0);
     assert_eq!(summary["outcome"], "completed");
-    let (most, fewest) = extremes(&summary["journal"], 3);
+    let (most, fewest) = extremes(&summary["journal"], &before);
     assert!(most <= 4, "at most 4 instances, saw {most}");
     assert!(fewest >= 3, "at least 3 ready, saw {fewest}");
     assert_serving(&agent, "web", "r2", "v2");
@@ -156,7 +150,7 @@ fn a_revision_never_healthy_within_the_progress_deadline_is_rolled_back() {
     let bad = agent.spec("web", "v2", r#", NEVER_READY = "1""#);
     let summary = run(&agent, &["--spec", bad.to_str().unwrap()], 2);
     let journal = summary["journal"].to_string();
-    assert_contains(&journal, "progress deadline of 3000 ms exceeded");
+    assert_contains(&journal, "progress deadline of 4000 ms exceeded");
     assert_serving(&agent, "web", "r1", "v1");
 }
 
@@ -417,17 +411,30 @@ fn demo_deploys_rolls_and_rolls_back_then_cleans_up() {
     assert!(!std::path::Path::new(home).exists(), "{home} left behind");
 }
 
+/// Kills the child when dropped (a failed assertion must not leak an agent).
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn tcp_listener_requires_the_token() {
     let home = tempfile::tempdir().unwrap();
-    let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_rollout"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--home"])
-        .arg(home.path())
-        .env_remove("ROLLOUT_TOKEN")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(agent.stdout.take().unwrap()));
+    let mut agent = Reap(
+        std::process::Command::new(env!("CARGO_BIN_EXE_rollout"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--home"])
+            .arg(home.path())
+            .env_remove("ROLLOUT_TOKEN")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines =
+        std::io::BufRead::lines(std::io::BufReader::new(agent.0.stdout.take().unwrap()));
     let addr = lines
         .find_map(|l| {
             let l = l.unwrap();
@@ -449,9 +456,27 @@ fn tcp_listener_requires_the_token() {
     // The token file in the home is found by itself.
     let ok = status(None);
     assert_eq!(ok.status.code(), Some(0), "{ok:?}");
-    let refused = status(Some("wrong"));
-    assert_eq!(refused.status.code(), Some(1));
-    assert_contains(&String::from_utf8_lossy(&refused.stderr), "bearer token");
+    let token = std::fs::read_to_string(home.path().join("agent.token")).unwrap();
+    let same_length = "0".repeat(token.trim().len());
+    for wrong in ["wrong", same_length.as_str()] {
+        let refused = status(Some(wrong));
+        assert_eq!(refused.status.code(), Some(1));
+        assert_contains(&String::from_utf8_lossy(&refused.stderr), "bearer token");
+    }
+    // A second agent on the same home is refused and changes nothing.
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_rollout"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--home"])
+        .arg(home.path())
+        .env_remove("ROLLOUT_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    assert_contains(&String::from_utf8_lossy(&second.stderr), "already running");
+    assert_eq!(
+        std::fs::read_to_string(home.path().join("agent.token")).unwrap(),
+        token
+    );
+    assert_eq!(status(None).status.code(), Some(0));
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(home.path().join("agent.sock"))
             .unwrap()
@@ -460,8 +485,8 @@ fn tcp_listener_requires_the_token() {
     assert_eq!(mode & 0o777, 0o600);
     // SIGTERM: a graceful stop that removes the socket.
     unsafe {
-        libc::kill(agent.id() as libc::pid_t, libc::SIGTERM);
+        libc::kill(agent.0.id() as libc::pid_t, libc::SIGTERM);
     }
-    assert!(agent.wait().unwrap().success());
+    assert!(agent.0.wait().unwrap().success());
     assert!(!home.path().join("agent.sock").exists());
 }

@@ -36,20 +36,27 @@ impl Run {
     }
 }
 
+impl Run {
+    /// Run `command` to its end.
+    pub fn of(command: &mut Command) -> Run {
+        let out = command.output().expect("run the rollout binary");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
 /// Run `rollout` with `args`; its home (policy cache) is shared by the tests.
 pub fn rollout(args: &[&str]) -> Run {
     let home = Path::new(env!("CARGO_TARGET_TMPDIR")).join("rollout-home");
-    let out = Command::new(env!("CARGO_BIN_EXE_rollout"))
-        .args(args)
-        .env("ROLLOUT_HOME", home)
-        .current_dir(repo())
-        .output()
-        .expect("run the rollout binary");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::of(
+        Command::new(env!("CARGO_BIN_EXE_rollout"))
+            .args(args)
+            .env("ROLLOUT_HOME", home)
+            .current_dir(repo()),
+    )
 }
 
 /// `rollout test --policy P --scenario S --output json` plus `extra`.
@@ -161,12 +168,7 @@ impl Agent {
 
     /// Run `rollout` against this agent.
     pub fn rollout(&self, args: &[&str]) -> Run {
-        let out = self.command(args).output().expect("run the rollout binary");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Run::of(&mut self.command(args))
     }
 
     /// A `rollout` command against this agent, to spawn.
@@ -199,7 +201,7 @@ interval = "20ms"
 [guardrails]
 max-surge = 1
 min-available = "100%"
-progress-deadline = "3s"
+progress-deadline = "4s"
 
 [policy]
 name = "rolling"

@@ -19,6 +19,7 @@ use crate::api::types::{
     ControlAnswer, Events, HistoryEntry, PolicyRef, RunRequest, ServiceStatus, Started, UndoRequest,
 };
 use crate::backend::process::{Launch, ProcessFleet};
+use crate::engine::journal::Kind;
 use crate::engine::operator::{Action, Inbox};
 use crate::model::InstanceState;
 use crate::runtime::{LoadedPolicy, PolicySource, Runtime};
@@ -147,6 +148,11 @@ impl Agent {
         Ok(service)
     }
 
+    /// The spec of revision `n` of `service`.
+    fn spec_of(&self, service: &str, n: u32) -> Result<ServiceSpec> {
+        parse_stored(&self.store.revision(service, n)?.spec)
+    }
+
     /// Load the policy a request names (or the spec's), checked and ready.
     fn policy(&self, policy: &Option<PolicyRef>, spec: &ServiceSpec) -> Result<LoadedPolicy> {
         let source = match policy {
@@ -176,7 +182,7 @@ impl Agent {
             .map_err(|e| AgentError::Invalid(e.to_string()))?;
         let current = self.store.current_revision(&spec.name)?;
         if let Some(n) = current {
-            let serving = parse_stored(&self.store.revision(&spec.name, n)?.spec)?;
+            let serving = self.spec_of(&spec.name, n)?;
             if serving == spec && self.healthy(&spec.name, n, spec.replicas)? {
                 return Ok(Started {
                     rollout: None,
@@ -225,7 +231,7 @@ impl Agent {
                 "revision {target} already serves {service}; nothing was changed"
             )));
         }
-        let spec = parse_stored(&self.store.revision(service, target)?.spec)?;
+        let spec = self.spec_of(service, target)?;
         let cause = format!("undo: back to revision {target}");
         self.roll_out(spec, &req.policy, req.params, cause)
     }
@@ -318,7 +324,7 @@ impl Agent {
         let Some(n) = current else {
             return Ok(format!("first deploy from {origin}"));
         };
-        let before = parse_stored(&self.store.revision(&spec.name, n)?.spec)?;
+        let before = self.spec_of(&spec.name, n)?;
         let diff = before.diff(spec);
         Ok(match diff.len() {
             0 => format!("redeploy of revision {n} from {origin}"),
@@ -337,7 +343,13 @@ impl Agent {
                 action.name()
             )));
         };
-        a.inbox.send(action);
+        if !a.inbox.send(action) {
+            return Err(AgentError::Conflict(format!(
+                "rollout {} of {service} is finishing (its policy has ended; the host may be restoring the fleet): nothing to {}; see `rollout status {service}`",
+                a.id,
+                action.name()
+            )));
+        }
         match action {
             Action::Pause => a.paused = true,
             Action::Resume | Action::Abort => a.paused = false,
@@ -370,7 +382,7 @@ impl Agent {
         let latest = self.store.revisions(service)?;
         let spec_rev = current.or(latest.last().map(|r| r.number));
         let spec = match spec_rev {
-            Some(n) => Some(parse_stored(&self.store.revision(service, n)?.spec)?),
+            Some(n) => Some(self.spec_of(service, n)?),
             None => None,
         };
         let (active, paused) = {
@@ -382,13 +394,7 @@ impl Agent {
         };
         let active = rollouts.iter().find(|r| Some(r.id) == active).cloned();
         let progress = match &active {
-            Some(r) => self
-                .store
-                .journal(r.id, 0)?
-                .into_iter()
-                .rev()
-                .find(|row| row.entry.kind == crate::engine::journal::Kind::Progress)
-                .map(|row| row.entry.text),
+            Some(r) => self.store.last_entry(r.id, Kind::Progress)?,
             None => None,
         };
         Ok(ServiceStatus {
@@ -499,19 +505,16 @@ impl Agent {
         Ok(stopped)
     }
 
-    /// Lines an instance logged.
+    /// Lines an instance logged (running or stopped).
     pub fn logs(&self, instance: &str, lines: u32) -> Result<Vec<String>> {
         for name in self.store.services()? {
-            let s = self.service(&name)?;
-            if s.fleet.list().iter().any(|i| i.id == instance) {
-                return s
-                    .fleet
-                    .logs(instance, lines)
-                    .map_err(|e| AgentError::Internal(e.to_string()));
+            match self.service(&name)?.fleet.logs(instance, lines) {
+                Err(crate::backend::BackendError::UnknownInstance(_)) => continue,
+                other => return other.map_err(|e| AgentError::Internal(e.to_string())),
             }
         }
         Err(AgentError::NotFound(format!(
-            "no running instance {instance} (see `rollout ls`)"
+            "no instance {instance} (see `rollout ls`)"
         )))
     }
 }

@@ -23,8 +23,38 @@ pub(super) struct Job {
     pub inbox: Inbox,
 }
 
+/// Frees the service for the next rollout when the task ends, however it
+/// ends: a rollout whose task died (a bug) is closed as failed rather than
+/// left running for ever.
+struct Done {
+    agent: Arc<Agent>,
+    service: Arc<Service>,
+    id: i64,
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        let store = &self.agent.store;
+        if store.rollout(self.id).is_ok_and(|r| r.state == "running") {
+            let why = "the agent's rollout task stopped unexpectedly; check `rollout status` and `rollout undo`";
+            let _ = store.end_rollout(self.id, "failed", why);
+        }
+        *self
+            .service
+            .active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+        self.agent.journal_changed.notify_waiters();
+    }
+}
+
 /// Run the job to its end.
 pub(super) async fn run(agent: Arc<Agent>, service: Arc<Service>, policy: LoadedPolicy, job: Job) {
+    let _done = Done {
+        agent: agent.clone(),
+        service: service.clone(),
+        id: job.id,
+    };
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let writer = tokio::spawn(write_journal(agent.clone(), job.id, rx));
     let clock = Clock::real();
@@ -64,8 +94,6 @@ pub(super) async fn run(agent: Arc<Agent>, service: Arc<Service>, policy: Loaded
     for e in errors {
         eprintln!("rollout {}: cannot record the outcome: {e}", job.id);
     }
-    *service.active.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    agent.journal_changed.notify_waiters();
 }
 
 /// Store journal entries as they come, in batches.

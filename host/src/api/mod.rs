@@ -42,6 +42,28 @@ pub fn token_path(home: &Path) -> PathBuf {
     home.join("agent.token")
 }
 
+/// Hold `HOME/agent.lock` for as long as the returned file is open: one
+/// agent per home, or two would manage (and duplicate) the same instances.
+pub fn lock_home(home: &Path) -> anyhow::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let path = home.join("agent.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: flock(2) on a descriptor we own; it touches no memory.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        anyhow::bail!(
+            "an agent is already running with home {} (it holds {}); stop it first, or use another --home",
+            home.display(),
+            path.display()
+        );
+    }
+    Ok(file)
+}
+
 /// Listeners of a running agent.
 pub struct Listeners {
     unix: tokio::net::UnixListener,
@@ -92,18 +114,26 @@ impl Listeners {
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
+            let failed = tokio::select! {
                 _ = &mut shutdown => break,
-                accepted = self.unix.accept() => {
-                    if let Ok((stream, _)) = accepted {
+                accepted = self.unix.accept() => match accepted {
+                    Ok((stream, _)) => {
                         tokio::spawn(server::connection(agent.clone(), stream, None));
+                        false
                     }
-                }
-                Some((accepted, token)) = tcp => {
-                    if let Ok((stream, _)) = accepted {
+                    Err(_) => true,
+                },
+                Some((accepted, token)) = tcp => match accepted {
+                    Ok((stream, _)) => {
                         tokio::spawn(server::connection(agent.clone(), stream, Some(token)));
+                        false
                     }
-                }
+                    Err(_) => true,
+                },
+            };
+            if failed {
+                // Out of file descriptors, say: back off rather than spin.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
         }
     }

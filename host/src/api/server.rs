@@ -30,6 +30,8 @@ where
         async move { Ok::<_, std::convert::Infallible>(handle(&agent, req, token.as_deref()).await) }
     });
     let _ = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(std::time::Duration::from_secs(10))
         .serve_connection(TokioIo::new(stream), service)
         .await;
 }
@@ -151,6 +153,15 @@ async fn handle(agent: &Arc<Agent>, req: Request<Incoming>, token: Option<&str>)
     route(agent, req).await.unwrap_or_else(Refusal::answer)
 }
 
+/// Run `f` (compiling a policy, SQLite writes) off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, AgentError> + Send + 'static,
+) -> Result<T, AgentError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(AgentError::Internal(format!("the request failed: {e}"))))
+}
+
 async fn route(agent: &Arc<Agent>, req: Request<Incoming>) -> Result<Answer, Refusal> {
     let path: Vec<String> = req
         .uri()
@@ -178,7 +189,8 @@ async fn route(agent: &Arc<Agent>, req: Request<Incoming>) -> Result<Answer, Ref
         (&Method::POST, ["v1", "services", name, "undo"]) => {
             let name = name.to_string();
             let undo: UndoRequest = body(req).await?;
-            answer(agent.undo(&name, undo))
+            let agent = agent.clone();
+            answer(blocking(move || agent.undo(&name, undo)).await)
         }
         (&Method::POST, ["v1", "services", name, action]) => {
             let action = match *action {
@@ -192,7 +204,8 @@ async fn route(agent: &Arc<Agent>, req: Request<Incoming>) -> Result<Answer, Ref
         }
         (&Method::POST, ["v1", "rollouts"]) => {
             let run: RunRequest = body(req).await?;
-            answer(agent.run(run))
+            let agent = agent.clone();
+            answer(blocking(move || agent.run(run)).await)
         }
         (&Method::GET, ["v1", "rollouts", id, "events"]) => {
             let id = id

@@ -58,9 +58,7 @@ pub fn sibling_demo_app() -> anyhow::Result<PathBuf> {
 fn process_start(app: &Path) -> anyhow::Result<Duration> {
     let mut samples = Vec::new();
     for _ in 0..5 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = crate::backend::process::free_port()?;
         let started = Instant::now();
         let mut child = std::process::Command::new(app)
             .env("PORT", port.to_string())

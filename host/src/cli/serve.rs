@@ -35,6 +35,7 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let home = cli.home();
     std::fs::create_dir_all(&home)
         .with_context(|| format!("cannot create the home directory {}", home.display()))?;
+    let _lock = api::lock_home(&home)?;
     let tcp = match &args.listen {
         Some(addr) => {
             let token = match std::env::var("ROLLOUT_TOKEN") {

@@ -28,6 +28,7 @@ pub async fn execute(
     session: Session,
 ) -> (Session, Outcome) {
     let (mut session, result) = runtime.run(policy, session).await;
+    session.close_operator();
     let outcome = match result {
         Ok(outcome) => session.verify(outcome).await,
         Err(

@@ -38,19 +38,33 @@ impl Action {
 /// Where a live operator's commands arrive (the agent's control API); the
 /// session applies them at its next host call.
 #[derive(Debug, Clone, Default)]
-pub struct Inbox(Arc<Mutex<Vec<Action>>>);
+pub struct Inbox(Arc<Mutex<InboxState>>);
+
+#[derive(Debug, Default)]
+struct InboxState {
+    actions: Vec<Action>,
+    closed: bool,
+}
 
 impl Inbox {
-    /// Queue a command for the session.
-    pub fn send(&self, action: Action) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(action);
+    /// Queue a command for the session; `false` once the policy has ended
+    /// and no command can apply any more.
+    pub fn send(&self, action: Action) -> bool {
+        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if !state.closed {
+            state.actions.push(action);
+        }
+        !state.closed
+    }
+
+    /// Refuse further commands (the policy has ended).
+    pub fn close(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
     }
 
     fn take(&self) -> Vec<Action> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::take(&mut state.actions)
     }
 }
 
@@ -111,6 +125,11 @@ impl Operator {
         due
     }
 
+    /// Refuse live commands from now on (the policy has ended).
+    pub fn close(&self) {
+        self.inbox.close();
+    }
+
     /// When a scheduled command will next release a pause.
     pub fn next_release_ms(&self) -> Option<u64> {
         self.scheduled
@@ -139,12 +158,14 @@ mod tests {
     fn live_commands_apply_at_the_next_call() {
         let inbox = Inbox::default();
         let mut op = Operator::live(inbox.clone());
-        inbox.send(Action::Pause);
+        assert!(inbox.send(Action::Pause));
         assert_eq!(op.apply_due(7), vec![(7, Action::Pause)]);
         assert!(op.paused);
-        inbox.send(Action::Abort);
+        assert!(inbox.send(Action::Abort));
         op.apply_due(9);
         assert!(op.aborted && !op.paused);
+        op.close();
+        assert!(!inbox.send(Action::Pause));
         assert!(op.apply_due(10).is_empty());
     }
 }

@@ -47,6 +47,9 @@ pub struct Session {
     stalled: bool,
     step: Option<Progress>,
     seen_ready: HashSet<InstanceId>,
+    /// Restoring after the policy failed: the rollout deadline no longer
+    /// cuts waits short (restore has its own bounds).
+    restoring: bool,
 }
 
 impl Session {
@@ -84,6 +87,7 @@ impl Session {
             stalled: false,
             step: None,
             seen_ready: HashSet::new(),
+            restoring: false,
         }
     }
 
@@ -169,6 +173,7 @@ impl Session {
     async fn enter(&mut self) -> Call<()> {
         self.observe();
         self.apply_operator();
+        let paused_at = self.now_ms();
         while self.operator.paused {
             let release = match (&self.clock, self.operator.next_release_ms()) {
                 (_, Some(at)) => at,
@@ -177,6 +182,11 @@ impl Session {
             };
             self.sleep_until(release).await?;
             self.apply_operator();
+        }
+        // Time spent paused is the operator's, not a lack of progress.
+        let paused_for = self.now_ms() - paused_at;
+        if paused_for > 0 && !self.stalled {
+            self.last_progress_ms += paused_for;
         }
         if self.now_ms() > self.guardrails.deadline_ms {
             return Err(Halt::Deadline(self.guardrails.deadline_ms));
@@ -210,7 +220,10 @@ impl Session {
 
     /// Sleep, but never past the rollout deadline.
     async fn sleep_until(&mut self, at_ms: u64) -> Call<()> {
-        let deadline = self.guardrails.deadline_ms;
+        let deadline = match self.restoring {
+            true => u64::MAX - 1,
+            false => self.guardrails.deadline_ms,
+        };
         self.clock.sleep_until(at_ms.min(deadline + 1)).await;
         self.observe();
         if at_ms > deadline {
@@ -384,7 +397,7 @@ impl Session {
                 .iter()
                 .any(|p| matches!(p.verdict, Verdict::Unknown(_)));
             let now = self.now_ms();
-            let stalled = pending && self.check_stall();
+            let stalled = pending && !self.restoring && self.check_stall();
             if !pending || now >= until || stalled {
                 let why = match stalled {
                     true => format!(
@@ -506,6 +519,11 @@ impl Session {
 
     // ---- after the policy ---------------------------------------------
 
+    /// The policy has ended: operator commands no longer apply.
+    pub fn close_operator(&mut self) {
+        self.operator.close();
+    }
+
     /// Check what the policy claims against the fleet: a `completed` with
     /// the new revision short of its replicas is a failure, and the host
     /// restores the old revision.
@@ -545,6 +563,7 @@ impl Session {
                 Err(e) => format!("could not stop {to}: {e}"),
             };
         };
+        self.restoring = true;
         self.note(format!("restoring {from}"));
         let replicas = self.info.replicas;
         for _ in 0..=2 * replicas + 1 {

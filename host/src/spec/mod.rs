@@ -52,6 +52,9 @@ use crate::health::HealthSpec;
 pub const DEFAULT_POLICY: &str = "rolling";
 /// Default `stop-grace`, in ms.
 pub const DEFAULT_STOP_GRACE_MS: u64 = 10_000;
+/// Smallest `log-max-bytes`: below it, logs would rotate constantly.
+pub const MIN_LOG_MAX_BYTES: u64 = 64 * 1024;
+
 /// Default `log-max-bytes` (10 MiB).
 pub const DEFAULT_LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
 /// Longest service name.
@@ -556,6 +559,15 @@ fn validate(doc: &Document) -> Option<Problem> {
         return Some(Problem::new(
             &["health", "timeout"],
             "must be more than 0".to_string(),
+        ));
+    }
+    if doc.log_max_bytes < MIN_LOG_MAX_BYTES {
+        return Some(Problem::new(
+            &["log-max-bytes"],
+            format!(
+                "must be at least {MIN_LOG_MAX_BYTES} bytes, got {}",
+                doc.log_max_bytes
+            ),
         ));
     }
     if doc.policy.name.trim().is_empty() {

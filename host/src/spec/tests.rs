@@ -9,7 +9,7 @@ replicas = 3
 backend = "process"
 port = 8080
 stop-grace = "5s"
-log-max-bytes = 2048
+log-max-bytes = 65536
 
 [revision]
 command = "../target/debug/demo-app"
@@ -67,7 +67,7 @@ fn full_example_parses() {
     assert_eq!(s.backend.name(), "process");
     assert_eq!(s.port, Some(8080));
     assert_eq!(s.stop_grace_ms, 5_000);
-    assert_eq!(s.log_max_bytes, 2048);
+    assert_eq!(s.log_max_bytes, 65536);
     assert_eq!(
         s.revision.command.as_deref(),
         Some("/srv/target/debug/demo-app")
@@ -531,4 +531,20 @@ fn demo_example_parses() {
         s.policy.params,
         [("min-ready-ms".to_string(), "1s".to_string())]
     );
+}
+
+#[test]
+fn log_max_bytes_has_a_floor() {
+    let err = ServiceSpec::parse(
+        "name = \"web\"\nreplicas = 1\nlog-max-bytes = 10\n[revision]\ncommand = \"x\"\n",
+        "web.toml",
+        Path::new("/"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("log-max-bytes: must be at least 65536"),
+        "{err}"
+    );
+    assert!(err.contains("(line 3)"), "{err}");
 }

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::journal::Entry;
+use crate::engine::journal::{Entry, Kind};
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -162,6 +162,9 @@ impl Store {
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // WAL with NORMAL sync: durable across agent crashes, one fsync per
+        // checkpoint rather than per journal batch.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         Ok(Store {
@@ -361,6 +364,18 @@ impl Store {
         })
     }
 
+    /// The text of the last entry of `kind` in a rollout's journal.
+    pub fn last_entry(&self, rollout: i64, kind: Kind) -> Result<Option<String>> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT text FROM journal WHERE rollout = ?1 AND kind = ?2 ORDER BY seq DESC LIMIT 1",
+                params![rollout, kind.label()],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
     /// Remember an instance the agent started.
     pub fn add_instance(&self, row: &InstanceRow) -> Result<()> {
         self.with(|c| {
@@ -437,7 +452,6 @@ fn rollout_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RolloutRow> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::journal::Kind;
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
@@ -471,6 +485,10 @@ mod tests {
         };
         s.append_journal(id, &[entry("one"), entry("two")]).unwrap();
         s.append_journal(id, &[entry("three")]).unwrap();
+        assert_eq!(
+            s.last_entry(id, Kind::Effect).unwrap().as_deref(),
+            Some("three")
+        );
         let rows = s.journal(id, 1).unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!((rows[0].seq, rows[0].entry.text.as_str()), (2, "two"));

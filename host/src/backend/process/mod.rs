@@ -16,6 +16,8 @@
 
 mod os;
 
+pub use os::free_port;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -37,6 +39,8 @@ use crate::store::{InstanceRow, Store, unix_ms};
 const TICK: Duration = Duration::from_millis(2);
 /// How often a stop checks whether its instances are gone.
 const STOP_POLL: Duration = Duration::from_millis(1);
+/// Most log lines one `logs` call returns.
+pub const MAX_LOG_LINES: usize = 10_000;
 /// How often the monitor checks log sizes.
 const ROTATE_EVERY_MS: u64 = 1_000;
 /// How long a stop waits after SIGKILL before giving up on an instance.
@@ -89,9 +93,14 @@ impl Proc {
         }
     }
 
-    fn target(&self) -> (std::net::SocketAddr, Vec<(String, String)>) {
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.row.port));
-        (addr, self.env.clone())
+    /// Its health checks, ready to run without the fleet's lock.
+    fn check(&self) -> Check {
+        Check {
+            id: self.row.id.clone(),
+            launch: self.launch.clone(),
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], self.row.port)),
+            env: self.env.clone(),
+        }
     }
 
     /// The exit status, once the process is gone.
@@ -123,6 +132,25 @@ impl Proc {
     }
 }
 
+/// One instance's health checks, detached from the fleet.
+struct Check {
+    id: InstanceId,
+    launch: Arc<Launch>,
+    addr: std::net::SocketAddr,
+    env: Vec<(String, String)>,
+}
+
+impl Check {
+    async fn run(self) -> (InstanceId, Result<(), String>) {
+        let target = health::Target {
+            addr: self.addr,
+            env: &self.env,
+        };
+        let result = health::check(&self.launch.health, &target).await;
+        (self.id, result)
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     launches: HashMap<RevisionId, Arc<Launch>>,
@@ -138,14 +166,14 @@ impl Inner {
             .ok_or_else(|| BackendError::UnknownInstance(id.to_string()))
     }
 
-    /// Move an instance to `state`, recording the change.
-    fn set(&mut self, id: &str, state: InstanceState, reason: Option<String>) {
+    /// Move an instance to `state`, recording the change; true if it changed.
+    fn set(&mut self, id: &str, state: InstanceState, reason: Option<String>) -> bool {
         let Some(p) = self.procs.get_mut(id) else {
-            return;
+            return false;
         };
         p.reason = reason;
         if p.state == state {
-            return;
+            return false;
         }
         p.state = state;
         let o = Observation {
@@ -155,12 +183,14 @@ impl Inner {
             state,
         };
         self.events.push((Instant::now(), o));
+        true
     }
 
-    /// Apply a probe result (`Err` = failing) to an instance.
-    fn apply_probe(&mut self, id: &str, result: Result<(), String>) {
+    /// Apply a probe result (`Err` = failing) to an instance; true if its
+    /// state changed.
+    fn apply_probe(&mut self, id: &str, result: Result<(), String>) -> bool {
         let Some(p) = self.procs.get_mut(id) else {
-            return;
+            return false;
         };
         let logged = p.scanner.as_mut().and_then(LogScanner::scan);
         let state = p.state;
@@ -176,8 +206,11 @@ impl Inner {
             (InstanceState::Starting, Err(why)) if logged_failure(&why) => {
                 self.set(id, InstanceState::Unhealthy, Some(why))
             }
-            (InstanceState::Starting | InstanceState::Unhealthy, Err(why)) => p.reason = Some(why),
-            _ => {}
+            (InstanceState::Starting | InstanceState::Unhealthy, Err(why)) => {
+                p.reason = Some(why);
+                false
+            }
+            _ => false,
         }
     }
 }
@@ -292,8 +325,12 @@ impl ProcessFleet {
             inner.next_index += 1;
             let id = format!("{}-{revision}-{}", self.service, inner.next_index);
             let proc = self.spawn(&launch, &id)?;
+            // An instance nobody remembers would outlive the agent untracked.
+            if let Err(e) = self.store.add_instance(&proc.row) {
+                os::signal_group(proc.row.pid, libc::SIGKILL);
+                return Err(failed(format!("{id} stopped: cannot record it: {e}")));
+            }
             started.push(proc.instance(unix_ms()));
-            self.store.add_instance(&proc.row).map_err(failed)?;
             inner.procs.insert(id, proc);
         }
         Ok(started)
@@ -402,8 +439,11 @@ impl ProcessFleet {
         }
         let mut inner = self.lock();
         for id in ids {
-            if let Some(p) = inner.procs.remove(id) {
-                // Stragglers the instance forked into its group go too.
+            if let Some(p) = inner.procs.remove(id)
+                && p.state != InstanceState::Failed
+            {
+                // Stragglers the instance forked into its group go too (a
+                // failed instance's group was killed when its exit was seen).
                 os::signal_group(p.row.pid, libc::SIGKILL);
             }
             self.store.remove_instance(id).map_err(failed)?;
@@ -411,26 +451,30 @@ impl ProcessFleet {
         Ok(())
     }
 
-    /// The last `lines` lines an instance wrote.
+    /// The last `lines` lines (at most [`MAX_LOG_LINES`]) an instance wrote,
+    /// running or stopped (its log file stays).
     pub fn logs(&self, id: &str, lines: u32) -> Result<Vec<String>, BackendError> {
-        self.lock().proc(id)?;
-        os::tail(&self.log_path(id), lines as usize).map_err(failed)
+        let path = self.log_path(id);
+        if !self.lock().procs.contains_key(id) && !path.is_file() {
+            return Err(BackendError::UnknownInstance(id.to_string()));
+        }
+        os::tail(&path, (lines as usize).min(MAX_LOG_LINES)).map_err(failed)
     }
 
     /// Run an instance's health checks now.
     pub async fn probe(&self, id: &str) -> Result<Probe, BackendError> {
         let started = Instant::now();
-        let (launch, (addr, env), waiting) = {
+        let (check, waiting) = {
             let mut inner = self.lock();
             let p = inner.proc(id)?;
             let waiting = unix_ms() < p.row.started_ms + p.launch.health.readiness_delay;
-            (p.launch.clone(), p.target(), waiting)
+            (p.check(), waiting)
         };
         if !waiting {
-            let target = health::Target { addr, env: &env };
-            let result = health::check(&launch.health, &target).await;
-            self.lock().apply_probe(id, result);
-            self.changed.notify_one();
+            let (_, result) = check.run().await;
+            if self.lock().apply_probe(id, result) {
+                self.changed.notify_one();
+            }
         }
         let mut inner = self.lock();
         let p = inner.proc(id)?;
@@ -449,6 +493,7 @@ impl ProcessFleet {
     async fn tick(&self) {
         let now = unix_ms();
         let mut due = Vec::new();
+        let mut changed = false;
         {
             let mut inner = self.lock();
             let ids: Vec<InstanceId> = inner.procs.keys().cloned().collect();
@@ -465,7 +510,10 @@ impl ProcessFleet {
                         Some(line) => format!("exited ({status}); last log line: {line}"),
                         None => format!("exited ({status})"),
                     };
-                    inner.set(&id, InstanceState::Failed, Some(why));
+                    // Whatever it left in its group goes now, while the
+                    // group id cannot belong to anyone else.
+                    os::signal_group(p.row.pid, libc::SIGKILL);
+                    changed |= inner.set(&id, InstanceState::Failed, Some(why));
                     continue;
                 }
                 if now >= p.next_rotate_check {
@@ -474,31 +522,29 @@ impl ProcessFleet {
                 }
                 if now >= p.next_probe {
                     p.next_probe = now + p.launch.health.interval.max(1);
-                    due.push((id, p.launch.clone(), p.target()));
+                    due.push(p.check());
                 }
             }
         }
-        if due.is_empty() {
-            return self.notify_if_changed();
+        if !due.is_empty() {
+            changed |= self.run_probes(due).await;
         }
-        let mut probes = tokio::task::JoinSet::new();
-        for (id, launch, (addr, env)) in due {
-            probes.spawn(async move {
-                let target = health::Target { addr, env: &env };
-                let result = health::check(&launch.health, &target).await;
-                (id, result)
-            });
-        }
-        while let Some(Ok((id, result))) = probes.join_next().await {
-            self.lock().apply_probe(&id, result);
-        }
-        self.notify_if_changed();
-    }
-
-    fn notify_if_changed(&self) {
-        if !self.lock().events.is_empty() {
+        if changed {
             self.changed.notify_one();
         }
+    }
+
+    /// Probe instances concurrently; true if any changed state.
+    async fn run_probes(&self, due: Vec<Check>) -> bool {
+        let mut changed = false;
+        let mut probes = tokio::task::JoinSet::new();
+        for check in due {
+            probes.spawn(check.run());
+        }
+        while let Some(Ok((id, result))) = probes.join_next().await {
+            changed |= self.lock().apply_probe(&id, result);
+        }
+        changed
     }
 
     /// A backend for one rollout timed by `clock`.

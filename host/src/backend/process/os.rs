@@ -51,19 +51,23 @@ pub fn tail(path: &Path, lines: usize) -> std::io::Result<Vec<String>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
+    const CHUNK: u64 = 8 * 1024;
     let len = file.seek(SeekFrom::End(0))?;
     let mut start = len;
-    let mut buf = Vec::new();
-    const CHUNK: u64 = 8 * 1024;
-    while start > 0 && buf.iter().filter(|&&b| b == b'\n').count() <= lines {
+    // Chunks from the end backwards, newest first.
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    let mut newlines = 0;
+    while start > 0 && newlines <= lines {
         let from = start.saturating_sub(CHUNK);
-        let mut chunk = vec![0; (start - from) as usize];
+        let mut chunk = Vec::with_capacity((start - from) as usize);
         file.seek(SeekFrom::Start(from))?;
-        file.read_exact(&mut chunk)?;
-        chunk.extend_from_slice(&buf);
-        buf = chunk;
+        // Short when the file was truncated meanwhile (log rotation).
+        (&mut file).take(start - from).read_to_end(&mut chunk)?;
+        newlines += chunk.iter().filter(|&&b| b == b'\n').count();
+        chunks.push(chunk);
         start = from;
     }
+    let buf: Vec<u8> = chunks.into_iter().rev().flatten().collect();
     let text = String::from_utf8_lossy(&buf);
     let all: Vec<&str> = text.lines().collect();
     let skip = all.len().saturating_sub(lines);
