@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Policies embedded in the binary (package names).
-const POLICIES: &[&str] = &["rolling", "bench-calls"];
+const POLICIES: &[&str] = &["rolling", "canary", "blue-green", "bench-calls"];
 const TARGET: &str = "wasm32-wasip2";
 
 fn main() {

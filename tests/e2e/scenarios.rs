@@ -1,14 +1,31 @@
-//! The rolling policy against every scenario in `tests/scenarios/`.
+//! The built-in policies against the scenarios in `tests/scenarios/`: the
+//! rolling policy against the rolling ones, canary and blue-green against
+//! theirs (`canary-*`, `blue-green-*`).
 
 use crate::util::{assert_contains, rollout, rollout_test, scenario};
 
 /// Run the built-in rolling policy on a scenario and insist every assertion holds.
 fn passes(name: &str) -> serde_json::Value {
-    let run = rollout_test("rolling", name, &[]);
+    passes_with("rolling", name)
+}
+
+/// Run built-in `policy` on a scenario and insist every assertion holds.
+fn passes_with(policy: &str, name: &str) -> serde_json::Value {
+    let run = rollout_test(policy, name, &[]);
     let json = run.json();
-    assert_eq!(run.code, 0, "{name}: {:#}", json["assertions"]);
+    assert_eq!(run.code, 0, "{policy} on {name}: {:#}", json["assertions"]);
     assert_eq!(json["passed"], true);
     json
+}
+
+/// The journal lines of a JSON report.
+fn timeline(json: &serde_json::Value) -> Vec<String> {
+    json["timeline"]
+        .as_array()
+        .expect("a timeline")
+        .iter()
+        .map(|e| e["text"].as_str().unwrap_or_default().to_string())
+        .collect()
 }
 
 #[test]
@@ -67,6 +84,124 @@ fn first_deploy() {
 fn thirty_minute_rollout_on_virtual_time() {
     let json = passes("thirty-minutes");
     assert!(json["virtual_ms"].as_u64().unwrap() >= 30 * 60 * 1000);
+}
+
+#[test]
+fn canary_healthy_passes_every_step() {
+    let json = passes_with("canary", "canary-healthy");
+    assert_eq!(json["max_instances"], 5);
+    assert_eq!(json["min_ready"], 4);
+    let lines = timeline(&json);
+    for step in 1..=3 {
+        let analysis = format!("analysis at step {step} (");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(&analysis) && l.ends_with("=> healthy")),
+            "{analysis} in {lines:#?}"
+        );
+    }
+    // The weights move up in order, and traffic returns to nobody else.
+    let weights: Vec<_> = lines.iter().filter(|l| l.starts_with("weights ")).collect();
+    assert_eq!(
+        weights,
+        [
+            "weights v1=100 v2=0",
+            "weights v1=95 v2=5",
+            "weights v1=75 v2=25",
+            "weights v1=50 v2=50",
+            "weights v2=100"
+        ]
+    );
+}
+
+#[test]
+fn canary_with_twenty_percent_errors_rolls_back_at_the_first_analysis() {
+    let json = passes_with("canary", "canary-error-rate");
+    assert_eq!(json["step"], 1);
+    assert_eq!(
+        json["reason"],
+        "analysis at step 1 (5%): canary error rate 0.200 > 0.050 over 150 requests"
+    );
+    // On rollback, traffic goes back to the old revision before it grows.
+    let lines = timeline(&json);
+    let rolling_back = lines.iter().position(|l| l.contains("rolling back"));
+    let after = &lines[rolling_back.expect("a rollback line")..];
+    let weights = after.iter().position(|l| l == "weights v1=100 v2=0");
+    let restart = after.iter().position(|l| l.starts_with("start v1 x1"));
+    assert!(weights.is_some() && weights < restart, "{lines:#?}");
+}
+
+#[test]
+fn canary_with_a_slow_p99_rolls_back() {
+    let json = passes_with("canary", "canary-latency");
+    assert_contains(json["reason"].as_str().unwrap(), "5.00 > 1.50");
+}
+
+#[test]
+fn canary_promote_skips_the_remaining_steps() {
+    let json = passes_with("canary", "canary-promote");
+    let lines = timeline(&json);
+    assert!(!lines.iter().any(|l| l.contains("weights v1=50 v2=50")));
+    assert!(!lines.iter().any(|l| l.contains("analysis at step 2")));
+}
+
+#[test]
+fn blue_green_healthy_keeps_the_old_set_for_the_delay() {
+    let json = passes_with("blue-green", "blue-green-healthy");
+    assert_eq!(json["max_instances"], 8);
+    assert_eq!(json["min_ready"], 4);
+    let stop_old = json["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["text"].as_str().unwrap().starts_with("stop web-v1-"))
+        .expect("the old set is stopped");
+    // Switch at 5 s, analysis at 35 s, old set kept 30 s more.
+    assert_eq!(stop_old["at_ms"], 65_000, "{stop_old}");
+}
+
+#[test]
+fn blue_green_bad_after_the_switch_switches_back() {
+    let json = passes_with("blue-green", "blue-green-bad-after-switch");
+    assert_eq!(json["step"], 2);
+    let lines = timeline(&json);
+    assert!(!lines.iter().any(|l| l.starts_with("stop web-v1-")));
+}
+
+#[test]
+fn blue_green_without_room_for_two_sets_says_to_raise_max_surge() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tight.toml");
+    std::fs::write(
+        &file,
+        r#"replicas = 4
+from = "v1"
+to = "v2"
+
+[guardrails]
+max-surge = 1
+
+[expect]
+outcome = "rolled-back"
+reason-contains = "raise max-surge to 100%"
+final = { v1 = 4, v2 = 0 }
+min-ready = 4
+"#,
+    )
+    .unwrap();
+    let run = rollout(&[
+        "test",
+        "--policy",
+        "blue-green",
+        "--scenario",
+        file.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    let json = run.json();
+    assert_eq!(run.code, 0, "{:#}", json["assertions"]);
+    assert!(!timeline(&json).iter().any(|l| l.contains("weights v2=100")));
 }
 
 #[test]
@@ -141,4 +276,17 @@ fn policies_lists_rolling() {
     let run = rollout(&["policies"]);
     assert_eq!(run.code, 0);
     assert!(run.stdout.starts_with("rolling"), "{}", run.stdout);
+}
+
+#[test]
+fn policies_lists_canary_and_blue_green() {
+    let run = rollout(&["policies"]);
+    assert_eq!(run.code, 0);
+    for name in ["canary ", "blue-green "] {
+        assert!(
+            run.stdout.lines().any(|l| l.starts_with(name)),
+            "{name}in {}",
+            run.stdout
+        );
+    }
 }

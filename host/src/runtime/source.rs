@@ -9,12 +9,24 @@ use std::path::{Path, PathBuf};
 use super::PolicyError;
 
 /// Built-in policies users can name: `(name, what it does)`.
-pub const BUILTIN: &[(&str, &str)] = &[(
-    "rolling",
-    "replace instances in batches (max-surge, max-unavailable), roll back on failure",
-)];
+pub const BUILTIN: &[(&str, &str)] = &[
+    (
+        "rolling",
+        "replace instances in batches (max-surge, max-unavailable), roll back on failure",
+    ),
+    (
+        "canary",
+        "shift traffic in weighted steps, compare error rate and p99 with the old revision, roll back on failure",
+    ),
+    (
+        "blue-green",
+        "start a full new set at weight 0, switch all traffic at once, switch back on failure",
+    ),
+];
 
 static ROLLING: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/policies/rolling.wasm"));
+static CANARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/policies/canary.wasm"));
+static BLUE_GREEN: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/policies/blue_green.wasm"));
 static BENCH_CALLS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/policies/bench_calls.wasm"));
 
 /// A policy to load.
@@ -74,6 +86,8 @@ impl PolicySource {
     pub fn bytes(&self) -> Result<Cow<'static, [u8]>, PolicyError> {
         match self {
             PolicySource::Builtin("rolling") => Ok(Cow::Borrowed(ROLLING)),
+            PolicySource::Builtin("canary") => Ok(Cow::Borrowed(CANARY)),
+            PolicySource::Builtin("blue-green") => Ok(Cow::Borrowed(BLUE_GREEN)),
             PolicySource::Builtin("bench-calls") => Ok(Cow::Borrowed(BENCH_CALLS)),
             PolicySource::Builtin(name) => Err(PolicyError::NotFound {
                 policy: (*name).to_string(),
@@ -121,5 +135,15 @@ mod tests {
                 .len()
                 > 1000
         );
+    }
+
+    #[test]
+    fn every_builtin_is_embedded() {
+        for (name, about) in BUILTIN {
+            let source = PolicySource::parse(name).unwrap();
+            assert_eq!(source, PolicySource::Builtin(name));
+            assert!(source.bytes().unwrap().len() > 1000, "{name}");
+            assert!(!about.is_empty());
+        }
     }
 }

@@ -15,6 +15,12 @@
 //! instance) with three hooks: the batch plan, the health verdict and the
 //! rollback condition.
 //!
+//! Strategies that shift traffic between two revisions (canary, blue-green)
+//! build on [`shift`] (scale a revision up and wait until it is ready within
+//! the surge guardrail, scale one down, roll back traffic first) and
+//! [`analysis`] (judge a revision by the error rate and latency of the
+//! traffic it served, against thresholds read from params).
+//!
 //! # Example
 //!
 //! A complete policy: replace one instance at a time, roll back on the first
@@ -62,8 +68,10 @@
 
 extern crate self as rollout_policy;
 
+pub mod analysis;
 mod host;
 pub mod params;
+pub mod shift;
 pub mod strategy;
 pub mod testing;
 
@@ -128,5 +136,19 @@ impl Verdict {
     /// True for [`Verdict::Healthy`].
     pub fn is_healthy(&self) -> bool {
         matches!(self, Verdict::Healthy)
+    }
+}
+
+impl EffectError {
+    /// Why the effect was refused, as plain text for messages (its
+    /// `Display` is the debug form). Guardrail and abort reasons are the
+    /// host's own words, e.g. `max-surge: starting 4 with 4 running would
+    /// exceed 5 instances`; the others are prefixed with their kind.
+    pub fn reason(&self) -> String {
+        match self {
+            EffectError::Guardrail(why) | EffectError::Aborted(why) => why.clone(),
+            EffectError::Invalid(why) => format!("invalid: {why}"),
+            EffectError::Backend(why) => format!("backend: {why}"),
+        }
     }
 }

@@ -44,6 +44,31 @@ impl<'a> Params<'a> {
         }
     }
 
+    /// A finite, non-negative number: `0.05`, `1.5`, `20`.
+    pub fn f64(&self, key: &str, default: f64) -> Result<f64, String> {
+        match self.raw(key) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite() && *x >= 0.0)
+                .ok_or_else(|| {
+                    format!("param {key}: expected a non-negative number like 0.05, got {v:?}")
+                }),
+        }
+    }
+
+    /// A flag: `true` or `false`.
+    pub fn bool(&self, key: &str, default: bool) -> Result<bool, String> {
+        match self.raw(key).map(str::trim) {
+            None => Ok(default),
+            Some("true") => Ok(true),
+            Some("false") => Ok(false),
+            Some(v) => Err(format!("param {key}: expected true or false, got {v:?}")),
+        }
+    }
+
     /// A duration in milliseconds: `500`, `500ms`, `30s`, `5m`, `1h`.
     pub fn millis(&self, key: &str, default: u64) -> Result<u64, String> {
         match self.raw(key) {
@@ -122,6 +147,25 @@ mod tests {
         assert_eq!(parse_count("101%", 4), None);
         assert_eq!(parse_millis("5m"), Some(300_000));
         assert_eq!(parse_millis("5 days"), None);
+    }
+
+    #[test]
+    fn numbers_and_flags() {
+        let i = info(&[
+            ("r", "0.05"),
+            ("n", "-1"),
+            ("x", "NaN"),
+            ("t", "true"),
+            ("b", "yes"),
+        ]);
+        let p = Params::of(&i);
+        assert_eq!(p.f64("r", 1.0), Ok(0.05));
+        assert_eq!(p.f64("missing", 1.5), Ok(1.5));
+        assert!(p.f64("n", 0.0).unwrap_err().contains("param n"));
+        assert!(p.f64("x", 0.0).is_err());
+        assert_eq!(p.bool("t", false), Ok(true));
+        assert_eq!(p.bool("missing", false), Ok(false));
+        assert!(p.bool("b", false).unwrap_err().contains("true or false"));
     }
 
     #[test]

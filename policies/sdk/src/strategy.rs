@@ -19,6 +19,7 @@
 use std::collections::HashSet;
 use std::fmt;
 
+use crate::shift::{alive, ids_of};
 use crate::{
     Command, EffectError, Host, Instance, InstanceId, InstanceState, Level, Outcome, ProbeResult,
     Progress, RolloutInfo, Verdict,
@@ -86,23 +87,6 @@ pub trait Strategy {
 
     /// Rollback condition: `Some(reason)` to roll back now.
     fn roll_back(&self, state: &State) -> Option<String>;
-}
-
-/// True while an instance runs or may still run.
-fn alive(state: InstanceState) -> bool {
-    matches!(
-        state,
-        InstanceState::Starting | InstanceState::Ready | InstanceState::Unhealthy
-    )
-}
-
-/// Ids of the instances of `revision` whose state matches `keep`.
-fn ids_of(fleet: &[Instance], revision: &str, keep: impl Fn(InstanceState) -> bool) -> Vec<String> {
-    fleet
-        .iter()
-        .filter(|i| i.revision == revision && keep(i.state))
-        .map(|i| i.id.clone())
-        .collect()
 }
 
 /// Roll `info.to_revision` out in batches planned by `strategy`.
@@ -240,6 +224,22 @@ pub fn roll_back(
     reason: String,
 ) -> Outcome {
     host.log(Level::Warn, &format!("rolling back: {reason}"));
+    restore(host, info, strategy.ready_timeout_ms(), reason)
+}
+
+/// The body of [`roll_back`], for policies that are not a [`Strategy`]:
+/// bring `from-revision` back to `replicas` ready instances (one at a time
+/// when the surge guardrail is tight, each given `ready_timeout_ms`), then
+/// stop every instance of `to-revision`. Returns
+/// [`Outcome::RolledBack`]`(reason)`, or [`Outcome::Failed`] when the old
+/// revision does not come back or there is none (a first deploy: the new
+/// instances are stopped). Logs nothing itself.
+pub fn restore(
+    host: &mut impl Host,
+    info: &RolloutInfo,
+    ready_timeout_ms: u64,
+    reason: String,
+) -> Outcome {
     let to = info.to_revision.as_str();
     let Some(from) = info.from_revision.as_deref() else {
         let ids = ids_of(&host.list(), to, |s| s != InstanceState::Stopped);
@@ -281,7 +281,7 @@ pub fn roll_back(
             Err(e) => return Outcome::Failed(format!("{reason}; rollback: starting {from}: {e}")),
         };
         let mut ready = 0;
-        for result in host.wait_ready(&fresh, strategy.ready_timeout_ms()) {
+        for result in host.wait_ready(&fresh, ready_timeout_ms) {
             if result.verdict.is_healthy() {
                 ready += 1;
             } else if let Err(e) = host.stop(std::slice::from_ref(&result.instance)) {

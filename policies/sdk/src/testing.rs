@@ -3,9 +3,16 @@
 //! [`FakeFleet`] implements [`crate::Host`], so `cargo test` runs a policy's
 //! logic on the build machine without Wasm. Each revision gets a
 //! [`Behaviour`] (ready after a delay or never, fails after a time, log lines
-//! at times); `sleep` and `wait-ready` advance the virtual clock at once. The
-//! fake records every effect and the extremes of the fleet over time, which
-//! tests assert on.
+//! at times, the error rate and latency of the traffic it serves); `sleep`
+//! and `wait-ready` advance the virtual clock at once. The fake records every
+//! effect and the extremes of the fleet over time, which tests assert on.
+//!
+//! Traffic follows the host's `sim` backend: requests arrive at
+//! [`FakeFleet::requests_per_second`] (default 100) and are split by the
+//! weights last set with `set-weights` (a revision with no ready instance
+//! gets none of its share), or by ready instances while no weights are set.
+//! `stats(revision, window)` counts the requests of that split over the
+//! window, with the revision's error rate and latency.
 //!
 //! This is for unit tests of policy logic. `rollout test` runs the built
 //! component in the real host against its `sim` backend, with guardrails.
@@ -18,7 +25,7 @@ use crate::{
 };
 
 /// How instances of one revision behave, in milliseconds since each started.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Behaviour {
     /// Ready this long after start; `None` never.
     pub ready_after_ms: Option<u64>,
@@ -28,6 +35,28 @@ pub struct Behaviour {
     pub logs: Vec<(u64, String)>,
     /// The first this many instances started crash instead of becoming ready.
     pub crash_first: u32,
+    /// Share of the revision's requests that fail (0..=1); default 0.
+    pub error_rate: f64,
+    /// Median latency of a request in ms; default 10, as in the `sim` backend.
+    pub latency_ms: u64,
+    /// 99th percentile latency in ms; default twice the median.
+    pub p99_latency_ms: Option<u64>,
+}
+
+impl Default for Behaviour {
+    /// Never ready, no failures, 10 ms median latency: the `sim` backend's
+    /// traffic defaults.
+    fn default() -> Self {
+        Behaviour {
+            ready_after_ms: None,
+            fails_after_ms: None,
+            logs: Vec::new(),
+            crash_first: 0,
+            error_rate: 0.0,
+            latency_ms: 10,
+            p99_latency_ms: None,
+        }
+    }
 }
 
 impl Behaviour {
@@ -59,6 +88,24 @@ impl Behaviour {
     /// Instances write `line` `ms` after they start.
     pub fn logging(mut self, ms: u64, line: &str) -> Self {
         self.logs.push((ms, line.to_string()));
+        self
+    }
+
+    /// A share `rate` (0..=1) of the revision's requests fail.
+    pub fn erroring(mut self, rate: f64) -> Self {
+        self.error_rate = rate;
+        self
+    }
+
+    /// Requests take `ms` (median; the p99 is twice that unless set).
+    pub fn latency(mut self, ms: u64) -> Self {
+        self.latency_ms = ms;
+        self
+    }
+
+    /// The 99th percentile of request latency is `ms`.
+    pub fn p99_latency(mut self, ms: u64) -> Self {
+        self.p99_latency_ms = Some(ms);
         self
     }
 }
@@ -106,6 +153,8 @@ pub struct FakeFleet {
     journal: Vec<String>,
     max_instances: u32,
     min_ready: Option<u32>,
+    weights: Vec<(String, u32)>,
+    requests_per_second: u64,
 }
 
 impl Default for FakeFleet {
@@ -126,6 +175,8 @@ impl FakeFleet {
             journal: Vec::new(),
             max_instances: 0,
             min_ready: None,
+            weights: Vec::new(),
+            requests_per_second: 100,
         }
     }
 
@@ -158,6 +209,19 @@ impl FakeFleet {
     pub fn max_total(mut self, total: u32) -> Self {
         self.max_total = Some(total);
         self
+    }
+
+    /// Client traffic arrives at `rps` requests per second (default 100;
+    /// 0 for an idle service).
+    pub fn requests_per_second(mut self, rps: u64) -> Self {
+        self.requests_per_second = rps;
+        self
+    }
+
+    /// The weights last set with `set-weights` (empty: split by ready
+    /// instances).
+    pub fn weights(&self) -> &[(String, u32)] {
+        &self.weights
     }
 
     /// A [`RolloutInfo`] for this fleet.
@@ -268,13 +332,25 @@ impl FakeFleet {
             None => Verdict::Unhealthy(format!("no instance {id}")),
             Some(InstanceState::Ready) => Verdict::Healthy,
             Some(InstanceState::Starting) => Verdict::Unknown("not ready yet".into()),
-            Some(state) => Verdict::Unhealthy(format!("instance is {state:?}").to_lowercase()),
+            Some(state) => Verdict::Unhealthy(format!("instance is {}", state_name(state))),
         };
         ProbeResult {
             instance: id.into(),
             verdict,
             latency_us: 0,
         }
+    }
+}
+
+/// Lowercase name of a state, as in the WIT (`failed`, `unhealthy`...).
+fn state_name(state: InstanceState) -> &'static str {
+    match state {
+        InstanceState::Starting => "starting",
+        InstanceState::Ready => "ready",
+        InstanceState::Unhealthy => "unhealthy",
+        InstanceState::Draining => "draining",
+        InstanceState::Stopped => "stopped",
+        InstanceState::Failed => "failed",
     }
 }
 
@@ -381,16 +457,42 @@ impl Traffic for FakeFleet {
     fn set_weights(&mut self, weights: &[(String, u32)]) -> Result<(), EffectError> {
         let text: Vec<_> = weights.iter().map(|(r, w)| format!("{r}={w}")).collect();
         self.record(format!("weights {}", text.join(" ")));
+        self.weights = weights.to_vec();
         Ok(())
     }
 
-    fn stats(&mut self, revision: &str, _window_ms: u64) -> RevisionStats {
+    /// As the `sim` backend: the revision's share of the traffic now
+    /// (weights, or ready instances when none are set) over the window.
+    fn stats(&mut self, revision: &str, window_ms: u64) -> RevisionStats {
+        let ready = |rev: Option<&str>| {
+            let now = self.now;
+            let counted = |i: &&FakeInstance| {
+                rev.is_none_or(|r| i.revision == r) && i.state_at(now) == InstanceState::Ready
+            };
+            self.instances.iter().filter(counted).count() as u64
+        };
+        let (part, whole) = if self.weights.is_empty() {
+            (ready(Some(revision)), ready(None))
+        } else {
+            let weight = |(r, w): &(String, u32)| if r == revision { *w } else { 0 };
+            let part = self.weights.iter().map(weight).sum::<u32>();
+            let whole = self.weights.iter().map(|(_, w)| *w).sum::<u32>();
+            (
+                u64::from(part) * u64::from(ready(Some(revision)) > 0),
+                u64::from(whole),
+            )
+        };
+        let requests = match whole {
+            0 => 0,
+            _ => self.requests_per_second * window_ms / 1_000 * part / whole,
+        };
+        let b = self.behaviours.get(revision).cloned().unwrap_or_default();
         RevisionStats {
             revision: revision.into(),
-            requests: 0,
-            errors: 0,
-            p50_us: 0,
-            p99_us: 0,
+            requests,
+            errors: (requests as f64 * b.error_rate).round() as u64,
+            p50_us: b.latency_ms * 1_000,
+            p99_us: b.p99_latency_ms.unwrap_or(b.latency_ms * 2) * 1_000,
         }
     }
 }
@@ -430,5 +532,35 @@ impl Control for FakeFleet {
             "step {}/{}: {}",
             progress.step, progress.steps, progress.message
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traffic_splits_by_weight_like_the_sim() {
+        let mut fleet = FakeFleet::new().serving("v1", 3).behaviour(
+            "v2",
+            Behaviour::ready_after(1_000).erroring(0.2).latency(20),
+        );
+        // No weights: split by ready instances.
+        assert_eq!(fleet.stats("v1", 10_000).requests, 1_000);
+        fleet.start("v2", 1).unwrap();
+        fleet
+            .set_weights(&[("v1".into(), 75), ("v2".into(), 25)])
+            .unwrap();
+        // Weighted, but v2 has no ready instance yet: its share is lost.
+        assert_eq!(fleet.stats("v2", 10_000).requests, 0);
+        fleet.sleep(1_000);
+        let s = fleet.stats("v2", 10_000);
+        assert_eq!(
+            (s.requests, s.errors, s.p50_us, s.p99_us),
+            (250, 50, 20_000, 40_000)
+        );
+        assert_eq!(fleet.stats("v1", 10_000).requests, 750);
+        let mut idle = fleet.clone().requests_per_second(0);
+        assert_eq!(idle.stats("v1", 10_000).requests, 0);
     }
 }
