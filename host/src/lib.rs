@@ -19,6 +19,7 @@ pub mod duration;
 pub mod engine;
 pub mod health;
 pub mod model;
+pub mod proxy;
 pub mod runtime;
 pub mod scenario;
 pub mod spec;

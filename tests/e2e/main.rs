@@ -2,6 +2,7 @@
 
 mod agent;
 mod hostile;
+mod proxy;
 mod python;
 mod scenarios;
 mod sdk;

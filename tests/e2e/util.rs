@@ -214,6 +214,24 @@ params = {{ min-ready-ms = "400ms", ready-timeout-ms = "5s" }}
         path
     }
 
+    /// `GET path` on the agent's control socket; the body.
+    pub fn get(&self, path: &str) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(self.home.path().join("agent.sock"))
+            .expect("connect to the agent");
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send");
+        let mut text = String::new();
+        s.read_to_string(&mut text).expect("read");
+        text.split("\r\n\r\n")
+            .nth(1)
+            .unwrap_or_default()
+            .to_string()
+    }
+
     /// The agent's database.
     pub fn store(&self) -> rollout::store::Store {
         rollout::store::Store::open(&self.home.path().join("state.db")).expect("open state.db")

@@ -22,6 +22,7 @@ use crate::backend::process::{Launch, ProcessFleet};
 use crate::engine::journal::Kind;
 use crate::engine::operator::{Action, Inbox};
 use crate::model::InstanceState;
+use crate::proxy::{Proxy, Sticky};
 use crate::runtime::{LoadedPolicy, PolicySource, Runtime};
 use crate::spec::{BackendKind, ServiceSpec};
 use crate::store::{RolloutRow, Store, StoreError};
@@ -144,6 +145,12 @@ impl Agent {
             fleet,
             active: Mutex::new(None),
         });
+        let serving = self.store.current_revision(name)?;
+        if let Some(n) = serving.or(self.store.revisions(name)?.last().map(|r| r.number)) {
+            // A port taken meanwhile leaves the service without a front door
+            // until its next rollout says why.
+            let _ = front_door(&service, &self.spec_of(name, n)?);
+        }
         services.insert(name.to_string(), service.clone());
         Ok(service)
     }
@@ -252,6 +259,7 @@ impl Agent {
         }
         let loaded = self.policy(policy, &spec)?;
         let service = self.service(&spec.name)?;
+        front_door(&service, &spec)?;
         let mut active = service.active.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(a) = active.as_ref() {
             return Err(AgentError::Conflict(format!(
@@ -505,6 +513,38 @@ impl Agent {
         Ok(stopped)
     }
 
+    /// Prometheus text: per-revision traffic of every front door, and
+    /// instances per revision and state.
+    pub fn prometheus(&self) -> Result<String> {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let _ = writeln!(out, "# TYPE rollout_requests_total counter");
+        let _ = writeln!(out, "# TYPE rollout_request_errors_total counter");
+        let _ = writeln!(out, "# TYPE rollout_upstream_connect_errors_total counter");
+        let _ = writeln!(out, "# TYPE rollout_request_latency_seconds summary");
+        let _ = writeln!(out, "# TYPE rollout_ready_instances gauge");
+        let _ = writeln!(out, "# TYPE rollout_traffic_weight gauge");
+        let _ = writeln!(out, "# TYPE rollout_instances gauge");
+        for name in self.store.services()? {
+            let fleet = self.service(&name)?.fleet.clone();
+            if let Some(proxy) = fleet.front_door() {
+                proxy.prometheus(&mut out);
+            }
+            let mut counts: std::collections::BTreeMap<(String, &str), usize> =
+                std::collections::BTreeMap::new();
+            for i in fleet.list() {
+                *counts.entry((i.revision, i.state.name())).or_default() += 1;
+            }
+            for ((revision, state), n) in counts {
+                let _ = writeln!(
+                    out,
+                    "rollout_instances{{service=\"{name}\",revision=\"{revision}\",state=\"{state}\"}} {n}"
+                );
+            }
+        }
+        Ok(out)
+    }
+
     /// Lines an instance logged (running or stopped).
     pub fn logs(&self, instance: &str, lines: u32) -> Result<Vec<String>> {
         for name in self.store.services()? {
@@ -517,6 +557,36 @@ impl Agent {
             "no instance {instance} (see `rollout ls`)"
         )))
     }
+}
+
+/// Put a front door (proxy) on `port` in front of the service's fleet, if
+/// its spec has a port and the fleet has none there yet.
+fn front_door(service: &Service, spec: &ServiceSpec) -> Result<()> {
+    let Some(port) = spec.port else {
+        return Ok(());
+    };
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    if let Some(p) = service.fleet.front_door() {
+        if p.local_addr() == addr {
+            return Ok(());
+        }
+        p.close();
+    }
+    let sticky = match (&spec.traffic.sticky_header, &spec.traffic.sticky_cookie) {
+        (Some(h), _) => hyper::header::HeaderName::from_bytes(h.as_bytes())
+            .ok()
+            .map(Sticky::Header),
+        (None, Some(c)) => Some(Sticky::Cookie(c.clone())),
+        (None, None) => None,
+    };
+    let proxy = Proxy::bind(&spec.name, addr, sticky).map_err(|e| {
+        AgentError::Invalid(format!(
+            "{}: cannot listen on {addr} for its front door: {e}; nothing was changed",
+            spec.name
+        ))
+    })?;
+    service.fleet.attach(proxy);
+    Ok(())
 }
 
 /// A spec the agent stored itself.

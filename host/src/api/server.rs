@@ -177,6 +177,13 @@ async fn route(agent: &Arc<Agent>, req: Request<Incoming>) -> Result<Answer, Ref
             StatusCode::OK,
             &serde_json::json!({ "ok": true, "version": env!("CARGO_PKG_VERSION") }),
         ),
+        (&Method::GET, ["metrics"]) => match agent.prometheus() {
+            Ok(text) => Response::builder()
+                .header("content-type", "text/plain; version=0.0.4")
+                .body(Full::new(Bytes::from(text)))
+                .unwrap_or_default(),
+            Err(e) => answer::<()>(Err(e)),
+        },
         (&Method::GET, ["v1", "services"]) => answer(agent.statuses()),
         (&Method::GET, ["v1", "services", name]) => answer(agent.status(name)),
         (&Method::GET, ["v1", "services", name, "history"]) => {

@@ -4,6 +4,8 @@
 //! - [`runtime`]: what the policy runtime costs.
 //! - [`rollout`]: a real rollout of `demo-app` processes against its
 //!   physical limit.
+//! - [`proxy`]: the front door against nginx, and a rollout under load.
 
+pub mod proxy;
 pub mod rollout;
 pub mod runtime;

@@ -22,9 +22,15 @@ pub struct BenchArgs {
     /// `rollout`: how long each instance takes to become ready, in ms.
     #[arg(long, default_value_t = 1000, value_name = "MS")]
     ready_delay_ms: u64,
-    /// `rollout`: the demo-app binary [default: next to this executable].
+    /// `rollout`, `proxy`: the demo-app binary [default: next to this executable].
     #[arg(long, value_name = "PATH")]
     app: Option<PathBuf>,
+    /// `proxy`: seconds of load per measurement.
+    #[arg(long, default_value_t = 5)]
+    seconds: u32,
+    /// `proxy`: concurrent connections of the load generator (wrk).
+    #[arg(long, default_value_t = 32)]
+    connections: u32,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -35,6 +41,16 @@ enum What {
     Runtime,
     /// A rolling update of real demo-app processes against its physical limit.
     Rollout,
+    /// The front door against nginx (wrk load), and failed requests during a rollout.
+    Proxy,
+}
+
+/// `--app`, else the demo-app next to this executable.
+fn demo_app(args: &BenchArgs) -> anyhow::Result<PathBuf> {
+    match &args.app {
+        Some(app) => Ok(app.clone()),
+        None => bench::rollout::sibling_demo_app(),
+    }
 }
 
 /// Run `rollout bench`.
@@ -61,11 +77,45 @@ pub async fn run(_cli: &Cli, args: &BenchArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        What::Rollout => {
-            let app = match &args.app {
-                Some(app) => app.clone(),
-                None => bench::rollout::sibling_demo_app()?,
+        What::Proxy => {
+            let tools = bench::proxy::Tools {
+                wrk: bench::proxy::which("wrk")?,
+                nginx: bench::proxy::which("nginx")?,
+                app: demo_app(args)?,
             };
+            let f = bench::proxy::proxy_figures(runtime, &tools, args.seconds, args.connections)
+                .await?;
+            match args.output {
+                Output::Json => println!("{}", serde_json::to_string(&f)?),
+                Output::Human => {
+                    println!(
+                        "front door vs nginx, 2 demo-app instances, wrk -t2 -c{}",
+                        f.connections
+                    );
+                    println!("  requests/s  rollout proxy {:>10.0}", f.rps);
+                    println!("  requests/s  nginx         {:>10.0}", f.nginx_rps);
+                    println!(
+                        "  throughput ratio          {:>10.3}",
+                        f.throughput_ratio_vs_nginx
+                    );
+                    println!("  p99 direct to an instance {:>10.3} ms", f.direct_p99_ms);
+                    println!(
+                        "  p99 rollout proxy         {:>10.3} ms  (+{:.3} ms)",
+                        f.p99_ms, f.p99_added_ms
+                    );
+                    println!(
+                        "  p99 nginx                 {:>10.3} ms  (+{:.3} ms)",
+                        f.nginx_p99_ms, f.nginx_p99_added_ms
+                    );
+                    println!(
+                        "  during a rolling update   {:>10} requests, {} failed ({})",
+                        f.total_requests, f.failed_requests, f.rollout_outcome
+                    );
+                }
+            }
+        }
+        What::Rollout => {
+            let app = demo_app(args)?;
             let f =
                 bench::rollout::rollout_figures(runtime, &app, args.replicas, args.ready_delay_ms)
                     .await?;

@@ -83,6 +83,8 @@ pub struct ServiceSpec {
     pub guardrails: GuardrailSpec,
     /// The policy that rolls the service out, and its params.
     pub policy: PolicySpec,
+    /// How the front door spreads requests.
+    pub traffic: TrafficSpec,
     /// The table the spec was read from (overrides applied, paths resolved).
     raw: toml::Table,
 }
@@ -216,6 +218,19 @@ struct Document {
     guardrails: GuardrailSpec,
     #[serde(default)]
     policy: PolicyTable,
+    #[serde(default)]
+    traffic: TrafficSpec,
+}
+
+/// `[traffic]`: how the front door (on `port`) spreads requests.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TrafficSpec {
+    /// Pin each client to a revision by the value of this request header
+    /// (e.g. `X-User-Id`), so a canary reaches a stable subset of users.
+    pub sticky_header: Option<String>,
+    /// Pin each client by the value of this cookie instead.
+    pub sticky_cookie: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -444,6 +459,7 @@ impl ServiceSpec {
                 name: policy_name.unwrap_or_default(),
                 params,
             },
+            traffic: doc.traffic,
             raw,
         }
     }
@@ -559,6 +575,20 @@ fn validate(doc: &Document) -> Option<Problem> {
         return Some(Problem::new(
             &["health", "timeout"],
             "must be more than 0".to_string(),
+        ));
+    }
+    if let Some(h) = &doc.traffic.sticky_header
+        && hyper::header::HeaderName::from_bytes(h.as_bytes()).is_err()
+    {
+        return Some(Problem::new(
+            &["traffic", "sticky-header"],
+            format!("not a valid HTTP header name: {h:?}"),
+        ));
+    }
+    if doc.traffic.sticky_header.is_some() && doc.traffic.sticky_cookie.is_some() {
+        return Some(Problem::new(
+            &["traffic", "sticky-cookie"],
+            "give sticky-header or sticky-cookie, not both".to_string(),
         ));
     }
     if doc.log_max_bytes < MIN_LOG_MAX_BYTES {

@@ -33,6 +33,7 @@ use crate::health::{self, HealthSpec, LogScanner};
 use crate::model::{
     Instance, InstanceId, InstanceState, Probe, RevisionId, RevisionStats, Verdict,
 };
+use crate::proxy::{Member, Proxy};
 use crate::store::{InstanceRow, Store, unix_ms};
 
 /// How often the monitor looks at the fleet (exits, due probes).
@@ -234,6 +235,7 @@ pub struct ProcessFleet {
     store: Arc<Store>,
     inner: Mutex<Inner>,
     changed: Arc<Notify>,
+    front_door: Mutex<Option<Arc<Proxy>>>,
 }
 
 impl ProcessFleet {
@@ -247,6 +249,7 @@ impl ProcessFleet {
             store,
             inner: Mutex::new(Inner::default()),
             changed: Arc::new(Notify::new()),
+            front_door: Mutex::new(None),
         });
         tokio::spawn(monitor(Arc::downgrade(&fleet)));
         Ok(fleet)
@@ -254,6 +257,42 @@ impl ProcessFleet {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Route the service's traffic through `proxy`: it learns every change
+    /// of the ready set, and stops drain through it.
+    pub fn attach(&self, proxy: Arc<Proxy>) {
+        *self.front_door.lock().unwrap_or_else(|p| p.into_inner()) = Some(proxy);
+        self.publish();
+    }
+
+    /// The proxy in front of the fleet, if any.
+    pub fn front_door(&self) -> Option<Arc<Proxy>> {
+        self.front_door
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Tell the proxy which instances are ready.
+    fn publish(&self) {
+        let Some(proxy) = self.front_door() else {
+            return;
+        };
+        let members: Vec<Member> = {
+            let inner = self.lock();
+            inner
+                .procs
+                .values()
+                .filter(|p| p.state == InstanceState::Ready)
+                .map(|p| Member {
+                    id: p.row.id.clone(),
+                    revision: p.row.revision.clone(),
+                    addr: std::net::SocketAddr::from(([127, 0, 0, 1], p.row.port)),
+                })
+                .collect()
+        };
+        proxy.set_members(&members);
     }
 
     /// Know how to run `launch.revision` (replacing an earlier definition).
@@ -391,6 +430,7 @@ impl ProcessFleet {
     /// forget them once gone.
     pub async fn stop(&self, ids: &[InstanceId]) -> Result<(), BackendError> {
         let mut grace = Duration::ZERO;
+        let mut live = Vec::new();
         {
             let mut inner = self.lock();
             for id in ids {
@@ -401,11 +441,17 @@ impl ProcessFleet {
                 grace = grace.max(Duration::from_millis(p.launch.stop_grace_ms));
                 if p.state != InstanceState::Failed {
                     p.state = InstanceState::Draining;
-                    os::signal_group(p.row.pid, libc::SIGTERM);
+                    live.push(p.row.pid);
                 }
             }
         }
         let started = Instant::now();
+        // No new requests, and those in flight finish, before the signal.
+        if let Some(proxy) = self.front_door() {
+            proxy.drain(ids, grace).await;
+        }
+        live.iter()
+            .for_each(|&pid| os::signal_group(pid, libc::SIGTERM));
         let mut killed = false;
         loop {
             let running = {
@@ -473,6 +519,7 @@ impl ProcessFleet {
         if !waiting {
             let (_, result) = check.run().await;
             if self.lock().apply_probe(id, result) {
+                self.publish();
                 self.changed.notify_one();
             }
         }
@@ -530,6 +577,7 @@ impl ProcessFleet {
             changed |= self.run_probes(due).await;
         }
         if changed {
+            self.publish();
             self.changed.notify_one();
         }
     }
@@ -550,6 +598,11 @@ impl ProcessFleet {
     /// A backend for one rollout timed by `clock`.
     pub fn backend(self: &Arc<Self>, clock: Clock) -> ProcessBackend {
         self.lock().events.clear();
+        // Each rollout starts with traffic spread over every ready instance;
+        // a policy that weighs traffic sets its weights first.
+        if let Some(proxy) = self.front_door() {
+            proxy.set_weights(None);
+        }
         ProcessBackend {
             fleet: self.clone(),
             clock,
@@ -631,16 +684,24 @@ impl Backend for ProcessBackend {
         self.fleet.probe(id).await
     }
 
-    async fn set_weights(&mut self, _weights: &[(RevisionId, u32)]) -> Result<(), BackendError> {
-        Err(BackendError::Failed(
-            "traffic weights need the front-door proxy, which this agent does not run yet".into(),
-        ))
+    async fn set_weights(&mut self, weights: &[(RevisionId, u32)]) -> Result<(), BackendError> {
+        let proxy = self.fleet.front_door().ok_or_else(|| {
+            BackendError::Failed(
+                "this service has no front door to weigh traffic in: give it a `port` in its spec"
+                    .into(),
+            )
+        })?;
+        proxy.set_weights(Some(weights.to_vec()));
+        Ok(())
     }
 
-    async fn stats(&mut self, revision: &str, _window_ms: u64) -> RevisionStats {
-        RevisionStats {
-            revision: revision.to_string(),
-            ..RevisionStats::default()
+    async fn stats(&mut self, revision: &str, window_ms: u64) -> RevisionStats {
+        match self.fleet.front_door() {
+            Some(proxy) => proxy.stats(revision, Duration::from_millis(window_ms)),
+            None => RevisionStats {
+                revision: revision.to_string(),
+                ..RevisionStats::default()
+            },
         }
     }
 

@@ -1,0 +1,318 @@
+//! `rollout bench proxy`: the front door against nginx, and a rollout
+//! under load.
+//!
+//! An in-process agent runs two `demo-app` instances behind its proxy. wrk
+//! (from Debian's `wrk` package) loads, in turn: one instance directly (the
+//! latency floor), the proxy, and nginx (Debian's `nginx-light`) configured
+//! as a keep-alive reverse proxy to the same two instances. Then wrk runs
+//! against the proxy while the service rolls to v2, counting every request
+//! that did not get a 2xx.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+
+use crate::agent::Agent;
+use crate::api::types::{RunRequest, ServiceStatus};
+use crate::backend::process::free_port;
+use crate::runtime::Runtime;
+use crate::spec::ServiceSpec;
+
+/// Figures of `rollout bench proxy`; units are in the names.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProxyFigures {
+    /// wrk threads and connections.
+    pub connections: u32,
+    /// Requests per second through the proxy.
+    pub rps: f64,
+    /// Through nginx, same backends, same load.
+    pub nginx_rps: f64,
+    /// `rps / nginx_rps`.
+    pub throughput_ratio_vs_nginx: f64,
+    /// p99 latency straight to one instance.
+    pub direct_p99_ms: f64,
+    /// p99 through the proxy.
+    pub p99_ms: f64,
+    /// p99 through nginx.
+    pub nginx_p99_ms: f64,
+    /// `p99_ms - direct_p99_ms`.
+    pub p99_added_ms: f64,
+    /// `nginx_p99_ms - direct_p99_ms`.
+    pub nginx_p99_added_ms: f64,
+    /// Requests sent through the proxy during a rolling update.
+    pub total_requests: u64,
+    /// Of those, answers other than 2xx/3xx plus socket errors.
+    pub failed_requests: u64,
+    /// How the rollout under load ended.
+    pub rollout_outcome: String,
+}
+
+/// What one wrk run measured.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Wrk {
+    /// Requests completed.
+    pub requests: u64,
+    /// Requests per second.
+    pub rps: f64,
+    /// 99th percentile latency.
+    pub p99_ms: f64,
+    /// Non-2xx/3xx answers plus connect, read, write and timeout errors.
+    pub failed: u64,
+}
+
+/// `5.12ms`, `337.00us`, `1.2s` in milliseconds.
+fn millis(text: &str) -> Option<f64> {
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (n, unit) = text.split_at(split);
+    let n: f64 = n.parse().ok()?;
+    Some(match unit {
+        "us" => n / 1e3,
+        "ms" => n,
+        "s" => n * 1e3,
+        "m" => n * 60e3,
+        _ => return None,
+    })
+}
+
+/// Read wrk's report (run with `--latency`).
+pub fn parse_wrk(report: &str) -> anyhow::Result<Wrk> {
+    let mut wrk = Wrk::default();
+    for line in report.lines().map(str::trim) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["99%", latency] => wrk.p99_ms = millis(latency).context("wrk p99")?,
+            [n, "requests", "in", ..] => wrk.requests = n.parse()?,
+            ["Requests/sec:", n] => wrk.rps = n.parse()?,
+            ["Non-2xx", "or", "3xx", "responses:", n] => wrk.failed += n.parse::<u64>()?,
+            ["Socket", "errors:", rest @ ..] => {
+                wrk.failed += rest
+                    .iter()
+                    .filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok())
+                    .sum::<u64>();
+            }
+            _ => {}
+        }
+    }
+    if wrk.requests == 0 {
+        bail!("wrk reported no requests:\n{report}");
+    }
+    Ok(wrk)
+}
+
+/// Tools the benchmark runs.
+pub struct Tools {
+    /// The wrk binary.
+    pub wrk: PathBuf,
+    /// The nginx binary.
+    pub nginx: PathBuf,
+    /// The demo-app binary.
+    pub app: PathBuf,
+}
+
+fn load(wrk: &Path, url: &str, seconds: u32, connections: u32) -> anyhow::Result<Wrk> {
+    let out = Command::new(wrk)
+        .args([
+            "-t2",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+            url,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {}", wrk.display()))?;
+    parse_wrk(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// nginx as a keep-alive reverse proxy from `port` to `backends`, under
+/// `dir`; the running child.
+fn nginx(
+    nginx: &Path,
+    dir: &Path,
+    port: u16,
+    backends: &[String],
+) -> anyhow::Result<std::process::Child> {
+    let servers: String = backends
+        .iter()
+        .map(|b| format!("    server {b};\n"))
+        .collect();
+    let conf = format!(
+        "worker_processes auto;\nerror_log {dir}/error.log;\npid {dir}/nginx.pid;\n\
+         events {{ worker_connections 4096; }}\n\
+         http {{\n  access_log off;\n  upstream backends {{\n{servers}    keepalive 256;\n  }}\n\
+         server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://backends;\n\
+         proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }}\n  }}\n}}\n",
+        dir = dir.display()
+    );
+    let file = dir.join("nginx.conf");
+    std::fs::write(&file, conf)?;
+    let child = Command::new(nginx)
+        .arg("-c")
+        .arg(&file)
+        .args(["-p"])
+        .arg(dir)
+        .args(["-g", "daemon off;"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot run {}", nginx.display()))?;
+    for _ in 0..500 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(child);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    bail!(
+        "nginx did not listen on {port}; see {}/error.log",
+        dir.display()
+    )
+}
+
+/// The spec of the benchmarked service.
+fn spec(app: &Path, port: u16, version: &str) -> anyhow::Result<String> {
+    let text = format!(
+        r#"name = "bench"
+replicas = 2
+port = {port}
+stop-grace = "5s"
+[revision]
+command = "{app}"
+env = {{ VERSION = "{version}" }}
+[health]
+http = {{ path = "/healthz", status = 200 }}
+interval = "50ms"
+[guardrails]
+max-surge = 1
+min-available = "100%"
+[policy]
+name = "rolling"
+params = {{ min-ready-ms = "2s" }}
+"#,
+        app = app.display()
+    );
+    Ok(ServiceSpec::parse(&text, "bench", Path::new("/"))?.to_toml())
+}
+
+async fn deploy(agent: &Arc<Agent>, spec: String) -> anyhow::Result<String> {
+    let request = RunRequest {
+        spec,
+        origin: "bench".into(),
+        policy: None,
+        params: Vec::new(),
+        cause: None,
+    };
+    let id = agent
+        .run(request)?
+        .rollout
+        .context("the rollout did not start")?;
+    Ok(agent.wait(id).await?.state)
+}
+
+/// Measure the proxy against nginx and a rollout under load.
+pub async fn proxy_figures(
+    runtime: Runtime,
+    tools: &Tools,
+    seconds: u32,
+    connections: u32,
+) -> anyhow::Result<ProxyFigures> {
+    let home = std::env::temp_dir().join(format!("rollout-bench-proxy-{}", std::process::id()));
+    std::fs::create_dir_all(&home)?;
+    let (agent, _) = Agent::open(&home, runtime)?;
+    let result = measure(&agent, &home, tools, seconds, connections).await;
+    agent.stop_all().await?;
+    let _ = std::fs::remove_dir_all(&home);
+    result
+}
+
+async fn measure(
+    agent: &Arc<Agent>,
+    home: &Path,
+    tools: &Tools,
+    seconds: u32,
+    connections: u32,
+) -> anyhow::Result<ProxyFigures> {
+    let port = free_port()?;
+    let outcome = deploy(agent, spec(&tools.app, port, "v1")?).await?;
+    anyhow::ensure!(outcome == "completed", "deploying v1 ended {outcome}");
+    let status: ServiceStatus = agent.status("bench")?;
+    let backends: Vec<String> = status
+        .instances
+        .iter()
+        .filter_map(|i| i.address.clone())
+        .collect();
+
+    let blocking = |url: String, secs: u32| {
+        let wrk = tools.wrk.clone();
+        tokio::task::spawn_blocking(move || load(&wrk, &url, secs, connections))
+    };
+    let direct = blocking(format!("http://{}/", backends[0]), seconds).await??;
+    let ours = blocking(format!("http://127.0.0.1:{port}/"), seconds).await??;
+    let nginx_port = free_port()?;
+    let mut server = nginx(&tools.nginx, home, nginx_port, &backends)?;
+    let theirs = blocking(format!("http://127.0.0.1:{nginx_port}/"), seconds).await;
+    let _ = server.kill();
+    let _ = server.wait();
+    let theirs = theirs??;
+
+    // A rolling update in the middle of a long load.
+    let during = blocking(format!("http://127.0.0.1:{port}/"), seconds.max(10) + 4);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rollout_outcome = deploy(agent, spec(&tools.app, port, "v2")?).await?;
+    let during = during.await??;
+
+    Ok(ProxyFigures {
+        connections,
+        rps: ours.rps,
+        nginx_rps: theirs.rps,
+        throughput_ratio_vs_nginx: ours.rps / theirs.rps,
+        direct_p99_ms: direct.p99_ms,
+        p99_ms: ours.p99_ms,
+        nginx_p99_ms: theirs.p99_ms,
+        p99_added_ms: ours.p99_ms - direct.p99_ms,
+        nginx_p99_added_ms: theirs.p99_ms - direct.p99_ms,
+        total_requests: during.requests,
+        failed_requests: during.failed,
+        rollout_outcome,
+    })
+}
+
+/// Find `name` on the PATH (or in /usr/sbin, where Debian puts nginx).
+pub fn which(name: &str) -> anyhow::Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin")])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .with_context(|| {
+            format!("{name} not found: install it with `apt-get install nginx-light wrk` (or run scripts/bench-proxy.sh)")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_wrk_report() {
+        let report = "Running 2s test @ http://127.0.0.1:18081/
+  2 threads and 16 connections
+  Latency Distribution
+     50%   56.00us
+     99%    1.37ms
+  323271 requests in 2.10s, 38.85MB read
+  Socket errors: connect 0, read 3, write 0, timeout 1
+  Non-2xx or 3xx responses: 7
+Requests/sec: 153992.54
+";
+        let wrk = parse_wrk(report).unwrap();
+        assert_eq!(wrk.requests, 323_271);
+        assert_eq!(wrk.failed, 11);
+        assert!((wrk.p99_ms - 1.37).abs() < 1e-9);
+        assert!((wrk.rps - 153_992.54).abs() < 1e-6);
+        assert!(parse_wrk("nothing").is_err());
+    }
+}
