@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::util::{Agent, assert_contains};
 
@@ -17,8 +17,8 @@ pub struct Tally {
     pub ok: u64,
     /// Everything else: non-200 answers and broken connections.
     pub failed: Vec<String>,
-    /// (when, revision) of every good answer.
-    pub answers: Vec<(Instant, String)>,
+    /// (client, unix ms, revision) of every good answer.
+    pub answers: Vec<(usize, u64, String)>,
 }
 
 /// Client threads sending keep-alive GETs to the proxy until stopped.
@@ -88,7 +88,7 @@ impl Load {
                         match result {
                             Ok((200, revision)) => {
                                 tally.ok += 1;
-                                tally.answers.push((Instant::now(), revision));
+                                tally.answers.push((i, unix_ms(), revision));
                             }
                             Ok((status, _)) => tally.failed.push(format!("status {status}")),
                             Err(e) => {
@@ -115,9 +115,13 @@ impl Load {
             all.failed.extend(t.failed);
             all.answers.extend(t.answers);
         }
-        all.answers.sort_by_key(|(at, _)| *at);
+        all.answers.sort_by_key(|(_, at, _)| *at);
         all
     }
+}
+
+fn unix_ms() -> u64 {
+    rollout::store::unix_ms()
 }
 
 /// A free loopback port for a front door.
@@ -178,10 +182,8 @@ fn a_rolling_update_under_load_fails_no_request() {
         &tally.failed[..tally.failed.len().min(5)]
     );
     assert!(tally.ok > 500, "only {} requests", tally.ok);
-    let last = &tally.answers.last().expect("answers").1;
-    assert_eq!(last, "r2");
-    let first = &tally.answers[0].1;
-    assert_eq!(first, "r1");
+    assert_eq!(tally.answers.last().expect("answers").2, "r2");
+    assert_eq!(tally.answers[0].2, "r1");
 
     let text = agent.get("/metrics");
     assert_contains(
@@ -221,4 +223,188 @@ fn no_ready_instance_is_a_503() {
         std::thread::sleep(Duration::from_millis(5));
     }
     assert_eq!(status, 503);
+}
+
+/// The canary's share of answers while each weight held: (weight, share %).
+fn shares(agent: &Agent, rollout: i64, tally: &Tally) -> Vec<(u32, f64)> {
+    let store = agent.store();
+    let started = store.rollout(rollout).unwrap().started_ms;
+    let steps: Vec<(u64, u32)> = store
+        .journal(rollout, 0)
+        .unwrap()
+        .iter()
+        .filter_map(|r| {
+            let w = r.entry.text.strip_prefix("weights ")?;
+            let canary = w.split_whitespace().find_map(|kv| kv.strip_prefix("r2="))?;
+            Some((started + r.entry.at_ms, canary.parse().ok()?))
+        })
+        .collect();
+    let mut out = Vec::new();
+    for (i, (from, weight)) in steps.iter().enumerate() {
+        let to = steps.get(i + 1).map_or(u64::MAX, |s| s.0);
+        // Margins: the rollout's clock starts a little after `started_ms`.
+        let window: Vec<_> = tally
+            .answers
+            .iter()
+            .filter(|(_, at, _)| *at > from + 100 && *at + 50 < to)
+            .collect();
+        if window.len() >= 200 {
+            let canary = window.iter().filter(|(_, _, r)| r == "r2").count();
+            out.push((*weight, canary as f64 * 100.0 / window.len() as f64));
+        }
+    }
+    out
+}
+
+fn canary(agent: &Agent, sets: &[String], env: &str, extra: &[&str]) -> (crate::util::Run, i64) {
+    let mut sets = sets.to_vec();
+    for kv in env.split_whitespace() {
+        sets.push(format!("revision.env.{kv}"));
+    }
+    let mut more = vec![
+        "--policy",
+        "canary",
+        "--param",
+        "steps=10,50,100",
+        "--param",
+        "hold-ms=1500ms",
+        "--param",
+        "min-requests=50",
+    ];
+    more.extend(extra);
+    let run = roll(agent, "v2", &sets, &more);
+    (run, 2)
+}
+
+#[test]
+fn a_healthy_canary_gets_its_share_at_each_step_and_completes() {
+    let agent = Agent::start();
+    let (sets, addr) = front_door(&agent, &[]);
+    let load = Load::start(&addr, 4, Duration::from_millis(1), |_| String::new());
+    let (run, id) = canary(&agent, &sets, "", &[]);
+    let tally = load.finish();
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(
+        tally.failed.is_empty(),
+        "{:?}",
+        &tally.failed[..tally.failed.len().min(5)]
+    );
+    let shares = shares(&agent, id, &tally);
+    assert!(shares.len() >= 2, "{shares:?}");
+    eprintln!("canary shares (weight, observed %): {shares:?}");
+    for (weight, share) in &shares {
+        assert!(
+            (share - f64::from(*weight)).abs() <= 5.0,
+            "{share:.1}% at weight {weight}: {shares:?}"
+        );
+    }
+}
+
+#[test]
+fn a_canary_with_twenty_percent_errors_is_rolled_back_at_the_first_analysis() {
+    let agent = Agent::start();
+    let (sets, addr) = front_door(&agent, &[]);
+    let load = Load::start(&addr, 4, Duration::from_millis(1), |_| String::new());
+    let (run, _) = canary(&agent, &sets, "ERROR_RATE=0.2", &[]);
+    let tally = load.finish();
+    assert_eq!(run.code, 2, "{run:#?}");
+    let reason = run.json()["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_contains(&reason, "error rate");
+    assert_contains(&reason, "step 1");
+    // Only the canary's own 5xx answers failed, and only while it had weight.
+    assert!(
+        tally.failed.iter().all(|f| f == "status 500"),
+        "{:?}",
+        &tally.failed[..5.min(tally.failed.len())]
+    );
+    assert_eq!(tally.answers.last().unwrap().2, "r1");
+}
+
+#[test]
+fn a_slow_canary_is_rolled_back() {
+    let agent = Agent::start();
+    let (sets, addr) = front_door(&agent, &[]);
+    let load = Load::start(&addr, 4, Duration::from_millis(1), |_| String::new());
+    let (run, _) = canary(&agent, &sets, "LATENCY_MS=30", &[]);
+    let tally = load.finish();
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert_contains(run.json()["reason"].as_str().unwrap_or_default(), "p99");
+    assert!(
+        tally.failed.is_empty(),
+        "{:?}",
+        &tally.failed[..5.min(tally.failed.len())]
+    );
+}
+
+#[test]
+fn a_pinned_client_never_flips_back_during_a_canary() {
+    let agent = Agent::start();
+    let (sets, addr) = front_door(&agent, &["traffic.sticky-header=X-User"]);
+    let load = Load::start(&addr, 8, Duration::from_millis(2), |i| {
+        format!("X-User: user-{i}\r\n")
+    });
+    let (run, _) = canary(&agent, &sets, "", &[]);
+    let tally = load.finish();
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(
+        tally.failed.is_empty(),
+        "{:?}",
+        &tally.failed[..5.min(tally.failed.len())]
+    );
+    for client in 0..8 {
+        let seen: Vec<&str> = tally
+            .answers
+            .iter()
+            .filter(|(c, _, _)| *c == client)
+            .map(|(_, _, r)| r.as_str())
+            .collect();
+        let flips = seen.windows(2).filter(|w| w[0] != w[1]).count();
+        assert!(flips <= 1, "client {client} flipped {flips} times");
+        assert_eq!(seen.last(), Some(&"r2"), "client {client}");
+    }
+}
+
+#[test]
+fn blue_green_under_load_fails_no_request() {
+    let agent = Agent::start();
+    let (sets, addr) = front_door(&agent, &[]);
+    let load = Load::start(&addr, 4, Duration::from_millis(1), |_| String::new());
+    let more = [
+        "--policy",
+        "blue-green",
+        "--param",
+        "post-switch-ms=1s",
+        "--param",
+        "scale-down-delay-ms=1s",
+    ];
+    let run = roll(&agent, "v2", &sets, &more);
+    std::thread::sleep(Duration::from_millis(200));
+    let tally = load.finish();
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(
+        tally.failed.is_empty(),
+        "{:?}",
+        &tally.failed[..5.min(tally.failed.len())]
+    );
+    // The switch is at once: shortly after r2 first answers (requests
+    // already in flight to r1 finish), r1 never answers again.
+    let switched = tally
+        .answers
+        .iter()
+        .find(|a| a.2 == "r2")
+        .expect("r2 answered")
+        .1;
+    let late_blue: Vec<_> = tally
+        .answers
+        .iter()
+        .filter(|a| a.1 > switched + 100 && a.2 == "r1")
+        .collect();
+    assert!(
+        late_blue.is_empty(),
+        "{} answers from r1 after the switch",
+        late_blue.len()
+    );
 }

@@ -2,11 +2,12 @@
 //! under load.
 //!
 //! An in-process agent runs two `demo-app` instances behind its proxy. wrk
-//! (from Debian's `wrk` package) loads, in turn: one instance directly (the
-//! latency floor), the proxy, and nginx (Debian's `nginx-light`) configured
-//! as a keep-alive reverse proxy to the same two instances. Then wrk runs
-//! against the proxy while the service rolls to v2, counting every request
-//! that did not get a 2xx.
+//! (from Debian's `wrk` package) loads the proxy and nginx (Debian's
+//! `nginx-light`, a keep-alive reverse proxy to the same two instances)
+//! twice each: at full load for throughput, and with 4 connections for the
+//! latency a hop adds (against one instance directly, the floor). Then wrk
+//! runs against the proxy while the service rolls to v2, counting every
+//! request that did not get a 2xx.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -33,11 +34,15 @@ pub struct ProxyFigures {
     pub nginx_rps: f64,
     /// `rps / nginx_rps`.
     pub throughput_ratio_vs_nginx: f64,
-    /// p99 latency straight to one instance.
+    /// p99 through the proxy at full load (`connections`).
+    pub p99_saturated_ms: f64,
+    /// p99 through nginx at full load.
+    pub nginx_p99_saturated_ms: f64,
+    /// p99 straight to one instance, light load (4 connections).
     pub direct_p99_ms: f64,
-    /// p99 through the proxy.
+    /// p99 through the proxy, light load.
     pub p99_ms: f64,
-    /// p99 through nginx.
+    /// p99 through nginx, light load.
     pub nginx_p99_ms: f64,
     /// `p99_ms - direct_p99_ms`.
     pub p99_added_ms: f64,
@@ -113,10 +118,15 @@ pub struct Tools {
     pub app: PathBuf,
 }
 
+/// Connections of the latency runs: few enough that nothing queues for
+/// CPU, so the p99 shows what a hop costs rather than saturation.
+const LATENCY_CONNECTIONS: u32 = 4;
+
 fn load(wrk: &Path, url: &str, seconds: u32, connections: u32) -> anyhow::Result<Wrk> {
+    let threads = connections.clamp(1, 2);
     let out = Command::new(wrk)
         .args([
-            "-t2",
+            &format!("-t{threads}"),
             &format!("-c{connections}"),
             &format!("-d{seconds}s"),
             "--latency",
@@ -245,35 +255,46 @@ async fn measure(
         .filter_map(|i| i.address.clone())
         .collect();
 
-    let blocking = |url: String, secs: u32| {
+    let blocking = |url: String, secs: u32, conns: u32| {
         let wrk = tools.wrk.clone();
-        tokio::task::spawn_blocking(move || load(&wrk, &url, secs, connections))
+        tokio::task::spawn_blocking(move || load(&wrk, &url, secs, conns))
     };
-    let direct = blocking(format!("http://{}/", backends[0]), seconds).await??;
-    let ours = blocking(format!("http://127.0.0.1:{port}/"), seconds).await??;
+    let direct = format!("http://{}/", backends[0]);
+    let ours = format!("http://127.0.0.1:{port}/");
     let nginx_port = free_port()?;
+    let theirs = format!("http://127.0.0.1:{nginx_port}/");
+    let direct_light = blocking(direct, seconds, LATENCY_CONNECTIONS).await??;
+    let ours_full = blocking(ours.clone(), seconds, connections).await??;
+    let ours_light = blocking(ours.clone(), seconds, LATENCY_CONNECTIONS).await??;
     let mut server = nginx(&tools.nginx, home, nginx_port, &backends)?;
-    let theirs = blocking(format!("http://127.0.0.1:{nginx_port}/"), seconds).await;
+    let nginx_runs = async {
+        let full = blocking(theirs.clone(), seconds, connections).await??;
+        let light = blocking(theirs, seconds, LATENCY_CONNECTIONS).await??;
+        anyhow::Ok((full, light))
+    }
+    .await;
     let _ = server.kill();
     let _ = server.wait();
-    let theirs = theirs??;
+    let (nginx_full, nginx_light) = nginx_runs?;
 
     // A rolling update in the middle of a long load.
-    let during = blocking(format!("http://127.0.0.1:{port}/"), seconds.max(10) + 4);
+    let during = blocking(ours, seconds.max(10) + 4, connections);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rollout_outcome = deploy(agent, spec(&tools.app, port, "v2")?).await?;
     let during = during.await??;
 
     Ok(ProxyFigures {
         connections,
-        rps: ours.rps,
-        nginx_rps: theirs.rps,
-        throughput_ratio_vs_nginx: ours.rps / theirs.rps,
-        direct_p99_ms: direct.p99_ms,
-        p99_ms: ours.p99_ms,
-        nginx_p99_ms: theirs.p99_ms,
-        p99_added_ms: ours.p99_ms - direct.p99_ms,
-        nginx_p99_added_ms: theirs.p99_ms - direct.p99_ms,
+        rps: ours_full.rps,
+        nginx_rps: nginx_full.rps,
+        throughput_ratio_vs_nginx: ours_full.rps / nginx_full.rps,
+        p99_saturated_ms: ours_full.p99_ms,
+        nginx_p99_saturated_ms: nginx_full.p99_ms,
+        direct_p99_ms: direct_light.p99_ms,
+        p99_ms: ours_light.p99_ms,
+        nginx_p99_ms: nginx_light.p99_ms,
+        p99_added_ms: ours_light.p99_ms - direct_light.p99_ms,
+        nginx_p99_added_ms: nginx_light.p99_ms - direct_light.p99_ms,
         total_requests: during.requests,
         failed_requests: during.failed,
         rollout_outcome,

@@ -98,13 +98,17 @@ pub async fn run(_cli: &Cli, args: &BenchArgs) -> anyhow::Result<ExitCode> {
                         "  throughput ratio          {:>10.3}",
                         f.throughput_ratio_vs_nginx
                     );
-                    println!("  p99 direct to an instance {:>10.3} ms", f.direct_p99_ms);
                     println!(
-                        "  p99 rollout proxy         {:>10.3} ms  (+{:.3} ms)",
+                        "  p99 at full load          {:>10.3} ms  (nginx {:.3} ms)",
+                        f.p99_saturated_ms, f.nginx_p99_saturated_ms
+                    );
+                    println!("  p99 light load, direct    {:>10.3} ms", f.direct_p99_ms);
+                    println!(
+                        "  p99 light load, proxy     {:>10.3} ms  (+{:.3} ms)",
                         f.p99_ms, f.p99_added_ms
                     );
                     println!(
-                        "  p99 nginx                 {:>10.3} ms  (+{:.3} ms)",
+                        "  p99 light load, nginx     {:>10.3} ms  (+{:.3} ms)",
                         f.nginx_p99_ms, f.nginx_p99_added_ms
                     );
                     println!(

@@ -11,7 +11,9 @@
 //! - A failed connection to an instance is retried on another instance for
 //!   idempotent requests without a body; other requests get a 502, never a
 //!   silent second attempt.
-//! - Upstream connections are kept alive and pooled per instance.
+//! - Each client connection keeps its own keep-alive connections to the
+//!   instances it used (HTTP/1.1 serves one request at a time per
+//!   connection), so forwarding takes no lock and no shared pool.
 
 pub mod metrics;
 pub mod table;
@@ -29,11 +31,10 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body, Frame, Incoming};
+use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 
 use crate::model::{InstanceId, RevisionId, RevisionStats};
 use metrics::RevisionMetrics;
@@ -93,49 +94,130 @@ pub struct Proxy {
     sticky: Option<Sticky>,
     state: Mutex<State>,
     table: RwLock<Arc<Table>>,
-    client: Client<HttpConnector, ProxyBody>,
     open: AtomicBool,
+    closed: Arc<tokio::sync::Notify>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.closed.notify_waiters();
+    }
+}
+
+/// A non-blocking listener on `addr` that other listeners may share.
+fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    // Handed over as a std listener: each worker registers its own with
+    // its own runtime.
+    socket.listen(1024)?.into_std()
+}
+
+/// The upstream connections of one client connection, by instance.
+#[derive(Default)]
+struct Upstreams(Mutex<HashMap<InstanceId, SendRequest<ProxyBody>>>);
+
+impl Upstreams {
+    /// A ready connection to `upstream`: a kept one, else a new one.
+    async fn checkout(&self, upstream: &Upstream) -> Result<SendRequest<ProxyBody>, String> {
+        let kept = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&upstream.id);
+        if let Some(mut sender) = kept
+            && sender.ready().await.is_ok()
+        {
+            return Ok(sender);
+        }
+        let stream = tokio::net::TcpStream::connect(upstream.addr)
+            .await
+            .map_err(|e| format!("connect {}: {e}", upstream.addr))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("handshake with {}: {e}", upstream.addr))?;
+        tokio::spawn(conn);
+        Ok(sender)
+    }
+
+    /// Keep `sender` for the next request of this client connection, and
+    /// forget connections to instances no longer routed to.
+    fn keep(&self, id: &InstanceId, sender: SendRequest<ProxyBody>, table: &Table) {
+        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.len() >= 8 {
+            kept.retain(|id, _| table.routes_to(id));
+        }
+        kept.insert(id.clone(), sender);
+    }
 }
 
 /// Headers that belong to one connection, not to the message.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 7] = [
+    hyper::header::CONNECTION,
+    hyper::header::PROXY_AUTHENTICATE,
+    hyper::header::PROXY_AUTHORIZATION,
+    hyper::header::TE,
+    hyper::header::TRAILER,
+    hyper::header::TRANSFER_ENCODING,
+    hyper::header::UPGRADE,
 ];
+/// `Keep-Alive`, hop-by-hop too (hyper has no constant for it).
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+/// The header that tells a client which revision answered.
+static REVISION_HEADER: HeaderName = HeaderName::from_static("x-rollout-revision");
 
 impl Proxy {
-    /// Listen on `addr` for `service`; the proxy serves until dropped.
-    /// Call within a tokio runtime.
+    /// Listen on `addr` for `service`; the proxy serves until closed or
+    /// dropped.
+    ///
+    /// Like nginx's workers, one thread per core runs its own
+    /// single-threaded runtime with its own listener on the same port
+    /// (`SO_REUSEPORT`, the kernel spreads connections): a request and its
+    /// upstream connection stay on one thread, with no work stealing or
+    /// cross-core wake-ups on the request path.
     pub fn bind(
         service: &str,
         addr: SocketAddr,
         sticky: Option<Sticky>,
     ) -> std::io::Result<Arc<Proxy>> {
-        let listener = std::net::TcpListener::bind(addr)?;
-        listener.set_nonblocking(true)?;
-        let listener = tokio::net::TcpListener::from_std(listener)?;
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(1024)
-            .build(connector);
+        let first = reuseport_listener(addr)?;
+        let bound = first.local_addr()?;
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut listeners = vec![first];
+        for _ in 1..workers {
+            listeners.push(reuseport_listener(bound)?);
+        }
         let proxy = Arc::new(Proxy {
             service: service.to_string(),
-            addr: listener.local_addr()?,
+            addr: bound,
             sticky,
             state: Mutex::new(State::default()),
             table: RwLock::new(Arc::new(Table::default())),
-            client,
             open: AtomicBool::new(true),
+            closed: Arc::new(tokio::sync::Notify::new()),
         });
-        tokio::spawn(accept(Arc::downgrade(&proxy), listener));
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let (weak, closed) = (Arc::downgrade(&proxy), proxy.closed.clone());
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            std::thread::Builder::new()
+                .name(format!("proxy-{service}-{i}"))
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        match tokio::net::TcpListener::from_std(listener) {
+                            Ok(l) => accept(weak, l, closed).await,
+                            Err(e) => eprintln!("proxy: cannot use its listener: {e}"),
+                        }
+                    })
+                })?;
+        }
         Ok(proxy)
     }
 
@@ -147,6 +229,7 @@ impl Proxy {
     /// Stop accepting connections (the service is gone).
     pub fn close(&self) {
         self.open.store(false, Ordering::SeqCst);
+        self.closed.notify_waiters();
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -180,6 +263,8 @@ impl Proxy {
                 Arc::new(Upstream {
                     id: m.id.clone(),
                     revision: m.revision.clone(),
+                    revision_header: HeaderValue::from_str(&m.revision)
+                        .unwrap_or_else(|_| HeaderValue::from_static("invalid")),
                     addr: m.addr,
                     inflight: AtomicU64::new(0),
                     draining: AtomicBool::new(false),
@@ -290,22 +375,20 @@ impl Proxy {
         }
     }
 
-    /// Forward one request.
-    async fn forward(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+    /// Forward one request of a client connection.
+    async fn forward(&self, req: Request<Incoming>, conns: &Upstreams) -> Response<ProxyBody> {
         let table = self.table.read().unwrap_or_else(|p| p.into_inner()).clone();
         let sticky = self
             .sticky
             .as_ref()
             .and_then(|s| s.key(&req))
             .map(<[u8]>::to_vec);
-        let bodiless = req.body().is_end_stream();
-        let retriable = bodiless
+        let retriable = req.body().is_end_stream()
             && matches!(
                 *req.method(),
                 Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
             );
-        let (parts, body) = req.into_parts();
-        let mut body = Some(body);
+        let mut outgoing = Some(upstream_request(req));
         let mut tried: Vec<InstanceId> = Vec::new();
         loop {
             let Some(group) = table.pick_group(sticky.as_deref()) else {
@@ -320,45 +403,49 @@ impl Proxy {
             let Some(upstream) = upstream else {
                 return answer(StatusCode::BAD_GATEWAY, "no instance could be reached\n");
             };
-            let metrics = table
-                .groups
-                .iter()
-                .find(|g| g.revision == upstream.revision)
-                .map(|g| g.metrics.clone())
-                .unwrap_or_default();
+            let metrics = table.metrics(&upstream.revision);
             let guard = InFlight::enter(upstream.clone());
             if upstream.draining.load(Ordering::SeqCst) {
                 // Lost a race with a drain: it may already have stopped.
                 tried.push(upstream.id.clone());
                 continue;
             }
-            let request_body = match (retriable, body.take()) {
-                (false, Some(b)) => b.boxed(),
-                _ => Empty::new().map_err(|never| match never {}).boxed(),
+            let Some(request) = outgoing.take() else {
+                return answer(StatusCode::BAD_GATEWAY, "the request could not be resent\n");
             };
-            let outgoing = upstream_request(&parts, upstream.addr, request_body);
             let started = Instant::now();
-            match self.client.request(outgoing).await {
+            let sent = match conns.checkout(&upstream).await {
+                Ok(mut sender) => {
+                    let sent = sender.try_send_request(request).await;
+                    if sent.is_ok() {
+                        conns.keep(&upstream.id, sender, &table);
+                    }
+                    sent.map_err(|mut e| (e.take_message(), e.into_error().to_string()))
+                }
+                Err(why) => Err((Some(request), why)),
+            };
+            match sent {
                 Ok(res) => {
                     metrics.record(res.status().as_u16(), started.elapsed());
                     let (mut head, body) = res.into_parts();
                     strip_hop_by_hop(&mut head.headers);
-                    if let Ok(v) = HeaderValue::from_str(&upstream.revision) {
-                        head.headers.insert("x-rollout-revision", v);
-                    }
+                    head.headers
+                        .insert(REVISION_HEADER.clone(), upstream.revision_header.clone());
                     let body = Tracked {
                         inner: body,
                         _guard: guard,
                     };
                     return Response::from_parts(head, body.boxed());
                 }
-                Err(e) if e.is_connect() && retriable && tried.len() < 2 => {
+                // Not sent at all: safe to try elsewhere for idempotent requests.
+                Err((Some(request), _)) if retriable && tried.len() < 2 => {
                     metrics.connect_error(false);
                     tried.push(upstream.id.clone());
+                    outgoing = Some(request);
                 }
-                Err(e) => {
+                Err((_, why)) => {
                     metrics.connect_error(true);
-                    let why = format!("instance {} failed: {e}\n", upstream.id);
+                    let why = format!("instance {} failed: {why}\n", upstream.id);
                     return answer(StatusCode::BAD_GATEWAY, &why);
                 }
             }
@@ -366,33 +453,30 @@ impl Proxy {
     }
 }
 
-/// The request to send to `addr`: same method, path, headers (minus
-/// hop-by-hop), plus `x-forwarded-*`.
-fn upstream_request(
-    parts: &hyper::http::request::Parts,
-    addr: SocketAddr,
-    body: ProxyBody,
-) -> Request<ProxyBody> {
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut req = Request::new(body);
-    *req.method_mut() = parts.method.clone();
-    *req.uri_mut() = format!("http://{addr}{path}")
-        .parse()
-        .unwrap_or_else(|_| hyper::Uri::from_static("/"));
-    *req.headers_mut() = parts.headers.clone();
-    strip_hop_by_hop(req.headers_mut());
-    if let Some(host) = parts.headers.get(hyper::header::HOST) {
-        req.headers_mut().insert("x-forwarded-host", host.clone());
+/// The request to send to an instance: same method, origin-form target,
+/// headers (the client's `Host` included) minus hop-by-hop ones.
+fn upstream_request(req: Request<Incoming>) -> Request<ProxyBody> {
+    let (mut parts, body) = req.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    if parts.uri.scheme().is_some() {
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        parts.uri = path
+            .parse()
+            .unwrap_or_else(|_| hyper::Uri::from_static("/"));
     }
-    req.headers_mut()
-        .insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    req
+    parts.version = hyper::Version::HTTP_11;
+    let body = match body.is_end_stream() {
+        true => Empty::new().map_err(|never| match never {}).boxed(),
+        false => body.boxed(),
+    };
+    Request::from_parts(parts, body)
 }
 
 fn strip_hop_by_hop(headers: &mut hyper::HeaderMap) {
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
+    headers.remove(&KEEP_ALIVE);
 }
 
 fn answer(status: StatusCode, text: &str) -> Response<ProxyBody> {
@@ -447,9 +531,16 @@ impl Body for Tracked {
 }
 
 /// Accept connections until the proxy is dropped or closed.
-async fn accept(proxy: Weak<Proxy>, listener: tokio::net::TcpListener) {
+async fn accept(
+    proxy: Weak<Proxy>,
+    listener: tokio::net::TcpListener,
+    closed: Arc<tokio::sync::Notify>,
+) {
     loop {
-        let accepted = listener.accept().await;
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = closed.notified() => return,
+        };
         let Some(p) = proxy.upgrade() else {
             return;
         };
@@ -463,11 +554,12 @@ async fn accept(proxy: Weak<Proxy>, listener: tokio::net::TcpListener) {
         let _ = stream.set_nodelay(true);
         let weak = proxy.clone();
         tokio::spawn(async move {
+            let conns = Arc::new(Upstreams::default());
             let service = hyper::service::service_fn(move |req| {
-                let weak = weak.clone();
+                let (weak, conns) = (weak.clone(), conns.clone());
                 async move {
                     Ok::<_, Infallible>(match weak.upgrade() {
-                        Some(p) => p.forward(req).await,
+                        Some(p) => p.forward(req, &conns).await,
                         None => answer(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
                     })
                 }

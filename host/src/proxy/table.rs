@@ -28,6 +28,8 @@ pub struct Upstream {
     pub id: InstanceId,
     /// Revision it runs.
     pub revision: RevisionId,
+    /// The revision as a response header value.
+    pub revision_header: hyper::header::HeaderValue,
     /// Where it listens.
     pub addr: SocketAddr,
     /// Requests it is serving now.
@@ -114,6 +116,22 @@ impl Table {
         }
     }
 
+    /// The metrics of `revision` (new ones if it has no group).
+    pub fn metrics(&self, revision: &str) -> Arc<RevisionMetrics> {
+        self.groups
+            .iter()
+            .find(|g| g.revision == revision)
+            .map(|g| g.metrics.clone())
+            .unwrap_or_default()
+    }
+
+    /// True if instance `id` takes traffic in this table.
+    pub fn routes_to(&self, id: &str) -> bool {
+        self.groups
+            .iter()
+            .any(|g| g.upstreams.iter().any(|u| u.id == id))
+    }
+
     /// The group at `point` in `0..total` of the cumulative weights.
     fn group_at(&self, point: u64) -> Option<&Group> {
         let mut acc = 0u64;
@@ -178,6 +196,7 @@ mod tests {
         Arc::new(Upstream {
             id: id.into(),
             revision: revision.into(),
+            revision_header: hyper::header::HeaderValue::from_static("r"),
             addr: "127.0.0.1:1".parse().unwrap(),
             inflight: AtomicU64::new(0),
             draining: AtomicBool::new(false),
