@@ -87,7 +87,7 @@ pub struct Probe {
 }
 
 /// Traffic received by one revision over a window.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevisionStats {
     /// Revision measured.
     pub revision: RevisionId,

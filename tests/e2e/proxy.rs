@@ -185,6 +185,20 @@ fn a_rolling_update_under_load_fails_no_request() {
     assert_eq!(tally.answers.last().expect("answers").2, "r2");
     assert_eq!(tally.answers[0].2, "r1");
 
+    let status = agent.rollout(&["status", "web", "--output", "json"]).json();
+    let traffic = status[0]["traffic"].as_array().expect("traffic").clone();
+    let served = |r: &str| {
+        traffic
+            .iter()
+            .find(|t| t["revision"] == r)
+            .and_then(|t| t["stats"]["requests"].as_u64())
+            .unwrap_or(0)
+    };
+    assert!(served("r1") > 0 && served("r2") > 0, "{traffic:?}");
+    assert_contains(
+        &agent.rollout(&["status", "web"]).stdout,
+        "front door http://",
+    );
     let text = agent.get("/metrics");
     assert_contains(
         &text,

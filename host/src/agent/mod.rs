@@ -16,7 +16,8 @@ use base64::Engine as _;
 use tokio::sync::Notify;
 
 use crate::api::types::{
-    ControlAnswer, Events, HistoryEntry, PolicyRef, RunRequest, ServiceStatus, Started, UndoRequest,
+    ControlAnswer, Events, HistoryEntry, PolicyRef, RevisionTraffic, RunRequest, ServiceStatus,
+    Started, UndoRequest,
 };
 use crate::backend::process::{Launch, ProcessFleet};
 use crate::engine::journal::Kind;
@@ -405,7 +406,30 @@ impl Agent {
             Some(r) => self.store.last_entry(r.id, Kind::Progress)?,
             None => None,
         };
+        let door = s.fleet.front_door();
+        let traffic = match &door {
+            Some(proxy) => {
+                let weights = proxy.weights();
+                proxy
+                    .revisions()
+                    .into_iter()
+                    .map(|revision| RevisionTraffic {
+                        weight: weights.as_ref().map(|w| {
+                            w.iter()
+                                .filter(|(r, _)| *r == revision)
+                                .map(|(_, w)| *w)
+                                .sum()
+                        }),
+                        stats: proxy.stats(&revision, std::time::Duration::from_secs(60)),
+                        revision,
+                    })
+                    .collect()
+            }
+            None => Vec::new(),
+        };
         Ok(ServiceStatus {
+            front_door: door.map(|p| p.local_addr().to_string()),
+            traffic,
             name: service.to_string(),
             current_revision: current,
             replicas: spec.as_ref().map_or(0, |s| s.replicas),

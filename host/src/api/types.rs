@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::Instance;
+use crate::model::{Instance, RevisionStats};
 use crate::store::{JournalRow, RolloutRow};
 
 /// Which policy a rollout runs.
@@ -96,6 +96,21 @@ pub struct ServiceStatus {
     pub last: Option<RolloutRow>,
     /// The last progress line of the rollout in progress.
     pub progress: Option<String>,
+    /// The front door's address, if the service has one.
+    pub front_door: Option<String>,
+    /// What each revision served through the front door over the last minute.
+    pub traffic: Vec<RevisionTraffic>,
+}
+
+/// One revision's traffic through the front door.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevisionTraffic {
+    /// Revision id.
+    pub revision: String,
+    /// Its weight, when the policy set weights.
+    pub weight: Option<u32>,
+    /// Its traffic over the window.
+    pub stats: RevisionStats,
 }
 
 /// One line of `rollout history`.

@@ -115,6 +115,22 @@ pub async fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<ExitCode> {
             s.instances.len(),
             s.backend
         );
+        if let Some(addr) = &s.front_door {
+            println!("  front door http://{addr}; traffic over the last minute:");
+            for t in &s.traffic {
+                let weight = t
+                    .weight
+                    .map_or("by instances".to_string(), |w| format!("weight {w}"));
+                println!(
+                    "    {:<6} {weight:<14} {:>8} requests {:>6} errors  p50 {:.2} ms  p99 {:.2} ms",
+                    t.revision,
+                    t.stats.requests,
+                    t.stats.errors,
+                    t.stats.p50_us as f64 / 1e3,
+                    t.stats.p99_us as f64 / 1e3
+                );
+            }
+        }
         match (&s.active, &s.last) {
             (Some(a), _) => println!(
                 "  rollout {} in progress{}: revision {} -> {}{}",

@@ -320,6 +320,18 @@ impl Proxy {
         }
     }
 
+    /// The weights set by the policy, if any (`None`: by instance count).
+    pub fn weights(&self) -> Option<Vec<(RevisionId, u32)>> {
+        self.state().weights.clone()
+    }
+
+    /// Revisions with traffic metrics, sorted.
+    pub fn revisions(&self) -> Vec<RevisionId> {
+        let mut revisions: Vec<_> = self.state().metrics.keys().cloned().collect();
+        revisions.sort();
+        revisions
+    }
+
     /// Traffic of `revision` over the last `window`.
     pub fn stats(&self, revision: &str, window: Duration) -> RevisionStats {
         let metrics = self.state().metrics.get(revision).cloned();
