@@ -200,6 +200,20 @@ fn undo_reverts_the_command_and_the_environment() {
     assert_contains(&history.stdout, r#"VERSION = "v1""#);
 }
 
+/// Start rolling `web` to v2 (a batch a second) in the background; returns
+/// once the rollout reported its first step.
+fn roll_v2_slowly(agent: &Agent) -> std::process::Child {
+    let v2 = agent.spec("web", "v2", "");
+    let spec = v2.to_str().unwrap();
+    let follower = agent
+        .command(&["run", "--spec", spec, "--param", "min-ready-ms=1s"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_step(agent, "web");
+    follower
+}
+
 /// Wait until the rollout in progress of `service` reported a step.
 fn wait_for_step(agent: &Agent, service: &str) {
     for _ in 0..200 {
@@ -220,19 +234,7 @@ fn pause_holds_the_rollout_until_resume() {
         &["--spec", agent.spec("web", "v1", "").to_str().unwrap()],
         0,
     );
-    let v2 = agent.spec("web", "v2", "");
-    let follower = agent
-        .command(&[
-            "run",
-            "--spec",
-            v2.to_str().unwrap(),
-            "--param",
-            "min-ready-ms=1s",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for_step(&agent, "web");
+    let follower = roll_v2_slowly(&agent);
     let pause = agent.rollout(&["pause", "web"]);
     assert_eq!(pause.code, 0, "{pause:#?}");
     // Once the session applied the pause, a full batch (1 s) passes and no
@@ -270,19 +272,7 @@ fn abort_during_a_rollout_rolls_back() {
         &["--spec", agent.spec("web", "v1", "").to_str().unwrap()],
         0,
     );
-    let v2 = agent.spec("web", "v2", "");
-    let follower = agent
-        .command(&[
-            "run",
-            "--spec",
-            v2.to_str().unwrap(),
-            "--param",
-            "min-ready-ms=1s",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for_step(&agent, "web");
+    let follower = roll_v2_slowly(&agent);
     assert_eq!(agent.rollout(&["abort", "web"]).code, 0);
     let out = follower.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:#?}");

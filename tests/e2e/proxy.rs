@@ -21,6 +21,18 @@ pub struct Tally {
     pub answers: Vec<(usize, u64, String)>,
 }
 
+impl Tally {
+    /// Every request got a 200.
+    pub fn assert_no_failure(&self) {
+        let shown = &self.failed[..self.failed.len().min(5)];
+        assert!(
+            self.failed.is_empty(),
+            "{} failed: {shown:?}",
+            self.failed.len()
+        );
+    }
+}
+
 /// Client threads sending keep-alive GETs to the proxy until stopped.
 pub struct Load {
     stop: Arc<AtomicBool>,
@@ -175,12 +187,7 @@ fn a_rolling_update_under_load_fails_no_request() {
     // A little traffic on the new fleet too.
     std::thread::sleep(Duration::from_millis(200));
     let tally = load.finish();
-    assert!(
-        tally.failed.is_empty(),
-        "{} failed: {:?}",
-        tally.failed.len(),
-        &tally.failed[..tally.failed.len().min(5)]
-    );
+    tally.assert_no_failure();
     assert!(tally.ok > 500, "only {} requests", tally.ok);
     assert_eq!(tally.answers.last().expect("answers").2, "r2");
     assert_eq!(tally.answers[0].2, "r1");
@@ -298,11 +305,7 @@ fn a_healthy_canary_gets_its_share_at_each_step_and_completes() {
     let (run, id) = canary(&agent, &sets, "", &[]);
     let tally = load.finish();
     assert_eq!(run.code, 0, "{run:#?}");
-    assert!(
-        tally.failed.is_empty(),
-        "{:?}",
-        &tally.failed[..tally.failed.len().min(5)]
-    );
+    tally.assert_no_failure();
     let shares = shares(&agent, id, &tally);
     assert!(shares.len() >= 2, "{shares:?}");
     eprintln!("canary shares (weight, observed %): {shares:?}");
@@ -346,11 +349,7 @@ fn a_slow_canary_is_rolled_back() {
     let tally = load.finish();
     assert_eq!(run.code, 2, "{run:#?}");
     assert_contains(run.json()["reason"].as_str().unwrap_or_default(), "p99");
-    assert!(
-        tally.failed.is_empty(),
-        "{:?}",
-        &tally.failed[..5.min(tally.failed.len())]
-    );
+    tally.assert_no_failure();
 }
 
 #[test]
@@ -363,11 +362,7 @@ fn a_pinned_client_never_flips_back_during_a_canary() {
     let (run, _) = canary(&agent, &sets, "", &[]);
     let tally = load.finish();
     assert_eq!(run.code, 0, "{run:#?}");
-    assert!(
-        tally.failed.is_empty(),
-        "{:?}",
-        &tally.failed[..5.min(tally.failed.len())]
-    );
+    tally.assert_no_failure();
     for client in 0..8 {
         let seen: Vec<&str> = tally
             .answers
@@ -398,11 +393,7 @@ fn blue_green_under_load_fails_no_request() {
     std::thread::sleep(Duration::from_millis(200));
     let tally = load.finish();
     assert_eq!(run.code, 0, "{run:#?}");
-    assert!(
-        tally.failed.is_empty(),
-        "{:?}",
-        &tally.failed[..5.min(tally.failed.len())]
-    );
+    tally.assert_no_failure();
     // The switch is at once: shortly after r2 first answers (requests
     // already in flight to r1 finish), r1 never answers again.
     let switched = tally

@@ -17,8 +17,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Serialize;
 
+use super::rollout::roll;
 use crate::agent::Agent;
-use crate::api::types::{RunRequest, ServiceStatus};
+use crate::api::types::ServiceStatus;
 use crate::backend::process::free_port;
 use crate::runtime::Runtime;
 use crate::spec::ServiceSpec;
@@ -207,21 +208,6 @@ params = {{ min-ready-ms = "2s" }}
     Ok(ServiceSpec::parse(&text, "bench", Path::new("/"))?.to_toml())
 }
 
-async fn deploy(agent: &Arc<Agent>, spec: String) -> anyhow::Result<String> {
-    let request = RunRequest {
-        spec,
-        origin: "bench".into(),
-        policy: None,
-        params: Vec::new(),
-        cause: None,
-    };
-    let id = agent
-        .run(request)?
-        .rollout
-        .context("the rollout did not start")?;
-    Ok(agent.wait(id).await?.state)
-}
-
 /// Measure the proxy against nginx and a rollout under load.
 pub async fn proxy_figures(
     runtime: Runtime,
@@ -246,7 +232,7 @@ async fn measure(
     connections: u32,
 ) -> anyhow::Result<ProxyFigures> {
     let port = free_port()?;
-    let outcome = deploy(agent, spec(&tools.app, port, "v1")?).await?;
+    let (outcome, _) = roll(agent, spec(&tools.app, port, "v1")?).await?;
     anyhow::ensure!(outcome == "completed", "deploying v1 ended {outcome}");
     let status: ServiceStatus = agent.status("bench")?;
     let backends: Vec<String> = status
@@ -280,7 +266,7 @@ async fn measure(
     // A rolling update in the middle of a long load.
     let during = blocking(ours, seconds.max(10) + 4, connections);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let rollout_outcome = deploy(agent, spec(&tools.app, port, "v2")?).await?;
+    let (rollout_outcome, _) = roll(agent, spec(&tools.app, port, "v2")?).await?;
     let during = during.await??;
 
     Ok(ProxyFigures {

@@ -112,7 +112,7 @@ params = {{ max-surge = "{surge}", max-unavailable = "0" }}
 }
 
 /// Run one rollout to its end; its outcome and wall time.
-async fn roll(agent: &Arc<Agent>, spec: String) -> anyhow::Result<(String, Duration)> {
+pub(crate) async fn roll(agent: &Arc<Agent>, spec: String) -> anyhow::Result<(String, Duration)> {
     let started = Instant::now();
     let request = RunRequest {
         spec,

@@ -81,7 +81,7 @@ impl BlueGreen {
         };
         let to = info.to_revision.as_str();
         let replicas = info.replicas;
-        if let Err(e) = host.set_weights(&weights(from, 100, to, 0)) {
+        if let Err(e) = host.set_weights(&shift::split(from, 100, to, 0)) {
             return Outcome::RolledBack(format!(
                 "setting weights {from}=100 {to}=0: {}; nothing was changed (blue-green needs weighted traffic)",
                 e.reason()
@@ -122,7 +122,7 @@ impl BlueGreen {
                 self.post_switch_ms
             ),
         });
-        if let Err(e) = host.set_weights(&weights(to, 100, from, 0)) {
+        if let Err(e) = host.set_weights(&shift::split(to, 100, from, 0)) {
             let why = format!("switching traffic to {to}: {}", e.reason());
             return self.roll_back(host, info, why);
         }
@@ -218,31 +218,15 @@ impl Policy for BlueGreen {
 
 rollout_policy::export!(BlueGreen);
 
-/// `[(a, a_weight), (b, b_weight)]`.
-fn weights(a: &str, a_weight: u32, b: &str, b_weight: u32) -> [(String, u32); 2] {
-    [(a.to_string(), a_weight), (b.to_string(), b_weight)]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use rollout_policy::Fleet;
-    use rollout_policy::testing::{Behaviour, FakeFleet};
+    use rollout_policy::testing::{Behaviour, FakeFleet, rolled_back};
 
     fn run(fleet: &mut FakeFleet, params: &[(&str, &str)]) -> Outcome {
-        let mut info = fleet.info("v1", "v2", 4);
-        info.params = params
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let info = fleet.info_with("v1", "v2", 4, params);
         BlueGreen::run(fleet, &info)
-    }
-
-    fn rolled_back(outcome: &Outcome) -> &str {
-        match outcome {
-            Outcome::RolledBack(why) => why,
-            other => panic!("expected a rollback, got {other:?}"),
-        }
     }
 
     fn journal(fleet: &FakeFleet) -> String {
@@ -288,7 +272,7 @@ mod tests {
         );
         assert_eq!((fleet.count("v1"), fleet.count("v2")), (4, 0));
         assert_eq!(fleet.min_ready(), 4);
-        assert_eq!(fleet.weights(), weights("v1", 100, "v2", 0));
+        assert_eq!(fleet.weights(), shift::split("v1", 100, "v2", 0));
         // Switched back at once: the old set never left.
         assert_eq!(time_of(&fleet, "weights v2=100 v1=0"), 5_000);
         assert_eq!(time_of(&fleet, "stop v2-5"), 35_000);

@@ -93,7 +93,7 @@ impl Canary {
             return shift::first_deploy(host, info, self.ready_timeout_ms);
         };
         let to = info.to_revision.as_str();
-        if let Err(e) = host.set_weights(&weights(from, 100, to, 0)) {
+        if let Err(e) = host.set_weights(&shift::split(from, 100, to, 0)) {
             return Outcome::RolledBack(format!(
                 "setting weights {from}=100 {to}=0: {}; nothing was changed (a canary needs weighted traffic)",
                 e.reason()
@@ -123,7 +123,7 @@ impl Canary {
             {
                 return self.roll_back(host, info, format!("{at}: {e}"));
             }
-            if let Err(e) = host.set_weights(&weights(from, 100 - weight, to, weight)) {
+            if let Err(e) = host.set_weights(&shift::split(from, 100 - weight, to, weight)) {
                 let why = format!("{at}: setting weights: {}", e.reason());
                 return self.roll_back(host, info, why);
             }
@@ -298,30 +298,14 @@ pub fn canary_instances(replicas: u32, weight: u32) -> u32 {
     share.clamp(1.min(replicas), replicas)
 }
 
-/// `[(from, from_weight), (to, to_weight)]`.
-fn weights(from: &str, from_weight: u32, to: &str, to_weight: u32) -> [(String, u32); 2] {
-    [(from.to_string(), from_weight), (to.to_string(), to_weight)]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rollout_policy::testing::{Behaviour, FakeFleet};
+    use rollout_policy::testing::{Behaviour, FakeFleet, rolled_back};
 
     fn run(fleet: &mut FakeFleet, params: &[(&str, &str)]) -> Outcome {
-        let mut info = fleet.info("v1", "v2", 4);
-        info.params = params
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let info = fleet.info_with("v1", "v2", 4, params);
         Canary::run(fleet, &info)
-    }
-
-    fn rolled_back(outcome: &Outcome) -> &str {
-        match outcome {
-            Outcome::RolledBack(why) => why,
-            other => panic!("expected a rollback, got {other:?}"),
-        }
     }
 
     fn journal(fleet: &FakeFleet) -> String {
@@ -386,7 +370,7 @@ mod tests {
         );
         assert_eq!((fleet.count("v1"), fleet.count("v2")), (4, 0));
         assert_eq!(fleet.min_ready(), 4);
-        assert_eq!(fleet.weights(), weights("v1", 100, "v2", 0));
+        assert_eq!(fleet.weights(), shift::split("v1", 100, "v2", 0));
         let journal = journal(&fleet);
         assert!(!journal.contains("weights v1=75 v2=25"), "{journal}");
         assert!(!journal.contains("step 2/4"), "{journal}");

@@ -109,22 +109,11 @@ rollout_policy::export!(Rolling);
 mod tests {
     use super::*;
     use rollout_policy::Command;
-    use rollout_policy::testing::{Behaviour, FakeFleet};
+    use rollout_policy::testing::{Behaviour, FakeFleet, rolled_back};
 
     fn run(fleet: &mut FakeFleet, params: &[(&str, &str)]) -> Outcome {
-        let mut info = fleet.info("v1", "v2", 3);
-        info.params = params
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let info = fleet.info_with("v1", "v2", 3, params);
         Rolling::run(fleet, &info)
-    }
-
-    fn rolled_back(outcome: &Outcome) -> &str {
-        match outcome {
-            Outcome::RolledBack(why) => why,
-            other => panic!("expected a rollback, got {other:?}"),
-        }
     }
 
     #[test]

@@ -36,6 +36,11 @@ use std::fmt;
 use crate::strategy::{self, Failure};
 use crate::{EffectError, Host, Instance, InstanceId, InstanceState, Level, Outcome, RolloutInfo};
 
+/// Weights `[(a, a_weight), (b, b_weight)]` for `traffic.set-weights`.
+pub fn split(a: &str, a_weight: u32, b: &str, b_weight: u32) -> [(String, u32); 2] {
+    [(a.to_string(), a_weight), (b.to_string(), b_weight)]
+}
+
 /// True while an instance runs or may still run (starting, ready, unhealthy).
 pub fn alive(state: InstanceState) -> bool {
     matches!(

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 
 use crate::{
     Clock, Command, Control, EffectError, Fleet, Health, Instance, InstanceId, InstanceState,
-    Level, ProbeResult, Progress, RevisionStats, RolloutInfo, Traffic, Verdict,
+    Level, Outcome, ProbeResult, Progress, RevisionStats, RolloutInfo, Traffic, Verdict,
 };
 
 /// How instances of one revision behave, in milliseconds since each started.
@@ -233,6 +233,22 @@ impl FakeFleet {
             replicas,
             params: Vec::new(),
         }
+    }
+
+    /// [`FakeFleet::info`] with `params`.
+    pub fn info_with(
+        &self,
+        from: &str,
+        to: &str,
+        replicas: u32,
+        params: &[(&str, &str)],
+    ) -> RolloutInfo {
+        let mut info = self.info(from, to, replicas);
+        info.params = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        info
     }
 
     /// Instances of `revision` that are ready now.
@@ -532,6 +548,14 @@ impl Control for FakeFleet {
             "step {}/{}: {}",
             progress.step, progress.steps, progress.message
         ));
+    }
+}
+
+/// The reason of a rolled-back outcome; panics on any other (for tests).
+pub fn rolled_back(outcome: &Outcome) -> &str {
+    match outcome {
+        Outcome::RolledBack(why) => why,
+        other => panic!("expected a rollback, got {other:?}"),
     }
 }
 
