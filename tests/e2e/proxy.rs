@@ -345,7 +345,14 @@ fn a_slow_canary_is_rolled_back() {
     let agent = Agent::start();
     let (sets, addr) = front_door(&agent, &[]);
     let load = Load::start(&addr, 4, Duration::from_millis(1), |_| String::new());
-    let (run, _) = canary(&agent, &sets, "LATENCY_MS=30", &[]);
+    // 200 ms against about 1: far beyond the ratio and its slack, however
+    // loaded the machine; half the traffic, so the hold sees enough of it.
+    let (run, _) = canary(
+        &agent,
+        &sets,
+        "LATENCY_MS=200",
+        &["--param", "steps=50,100"],
+    );
     let tally = load.finish();
     assert_eq!(run.code, 2, "{run:#?}");
     assert_contains(run.json()["reason"].as_str().unwrap_or_default(), "p99");

@@ -260,7 +260,6 @@ impl Agent {
         }
         let loaded = self.policy(policy, &spec)?;
         let service = self.service(&spec.name)?;
-        front_door(&service, &spec)?;
         let mut active = service.active.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(a) = active.as_ref() {
             return Err(AgentError::Conflict(format!(
@@ -268,6 +267,7 @@ impl Agent {
                 a.id, spec.name, spec.name, spec.name
             )));
         }
+        front_door(&service, &spec)?;
         let from = self.store.current_revision(&spec.name)?;
         let to = self
             .store
@@ -590,12 +590,6 @@ fn front_door(service: &Service, spec: &ServiceSpec) -> Result<()> {
         return Ok(());
     };
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    if let Some(p) = service.fleet.front_door() {
-        if p.local_addr() == addr {
-            return Ok(());
-        }
-        p.close();
-    }
     let sticky = match (&spec.traffic.sticky_header, &spec.traffic.sticky_cookie) {
         (Some(h), _) => hyper::header::HeaderName::from_bytes(h.as_bytes())
             .ok()
@@ -603,12 +597,27 @@ fn front_door(service: &Service, spec: &ServiceSpec) -> Result<()> {
         (None, Some(c)) => Some(Sticky::Cookie(c.clone())),
         (None, None) => None,
     };
+    let current = service.fleet.front_door();
+    if let Some(p) = &current
+        && p.local_addr() == addr
+        && p.sticky() == sticky.as_ref()
+    {
+        return Ok(());
+    }
+    if current.as_ref().is_some_and(|p| p.local_addr() == addr) {
+        // Same port, new stickiness: the listener must move over.
+        current.iter().for_each(|p| p.close());
+    }
     let proxy = Proxy::bind(&spec.name, addr, sticky).map_err(|e| {
         AgentError::Invalid(format!(
             "{}: cannot listen on {addr} for its front door: {e}; nothing was changed",
             spec.name
         ))
     })?;
+    // The new door is open before the old one closes.
+    if let Some(old) = current.filter(|p| p.local_addr() != addr) {
+        old.close();
+    }
     service.fleet.attach(proxy);
     Ok(())
 }

@@ -162,10 +162,12 @@ impl RevisionMetrics {
         }
     }
 
-    /// The last `window` (whole seconds, at least the current one).
+    /// At least the last `window` (in whole seconds, up to two minutes).
     pub fn summary(&self, window: Duration) -> Summary {
         let now = self.epoch.elapsed().as_secs();
-        let span = window.as_millis().div_ceil(1000).clamp(1, SECONDS as u128) as u64;
+        // The current second is partial: one more bucket so the window
+        // covers at least `window` (at most one second more).
+        let span = (window.as_millis().div_ceil(1000) as u64 + 1).min(SECONDS as u64);
         let mut merged = [0u64; BUCKETS];
         let mut summary = Summary::default();
         for second in now.saturating_sub(span - 1)..=now {

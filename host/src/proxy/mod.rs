@@ -81,6 +81,9 @@ pub struct Member {
 #[derive(Default)]
 struct State {
     upstreams: HashMap<InstanceId, Arc<Upstream>>,
+    /// Out of the table (not ready, or draining) with requests possibly
+    /// still in flight: a drain must wait for them too.
+    leaving: HashMap<InstanceId, Arc<Upstream>>,
     weights: Option<Vec<(RevisionId, u32)>>,
     metrics: HashMap<RevisionId, Arc<RevisionMetrics>>,
 }
@@ -95,12 +98,12 @@ pub struct Proxy {
     state: Mutex<State>,
     table: RwLock<Arc<Table>>,
     open: AtomicBool,
-    closed: Arc<tokio::sync::Notify>,
+    closed: tokio::sync::watch::Sender<bool>,
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        self.closed.notify_waiters();
+        self.closed.send_replace(true);
     }
 }
 
@@ -150,9 +153,9 @@ impl Upstreams {
     /// forget connections to instances no longer routed to.
     fn keep(&self, id: &InstanceId, sender: SendRequest<ProxyBody>, table: &Table) {
         let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if kept.len() >= 8 {
-            kept.retain(|id, _| table.routes_to(id));
-        }
+        // Connections to instances no longer routed to close now, so an
+        // instance being stopped is not held by idle connections.
+        kept.retain(|id, _| table.routes_to(id));
         kept.insert(id.clone(), sender);
     }
 }
@@ -186,6 +189,9 @@ impl Proxy {
         addr: SocketAddr,
         sticky: Option<Sticky>,
     ) -> std::io::Result<Arc<Proxy>> {
+        // SO_REUSEPORT would let a second service (or agent) share the port
+        // and split its clients: a plain bind first proves it is free.
+        drop(std::net::TcpListener::bind(addr)?);
         let first = reuseport_listener(addr)?;
         let bound = first.local_addr()?;
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -200,10 +206,10 @@ impl Proxy {
             state: Mutex::new(State::default()),
             table: RwLock::new(Arc::new(Table::default())),
             open: AtomicBool::new(true),
-            closed: Arc::new(tokio::sync::Notify::new()),
+            closed: tokio::sync::watch::Sender::new(false),
         });
         for (i, listener) in listeners.into_iter().enumerate() {
-            let (weak, closed) = (Arc::downgrade(&proxy), proxy.closed.clone());
+            let (weak, closed) = (Arc::downgrade(&proxy), proxy.closed.subscribe());
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
@@ -221,6 +227,11 @@ impl Proxy {
         Ok(proxy)
     }
 
+    /// How it pins clients, if it does.
+    pub fn sticky(&self) -> Option<&Sticky> {
+        self.sticky.as_ref()
+    }
+
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
@@ -229,7 +240,7 @@ impl Proxy {
     /// Stop accepting connections (the service is gone).
     pub fn close(&self) {
         self.open.store(false, Ordering::SeqCst);
-        self.closed.notify_waiters();
+        self.closed.send_replace(true);
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -239,28 +250,38 @@ impl Proxy {
     /// Rebuild the table from `state`.
     fn publish(&self, state: &mut State) {
         let upstreams: Vec<_> = state.upstreams.values().cloned().collect();
-        for u in &upstreams {
-            state.metrics.entry(u.revision.clone()).or_default();
-        }
-        for (r, _) in state.weights.iter().flatten() {
-            state.metrics.entry(r.clone()).or_default();
+        let live: std::collections::HashSet<RevisionId> = upstreams
+            .iter()
+            .chain(state.leaving.values())
+            .map(|u| u.revision.clone())
+            .chain(state.weights.iter().flatten().map(|(r, _)| r.clone()))
+            .collect();
+        // Revisions long gone take no memory.
+        state.metrics.retain(|r, _| live.contains(r));
+        for r in live {
+            state.metrics.entry(r).or_default();
         }
         let table = Table::new(&upstreams, state.weights.as_deref(), &state.metrics);
         *self.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
     }
 
-    /// The instances that take traffic now (ready ones, not draining).
+    /// The instances that take traffic now (ready ones). An instance being
+    /// drained is never taken back; one that left keeps its in-flight count
+    /// if it comes back.
     pub fn set_members(&self, members: &[Member]) {
         let mut state = self.state();
         let mut next = HashMap::with_capacity(members.len());
         for m in members {
-            let kept = state
+            let known = state
                 .upstreams
                 .get(&m.id)
-                .filter(|u| u.addr == m.addr && !u.draining.load(Ordering::SeqCst))
+                .or_else(|| state.leaving.get(&m.id))
+                .filter(|u| u.addr == m.addr)
                 .cloned();
-            let upstream = kept.unwrap_or_else(|| {
-                Arc::new(Upstream {
+            let upstream = match known {
+                Some(u) if u.draining.load(Ordering::SeqCst) => continue,
+                Some(u) => u,
+                None => Arc::new(Upstream {
                     id: m.id.clone(),
                     revision: m.revision.clone(),
                     revision_header: HeaderValue::from_str(&m.revision)
@@ -268,8 +289,8 @@ impl Proxy {
                     addr: m.addr,
                     inflight: AtomicU64::new(0),
                     draining: AtomicBool::new(false),
-                })
-            });
+                }),
+            };
             next.insert(m.id.clone(), upstream);
         }
         let same = next.len() == state.upstreams.len()
@@ -279,6 +300,16 @@ impl Proxy {
         if same {
             return;
         }
+        let gone: Vec<_> = state
+            .upstreams
+            .drain()
+            .filter(|(id, _)| !next.contains_key(id))
+            .collect();
+        state.leaving.extend(gone);
+        state.leaving.retain(|id, u| {
+            !next.contains_key(id)
+                && (u.inflight.load(Ordering::SeqCst) > 0 || u.draining.load(Ordering::SeqCst))
+        });
         state.upstreams = next;
         self.publish(&mut state);
     }
@@ -295,14 +326,20 @@ impl Proxy {
     pub async fn drain(&self, ids: &[InstanceId], grace: Duration) -> u64 {
         let draining: Vec<Arc<Upstream>> = {
             let mut state = self.state();
-            let found: Vec<_> = ids
+            let routed: Vec<_> = ids
                 .iter()
                 .filter_map(|id| state.upstreams.remove(id))
                 .collect();
+            let found: Vec<_> = routed
+                .iter()
+                .cloned()
+                .chain(ids.iter().filter_map(|id| state.leaving.get(id).cloned()))
+                .collect();
             for u in &found {
                 u.draining.store(true, Ordering::SeqCst);
+                state.leaving.insert(u.id.clone(), u.clone());
             }
-            if !found.is_empty() {
+            if !routed.is_empty() {
                 self.publish(&mut state);
             }
             found
@@ -314,6 +351,10 @@ impl Proxy {
                 .map(|u| u.inflight.load(Ordering::SeqCst))
                 .sum();
             if left == 0 || started.elapsed() >= grace {
+                let mut state = self.state();
+                for u in &draining {
+                    state.leaving.remove(&u.id);
+                }
                 return left;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -389,7 +430,6 @@ impl Proxy {
 
     /// Forward one request of a client connection.
     async fn forward(&self, req: Request<Incoming>, conns: &Upstreams) -> Response<ProxyBody> {
-        let table = self.table.read().unwrap_or_else(|p| p.into_inner()).clone();
         let sticky = self
             .sticky
             .as_ref()
@@ -403,6 +443,8 @@ impl Proxy {
         let mut outgoing = Some(upstream_request(req));
         let mut tried: Vec<InstanceId> = Vec::new();
         loop {
+            // A fresh snapshot for each attempt: a retry sees the latest fleet.
+            let table = self.table.read().unwrap_or_else(|p| p.into_inner()).clone();
             let Some(group) = table.pick_group(sticky.as_deref()) else {
                 return answer(StatusCode::SERVICE_UNAVAILABLE, "no ready instance\n");
             };
@@ -546,12 +588,12 @@ impl Body for Tracked {
 async fn accept(
     proxy: Weak<Proxy>,
     listener: tokio::net::TcpListener,
-    closed: Arc<tokio::sync::Notify>,
+    mut closed: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = closed.notified() => return,
+            _ = closed.wait_for(|c| *c) => return,
         };
         let Some(p) = proxy.upgrade() else {
             return;
@@ -580,5 +622,75 @@ async fn accept(
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: &str, port: u16) -> Member {
+        Member {
+            id: id.into(),
+            revision: "r1".into(),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+
+    fn routed(proxy: &Proxy) -> Vec<InstanceId> {
+        let table = proxy.table.read().unwrap().clone();
+        let mut ids: Vec<_> = table
+            .groups
+            .iter()
+            .flat_map(|g| g.upstreams.iter().map(|u| u.id.clone()))
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    #[tokio::test]
+    async fn a_drain_waits_for_requests_on_an_instance_that_already_left() {
+        let proxy = Proxy::bind("svc", "127.0.0.1:0".parse().unwrap(), None).unwrap();
+        proxy.set_members(&[member("a", 1), member("b", 2)]);
+        let a = proxy.state().upstreams["a"].clone();
+        let request = InFlight::enter(a.clone());
+        // `a` fails a probe: out of the table, its request still running.
+        proxy.set_members(&[member("b", 2)]);
+        assert_eq!(routed(&proxy), ["b"]);
+        let finish = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            drop(request);
+        });
+        let started = Instant::now();
+        assert_eq!(proxy.drain(&["a".into()], Duration::from_secs(5)).await, 0);
+        assert!(started.elapsed() >= Duration::from_millis(40));
+        finish.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_draining_instance_is_never_routed_again() {
+        let proxy = Proxy::bind("svc", "127.0.0.1:0".parse().unwrap(), None).unwrap();
+        proxy.set_members(&[member("a", 1), member("b", 2)]);
+        let a = proxy.state().upstreams["a"].clone();
+        let request = InFlight::enter(a);
+        let drain = {
+            let proxy = proxy.clone();
+            tokio::spawn(async move { proxy.drain(&["a".into()], Duration::from_secs(5)).await })
+        };
+        while routed(&proxy) != ["b"] {
+            tokio::task::yield_now().await;
+        }
+        // A stale publish still naming `a` does not bring it back.
+        proxy.set_members(&[member("a", 1), member("b", 2)]);
+        assert_eq!(routed(&proxy), ["b"]);
+        drop(request);
+        assert_eq!(drain.await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_port_in_use_is_refused_despite_reuseport() {
+        let proxy = Proxy::bind("one", "127.0.0.1:0".parse().unwrap(), None).unwrap();
+        let taken = Proxy::bind("two", proxy.local_addr(), None);
+        assert!(taken.is_err());
     }
 }

@@ -80,10 +80,13 @@ impl Table {
         for u in upstreams {
             by_revision.entry(&u.revision).or_default().push(u.clone());
         }
-        let mut revisions: Vec<RevisionId> = match weights {
-            Some(w) => w.iter().map(|(r, _)| r.clone()).collect(),
-            None => by_revision.keys().map(|r| (*r).clone()).collect(),
-        };
+        // Revisions the weights do not name weigh 0: a last resort only.
+        let mut revisions: Vec<RevisionId> = by_revision.keys().map(|r| (*r).clone()).collect();
+        revisions.extend(
+            weights
+                .iter()
+                .flat_map(|w| w.iter().map(|(r, _)| r.clone())),
+        );
         revisions.sort_by(newest_first);
         revisions.dedup();
         let groups: Vec<Group> = revisions

@@ -43,6 +43,7 @@
 //! | `hold-ms`          | `30s`         | time at each step before the analysis (and each extra hold)       |
 //! | `max-error-rate`   | `0.05`        | share of failed canary requests above which the analysis fails    |
 //! | `max-p99-ratio`    | `1.5`         | canary p99 / stable p99 above which the analysis fails (ignored when the stable revision served no requests) |
+//! | `p99-slack-ms`     | `5ms`         | a canary p99 at most this much above the stable one passes whatever the ratio |
 //! | `min-requests`     | `20`          | fewer canary requests in the hold: verdict unknown, hold again    |
 //! | `max-unknown`      | `3`           | extra holds on an unknown verdict before failing as "not enough traffic" |
 //! | `ready-timeout-ms` | `60s`         | how long a new instance may take to become ready                  |

@@ -47,6 +47,10 @@ pub struct Analysis {
     /// fails (param `max-p99-ratio`, default `1.5`); `None` compares no
     /// latency. Ignored when the baseline served no requests or has no p99.
     pub max_p99_ratio: Option<f64>,
+    /// A p99 no more than this many microseconds above the baseline's
+    /// passes whatever the ratio (param `p99-slack-ms`, default `5ms`):
+    /// sub-millisecond latencies double on a scheduler hiccup.
+    pub p99_slack_us: u64,
     /// Fewer requests than this in the window: not enough traffic to judge
     /// (param `min-requests`, default `20`).
     pub min_requests: u64,
@@ -58,6 +62,7 @@ impl Default for Analysis {
         Analysis {
             max_error_rate: 0.05,
             max_p99_ratio: None,
+            p99_slack_us: 5_000,
             min_requests: 20,
         }
     }
@@ -87,18 +92,20 @@ impl Analysis {
         Ok(Analysis {
             max_error_rate,
             max_p99_ratio: None,
+            p99_slack_us: 5_000,
             min_requests: params.u64("min-requests", 20)?,
         })
     }
 
     /// Also compare p99 latency with a baseline: read `max-p99-ratio`
-    /// (greater than 0, default `1.5`).
+    /// (greater than 0, default `1.5`) and `p99-slack-ms` (default `5ms`).
     pub fn with_p99_ratio(mut self, params: &Params) -> Result<Self, String> {
         let ratio = params.f64("max-p99-ratio", 1.5)?;
         if ratio <= 0.0 {
             return Err("param max-p99-ratio: expected a ratio above 0, like 1.5".into());
         }
         self.max_p99_ratio = Some(ratio);
+        self.p99_slack_us = params.millis("p99-slack-ms", 5)? * 1_000;
         Ok(self)
     }
 
@@ -126,7 +133,7 @@ impl Analysis {
         let compared = baseline.filter(|b| b.requests > 0 && b.p99_us > 0);
         if let (Some(max), Some(base)) = (self.max_p99_ratio, compared) {
             let ratio = stats.p99_us as f64 / base.p99_us as f64;
-            if ratio > max {
+            if ratio > max && stats.p99_us > base.p99_us + self.p99_slack_us {
                 return Verdict::Unhealthy(format!(
                     "{subject} p99 {} / {} p99 {} = {ratio:.2} > {max:.2}",
                     ms(stats.p99_us),
@@ -246,6 +253,27 @@ mod tests {
         assert_eq!(
             judge(stats("v2", 19, 19, 100)),
             Verdict::Unknown("not enough traffic: 19 canary request(s), min-requests 20".into())
+        );
+    }
+
+    #[test]
+    fn a_p99_within_the_slack_passes_whatever_the_ratio() {
+        let a = Analysis {
+            max_p99_ratio: Some(1.5),
+            ..Analysis::default()
+        };
+        let us = |revision: &str, p99_us| RevisionStats {
+            p99_us,
+            ..stats(revision, 100, 0, 0)
+        };
+        let stable = us("v1", 300);
+        assert!(
+            a.judge("canary", &us("v2", 1_200), Some(&stable))
+                .is_healthy()
+        );
+        assert!(
+            !a.judge("canary", &us("v2", 5_400), Some(&stable))
+                .is_healthy()
         );
     }
 

@@ -274,24 +274,24 @@ impl ProcessFleet {
             .clone()
     }
 
-    /// Tell the proxy which instances are ready.
+    /// Tell the proxy which instances are ready. Under the fleet's lock, so
+    /// an older ready set can never overwrite a newer one (lock order: fleet,
+    /// then proxy; the proxy never calls the fleet).
     fn publish(&self) {
         let Some(proxy) = self.front_door() else {
             return;
         };
-        let members: Vec<Member> = {
-            let inner = self.lock();
-            inner
-                .procs
-                .values()
-                .filter(|p| p.state == InstanceState::Ready)
-                .map(|p| Member {
-                    id: p.row.id.clone(),
-                    revision: p.row.revision.clone(),
-                    addr: std::net::SocketAddr::from(([127, 0, 0, 1], p.row.port)),
-                })
-                .collect()
-        };
+        let inner = self.lock();
+        let members: Vec<Member> = inner
+            .procs
+            .values()
+            .filter(|p| p.state == InstanceState::Ready)
+            .map(|p| Member {
+                id: p.row.id.clone(),
+                revision: p.row.revision.clone(),
+                addr: std::net::SocketAddr::from(([127, 0, 0, 1], p.row.port)),
+            })
+            .collect();
         proxy.set_members(&members);
     }
 
@@ -445,11 +445,12 @@ impl ProcessFleet {
                 }
             }
         }
-        let started = Instant::now();
-        // No new requests, and those in flight finish, before the signal.
+        // No new requests, and those in flight finish, before the signal;
+        // the grace period after it is the instance's own.
         if let Some(proxy) = self.front_door() {
             proxy.drain(ids, grace).await;
         }
+        let started = Instant::now();
         live.iter()
             .for_each(|&pid| os::signal_group(pid, libc::SIGTERM));
         let mut killed = false;
