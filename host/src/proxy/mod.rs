@@ -121,9 +121,10 @@ fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener
     socket.listen(1024)?.into_std()
 }
 
-/// The upstream connections of one client connection, by instance.
+/// The upstream connections of one client connection, by instance, and
+/// the routing table they were last checked against.
 #[derive(Default)]
-struct Upstreams(Mutex<HashMap<InstanceId, SendRequest<ProxyBody>>>);
+struct Upstreams(Mutex<(HashMap<InstanceId, SendRequest<ProxyBody>>, usize)>);
 
 impl Upstreams {
     /// A ready connection to `upstream`: a kept one, else a new one.
@@ -132,6 +133,7 @@ impl Upstreams {
             .0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .0
             .remove(&upstream.id);
         if let Some(mut sender) = kept
             && sender.ready().await.is_ok()
@@ -151,11 +153,16 @@ impl Upstreams {
 
     /// Keep `sender` for the next request of this client connection, and
     /// forget connections to instances no longer routed to.
-    fn keep(&self, id: &InstanceId, sender: SendRequest<ProxyBody>, table: &Table) {
-        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        // Connections to instances no longer routed to close now, so an
-        // instance being stopped is not held by idle connections.
-        kept.retain(|id, _| table.routes_to(id));
+    fn keep(&self, id: &InstanceId, sender: SendRequest<ProxyBody>, table: &Arc<Table>) {
+        let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (kept, checked) = &mut *guard;
+        // When the table changed, connections to instances no longer routed
+        // to close, so an instance being stopped is not held by idle ones.
+        let current = Arc::as_ptr(table) as usize;
+        if *checked != current {
+            kept.retain(|id, _| table.routes_to(id));
+            *checked = current;
+        }
         kept.insert(id.clone(), sender);
     }
 }

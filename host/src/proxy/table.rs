@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::metrics::RevisionMetrics;
 use crate::model::{InstanceId, RevisionId};
@@ -56,8 +56,22 @@ pub struct Table {
     /// Groups, newest revision first.
     pub groups: Vec<Group>,
     total: u32,
-    counter: AtomicU64,
-    rr: AtomicUsize,
+}
+
+thread_local! {
+    /// This thread's position in the sequence of group choices.
+    static NEXT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// This thread's round-robin position among a group's instances.
+    static RR: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Take the next value of a thread's counter.
+fn next(counter: &'static std::thread::LocalKey<std::cell::Cell<u64>>) -> u64 {
+    counter.with(|c| {
+        let n = c.get();
+        c.set(n.wrapping_add(1));
+        n
+    })
 }
 
 /// Newest first: `r10` after `r9`, other names by text.
@@ -111,12 +125,7 @@ impl Table {
             })
             .collect();
         let total = groups.iter().map(|g| g.weight).sum();
-        Table {
-            groups,
-            total,
-            counter: AtomicU64::new(0),
-            rr: AtomicUsize::new(0),
-        }
+        Table { groups, total }
     }
 
     /// The metrics of `revision` (new ones if it has no group).
@@ -155,7 +164,10 @@ impl Table {
             (0, _) => None,
             (total, Some(key)) => self.group_at(hash(key) % u64::from(total)),
             (total, None) => {
-                let n = self.counter.fetch_add(1, Ordering::Relaxed);
+                // Each worker thread walks its own sequence: no shared
+                // counter on the request path, and each sequence alone is
+                // low-discrepancy.
+                let n = next(&NEXT);
                 // Weyl sequence: n * golden ratio, mod 1, scaled to the total.
                 let frac = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11;
                 self.group_at(((frac as u128 * u128::from(total)) >> 53) as u64)
@@ -175,7 +187,7 @@ impl Table {
     /// those in `exclude`.
     pub fn pick_upstream(&self, group: &Group, exclude: &[InstanceId]) -> Option<Arc<Upstream>> {
         let n = group.upstreams.len();
-        let start = self.rr.fetch_add(1, Ordering::Relaxed);
+        let start = next(&RR) as usize;
         (0..n)
             .map(|i| &group.upstreams[(start + i) % n])
             .filter(|u| !u.draining.load(Ordering::SeqCst) && !exclude.contains(&u.id))
