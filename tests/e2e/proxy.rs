@@ -39,9 +39,23 @@ pub struct Load {
     threads: Vec<JoinHandle<Tally>>,
 }
 
-/// One keep-alive GET: (status, x-rollout-revision).
-fn get(stream: &mut BufReader<TcpStream>, headers: &str) -> std::io::Result<(u16, String)> {
-    let request = format!("GET / HTTP/1.1\r\nHost: load\r\n{headers}\r\n");
+/// `GET /` with extra header lines.
+pub fn get_request(headers: &str) -> String {
+    format!("GET / HTTP/1.1\r\nHost: load\r\n{headers}\r\n")
+}
+
+/// `POST /` with a small body: not idempotent, so never retried by the
+/// proxy; a drain that cut one short would show as a failure.
+pub fn post_request() -> String {
+    let body = "order=42&item=book";
+    format!(
+        "POST / HTTP/1.1\r\nHost: load\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Send `request` on a keep-alive connection: (status, x-rollout-revision).
+fn get(stream: &mut BufReader<TcpStream>, request: &str) -> std::io::Result<(u16, String)> {
     stream.get_mut().write_all(request.as_bytes())?;
     let mut line = String::new();
     stream.read_line(&mut line)?;
@@ -73,17 +87,17 @@ fn get(stream: &mut BufReader<TcpStream>, headers: &str) -> std::io::Result<(u16
 
 impl Load {
     /// `clients` threads against `addr`, each pausing `pause` between
-    /// requests; `headers(i)` gives client i's extra header lines.
+    /// requests; `request(i)` is what client i sends, again and again.
     pub fn start(
         addr: &str,
         clients: usize,
         pause: Duration,
-        headers: fn(usize) -> String,
+        request: fn(usize) -> String,
     ) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let threads = (0..clients)
             .map(|i| {
-                let (stop, addr, headers) = (stop.clone(), addr.to_string(), headers(i));
+                let (stop, addr, request) = (stop.clone(), addr.to_string(), request(i));
                 std::thread::spawn(move || {
                     let mut tally = Tally::default();
                     let connect = || {
@@ -94,7 +108,7 @@ impl Load {
                     let mut stream = connect().ok();
                     while !stop.load(Ordering::Relaxed) {
                         let result = match stream.as_mut() {
-                            Some(s) => get(s, &headers),
+                            Some(s) => get(s, &request),
                             None => Err(std::io::Error::other("cannot connect")),
                         };
                         match result {
@@ -181,12 +195,16 @@ pub fn roll(agent: &Agent, version: &str, sets: &[String], more: &[&str]) -> cra
 fn a_rolling_update_under_load_fails_no_request() {
     let agent = Agent::start();
     let (sets, addr) = front_door(&agent, &[]);
-    let load = Load::start(&addr, 4, Duration::from_millis(1), |_| String::new());
+    let load = Load::start(&addr, 4, Duration::from_millis(1), |_| get_request(""));
+    let posts = Load::start(&addr, 2, Duration::from_millis(1), |_| post_request());
     let run = roll(&agent, "v2", &sets, &["--param", "max-surge=1"]);
     assert_eq!(run.code, 0, "{run:#?}");
     // A little traffic on the new fleet too.
     std::thread::sleep(Duration::from_millis(200));
     let tally = load.finish();
+    let posted = posts.finish();
+    posted.assert_no_failure();
+    assert!(posted.ok > 200, "only {} POSTs", posted.ok);
     tally.assert_no_failure();
     assert!(tally.ok > 500, "only {} requests", tally.ok);
     assert_eq!(tally.answers.last().expect("answers").2, "r2");
@@ -226,7 +244,7 @@ fn no_ready_instance_is_a_503() {
     let agent = Agent::start();
     let (_, addr) = front_door(&agent, &[]);
     let mut stream = BufReader::new(TcpStream::connect(&addr).unwrap());
-    assert_eq!(get(&mut stream, "").unwrap().0, 200);
+    assert_eq!(get(&mut stream, &get_request("")).unwrap().0, 200);
     let pids = agent.pids("web");
     for pid in pids {
         unsafe {
@@ -237,7 +255,7 @@ fn no_ready_instance_is_a_503() {
     let mut status = 200;
     for _ in 0..400 {
         let mut s = BufReader::new(TcpStream::connect(&addr).unwrap());
-        status = get(&mut s, "").map(|(st, _)| st).unwrap_or(0);
+        status = get(&mut s, &get_request("")).map(|(st, _)| st).unwrap_or(0);
         if status == 503 {
             break;
         }
@@ -301,7 +319,7 @@ fn canary(agent: &Agent, sets: &[String], env: &str, extra: &[&str]) -> (crate::
 fn a_healthy_canary_gets_its_share_at_each_step_and_completes() {
     let agent = Agent::start();
     let (sets, addr) = front_door(&agent, &[]);
-    let load = Load::start(&addr, 4, Duration::from_millis(1), |_| String::new());
+    let load = Load::start(&addr, 4, Duration::from_millis(1), |_| get_request(""));
     let (run, id) = canary(&agent, &sets, "", &[]);
     let tally = load.finish();
     assert_eq!(run.code, 0, "{run:#?}");
@@ -321,7 +339,7 @@ fn a_healthy_canary_gets_its_share_at_each_step_and_completes() {
 fn a_canary_with_twenty_percent_errors_is_rolled_back_at_the_first_analysis() {
     let agent = Agent::start();
     let (sets, addr) = front_door(&agent, &[]);
-    let load = Load::start(&addr, 4, Duration::from_millis(1), |_| String::new());
+    let load = Load::start(&addr, 4, Duration::from_millis(1), |_| get_request(""));
     let (run, _) = canary(&agent, &sets, "ERROR_RATE=0.2", &[]);
     let tally = load.finish();
     assert_eq!(run.code, 2, "{run:#?}");
@@ -344,7 +362,7 @@ fn a_canary_with_twenty_percent_errors_is_rolled_back_at_the_first_analysis() {
 fn a_slow_canary_is_rolled_back() {
     let agent = Agent::start();
     let (sets, addr) = front_door(&agent, &[]);
-    let load = Load::start(&addr, 4, Duration::from_millis(1), |_| String::new());
+    let load = Load::start(&addr, 4, Duration::from_millis(1), |_| get_request(""));
     // 200 ms against about 1: far beyond the ratio and its slack, however
     // loaded the machine; half the traffic, so the hold sees enough of it.
     let (run, _) = canary(
@@ -364,7 +382,7 @@ fn a_pinned_client_never_flips_back_during_a_canary() {
     let agent = Agent::start();
     let (sets, addr) = front_door(&agent, &["traffic.sticky-header=X-User"]);
     let load = Load::start(&addr, 8, Duration::from_millis(2), |i| {
-        format!("X-User: user-{i}\r\n")
+        get_request(&format!("X-User: user-{i}\r\n"))
     });
     let (run, _) = canary(&agent, &sets, "", &[]);
     let tally = load.finish();
@@ -387,7 +405,7 @@ fn a_pinned_client_never_flips_back_during_a_canary() {
 fn blue_green_under_load_fails_no_request() {
     let agent = Agent::start();
     let (sets, addr) = front_door(&agent, &[]);
-    let load = Load::start(&addr, 4, Duration::from_millis(1), |_| String::new());
+    let load = Load::start(&addr, 4, Duration::from_millis(1), |_| get_request(""));
     let more = [
         "--policy",
         "blue-green",

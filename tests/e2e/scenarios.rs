@@ -290,3 +290,12 @@ fn policies_lists_canary_and_blue_green() {
         );
     }
 }
+
+#[test]
+fn restoring_the_old_revision_after_the_progress_deadline_waits_for_it() {
+    let json = passes_with("canary", "canary-idle-past-deadline");
+    let lines = timeline(&json);
+    let restarts = lines.iter().filter(|l| l.starts_with("start v1")).count();
+    let stops = lines.iter().filter(|l| l.starts_with("stop v1")).count();
+    assert!(restarts <= 1 && stops <= 1, "churn: {lines:#?}");
+}

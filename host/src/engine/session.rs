@@ -388,6 +388,13 @@ impl Session {
     async fn await_ready(&mut self, ids: &[InstanceId], timeout_ms: u64) -> Call<Vec<Probe>> {
         let started = self.now_ms();
         let until = started.saturating_add(timeout_ms);
+        // The progress deadline cuts waits on the new revision short; a
+        // policy bringing the old one back waits as long as it asked.
+        let fleet = self.fleet().await.unwrap_or_default();
+        let waits_on_new = fleet
+            .iter()
+            .any(|i| i.revision == self.info.to_revision && ids.contains(&i.id));
+        let deadline_applies = waits_on_new && !self.restoring;
         loop {
             let mut probes = Vec::with_capacity(ids.len());
             for id in ids {
@@ -397,7 +404,7 @@ impl Session {
                 .iter()
                 .any(|p| matches!(p.verdict, Verdict::Unknown(_)));
             let now = self.now_ms();
-            let stalled = pending && !self.restoring && self.check_stall();
+            let stalled = pending && deadline_applies && self.check_stall();
             if !pending || now >= until || stalled {
                 let why = match stalled {
                     true => format!(
@@ -414,7 +421,8 @@ impl Session {
                 }
                 return Ok(probes);
             }
-            let wake = self.stall_at_ms().map_or(until, |at| until.min(at));
+            let stall = self.stall_at_ms().filter(|_| deadline_applies);
+            let wake = stall.map_or(until, |at| until.min(at));
             match (&self.clock, self.backend.changes()) {
                 (Clock::Virtual(_), _) => {
                     let next = self.backend.next_change_ms().unwrap_or(until);
