@@ -183,6 +183,16 @@ fn nginx(
     )
 }
 
+/// Stop nginx with its workers: SIGTERM to the master (SIGKILL would leave
+/// the workers running, holding the port).
+fn stop_nginx(mut master: std::process::Child) {
+    // SAFETY: kill(2) on our own child's pid; no memory is touched.
+    unsafe {
+        libc::kill(master.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let _ = master.wait();
+}
+
 /// The spec of the benchmarked service.
 fn spec(app: &Path, port: u16, version: &str) -> anyhow::Result<String> {
     let text = format!(
@@ -259,8 +269,7 @@ async fn measure(
         anyhow::Ok((full, light))
     }
     .await;
-    let _ = server.kill();
-    let _ = server.wait();
+    stop_nginx(server);
     let (nginx_full, nginx_light) = nginx_runs?;
 
     // A rolling update in the middle of a long load.
