@@ -262,7 +262,7 @@ async fn measure(
     let direct_light = blocking(direct, seconds, LATENCY_CONNECTIONS).await??;
     let ours_full = blocking(ours.clone(), seconds, connections).await??;
     let ours_light = blocking(ours.clone(), seconds, LATENCY_CONNECTIONS).await??;
-    let mut server = nginx(&tools.nginx, home, nginx_port, &backends)?;
+    let server = nginx(&tools.nginx, home, nginx_port, &backends)?;
     let nginx_runs = async {
         let full = blocking(theirs.clone(), seconds, connections).await??;
         let light = blocking(theirs, seconds, LATENCY_CONNECTIONS).await??;
