@@ -438,3 +438,59 @@ fn blue_green_under_load_fails_no_request() {
         late_blue.len()
     );
 }
+
+#[test]
+fn after_an_agent_restart_mid_canary_only_the_serving_revision_gets_traffic() {
+    let mut agent = Agent::start();
+    let (sets, addr) = front_door(&agent, &[]);
+    let spec = agent.spec("web", "v2", "");
+    let mut args = vec![
+        "run",
+        "--spec",
+        spec.to_str().unwrap(),
+        "--policy",
+        "canary",
+    ];
+    for s in &sets {
+        args.extend(["--set", s.as_str()]);
+    }
+    args.extend(["--param", "steps=50,100", "--param", "hold-ms=1m"]);
+    let mut follower = agent
+        .command(&args)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the canary holds with half the traffic.
+    let weighted = (0..400).any(|_| {
+        let held = agent.store().journal(2, 0).unwrap_or_default();
+        let found = held.iter().any(|r| r.entry.text == "weights r1=50 r2=50");
+        if !found {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        found
+    });
+    assert!(weighted, "the canary never reached 50%");
+    agent.kill();
+    let _ = follower.kill();
+    let _ = follower.wait();
+    agent.restart();
+    // Re-adopted instances are probed again before they take traffic.
+    let ready = (0..400).any(|_| {
+        let list = agent.rollout(&["ls", "web", "--output", "json"]).json();
+        let all = list.as_array().cloned().unwrap_or_default();
+        let ok = !all.is_empty() && all.iter().all(|i| i["state"] == "ready");
+        if !ok {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        ok
+    });
+    assert!(ready, "the re-adopted instances never became ready");
+    let mut stream = BufReader::new(TcpStream::connect(&addr).unwrap());
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..50 {
+        let (status, revision) = get(&mut stream, &get_request("")).unwrap();
+        assert_eq!(status, 200);
+        seen.insert(revision);
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["r1"]);
+}

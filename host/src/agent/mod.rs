@@ -152,6 +152,12 @@ impl Agent {
             // until its next rollout says why.
             let _ = front_door(&service, &self.spec_of(name, n)?);
         }
+        // Until a rollout sets weights, the serving revision takes all the
+        // traffic: instances of a rollout cut short (a green set at weight
+        // 0, an unanalysed canary) get none after an agent restart.
+        if let (Some(n), Some(proxy)) = (serving, service.fleet.front_door()) {
+            proxy.set_weights(Some(vec![(revision_id(n), 100)]));
+        }
         services.insert(name.to_string(), service.clone());
         Ok(service)
     }
