@@ -8,8 +8,8 @@
 //! 2. At each step below 100% (weight `w`): start new instances up to
 //!    `ceil(replicas * w / 100)` (at least 1) and wait until they are ready;
 //!    set the weights `[(old, 100 - w), (new, w)]`; stop old instances down to
-//!    `replicas` minus the new ones (the old revision keeps at least one while
-//!    it has weight); pass a checkpoint (`promote` skips to 100%, `abort`
+//!    what their share needs, `ceil(replicas * (100 - w) / 100)` (so no old
+//!    instance carries more than before); pass a checkpoint (`promote` skips to 100%, `abort`
 //!    rolls back); hold `hold-ms`; analyse `traffic.stats` of both revisions
 //!    over the hold.
 //! 3. At 100%: every instance new, weights `[(new, 100)]`, the old revision
@@ -128,8 +128,10 @@ impl Canary {
                 let why = format!("{at}: setting weights: {}", e.reason());
                 return self.roll_back(host, info, why);
             }
-            // While the old revision has weight, it keeps an instance.
-            let old = info.replicas.saturating_sub(canaries).max(1);
+            // The old revision keeps enough instances for its share of the
+            // traffic (`ceil(replicas x (100 - w) / 100)`, at least one), so
+            // no old instance carries more than it did before the rollout.
+            let old = canary_instances(info.replicas, 100 - weight);
             let down = shift::scale_down(host, from, old);
             if let Some(e) = down.refused {
                 host.log(
@@ -315,6 +317,18 @@ mod tests {
 
     fn fleet(v2: Behaviour) -> FakeFleet {
         FakeFleet::new().serving("v1", 4).behaviour("v2", v2)
+    }
+
+    #[test]
+    fn the_old_revision_keeps_instances_for_its_share_of_traffic() {
+        // At 5% of 4 replicas, the stable revision still carries 95%:
+        // all four old instances stay until a step needs their room.
+        let mut fleet = fleet(Behaviour::ready_after(1_000));
+        let outcome = run(&mut fleet, &[("steps", "5,100")]);
+        assert_eq!(outcome, Outcome::Completed);
+        let journal = journal(&fleet);
+        let promoted = journal.find("weights v2=100").expect("promoted");
+        assert!(!journal[..promoted].contains("stop v1"), "{journal}");
     }
 
     #[test]
