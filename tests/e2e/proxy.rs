@@ -494,3 +494,69 @@ fn after_an_agent_restart_mid_canary_only_the_serving_revision_gets_traffic() {
     }
     assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["r1"]);
 }
+
+#[test]
+fn the_preview_listener_shows_the_revision_being_rolled_out() {
+    let agent = Agent::start();
+    let preview = free_port();
+    let (sets, addr) = front_door(&agent, &[&format!("traffic.preview-port={preview}")]);
+    let spec = agent.spec("web", "v2", "");
+    let mut args = vec![
+        "run",
+        "--spec",
+        spec.to_str().unwrap(),
+        "--policy",
+        "canary",
+    ];
+    for s in &sets {
+        args.extend(["--set", s.as_str()]);
+    }
+    args.extend(["--param", "steps=10,100", "--param", "hold-ms=1m"]);
+    let follower = agent
+        .command(&args)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let held = (0..400).any(|_| {
+        let journal = agent.store().journal(2, 0).unwrap_or_default();
+        let found = journal
+            .iter()
+            .any(|r| r.entry.text == "weights r1=90 r2=10");
+        if !found {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        found
+    });
+    assert!(held, "the canary never reached 10%");
+    let answers = |addr: &str| {
+        let mut stream = BufReader::new(TcpStream::connect(addr).unwrap());
+        let mut seen = std::collections::BTreeMap::new();
+        for _ in 0..100 {
+            let (status, revision) = get(&mut stream, &get_request("")).unwrap();
+            assert_eq!(status, 200);
+            *seen.entry(revision).or_insert(0) += 1;
+        }
+        seen
+    };
+    // The front door weighs 90/10; the preview sends everything to r2.
+    let front = answers(&addr);
+    let canary = front.get("r2").copied().unwrap_or(0);
+    assert!((7..=13).contains(&canary), "{front:?}");
+    let previewed = answers(&format!("127.0.0.1:{preview}"));
+    assert_eq!(
+        previewed.keys().collect::<Vec<_>>(),
+        ["r2"],
+        "{previewed:?}"
+    );
+    assert_contains(&agent.rollout(&["status", "web"]).stdout, "preview http://");
+    // An abort ends the minute-long hold at once.
+    let aborted = std::time::Instant::now();
+    assert_eq!(agent.rollout(&["abort", "web"]).code, 0);
+    let out = follower.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        aborted.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        aborted.elapsed()
+    );
+}

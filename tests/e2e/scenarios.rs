@@ -306,3 +306,8 @@ fn restoring_the_old_revision_after_the_progress_deadline_waits_for_it() {
     let stops = lines.iter().filter(|l| l.starts_with("stop v1")).count();
     assert!(restarts <= 1 && stops <= 1, "churn: {lines:#?}");
 }
+
+#[test]
+fn an_abort_ends_a_long_canary_hold_at_once() {
+    passes_with("canary", "canary-abort-during-hold");
+}

@@ -435,6 +435,7 @@ impl Agent {
         };
         Ok(ServiceStatus {
             front_door: door.map(|p| p.local_addr().to_string()),
+            preview: s.fleet.preview().map(|p| p.local_addr().to_string()),
             traffic,
             name: service.to_string(),
             current_revision: current,
@@ -592,10 +593,6 @@ impl Agent {
 /// Put a front door (proxy) on `port` in front of the service's fleet, if
 /// its spec has a port and the fleet has none there yet.
 fn front_door(service: &Service, spec: &ServiceSpec) -> Result<()> {
-    let Some(port) = spec.port else {
-        return Ok(());
-    };
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let sticky = match (&spec.traffic.sticky_header, &spec.traffic.sticky_cookie) {
         (Some(h), _) => hyper::header::HeaderName::from_bytes(h.as_bytes())
             .ok()
@@ -603,12 +600,34 @@ fn front_door(service: &Service, spec: &ServiceSpec) -> Result<()> {
         (None, Some(c)) => Some(Sticky::Cookie(c.clone())),
         (None, None) => None,
     };
-    let current = service.fleet.front_door();
+    let fleet = &service.fleet;
+    if let Some(door) = open_door(spec, fleet.front_door(), spec.port, sticky)? {
+        fleet.attach(door);
+    }
+    let preview = spec.traffic.preview_port;
+    if let Some(door) = open_door(spec, fleet.preview(), preview, None)? {
+        fleet.attach_preview(door);
+    }
+    Ok(())
+}
+
+/// A proxy for `spec` on `port`, unless `current` already is one; the new
+/// door is open before the old one closes.
+fn open_door(
+    spec: &ServiceSpec,
+    current: Option<Arc<Proxy>>,
+    port: Option<u16>,
+    sticky: Option<Sticky>,
+) -> Result<Option<Arc<Proxy>>> {
+    let Some(port) = port else {
+        return Ok(None);
+    };
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     if let Some(p) = &current
         && p.local_addr() == addr
         && p.sticky() == sticky.as_ref()
     {
-        return Ok(());
+        return Ok(None);
     }
     if current.as_ref().is_some_and(|p| p.local_addr() == addr) {
         // Same port, new stickiness: the listener must move over.
@@ -620,12 +639,10 @@ fn front_door(service: &Service, spec: &ServiceSpec) -> Result<()> {
             spec.name
         ))
     })?;
-    // The new door is open before the old one closes.
     if let Some(old) = current.filter(|p| p.local_addr() != addr) {
         old.close();
     }
-    service.fleet.attach(proxy);
-    Ok(())
+    Ok(Some(proxy))
 }
 
 /// A spec the agent stored itself.

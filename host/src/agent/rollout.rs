@@ -65,6 +65,10 @@ pub(super) async fn run(agent: Arc<Agent>, service: Arc<Service>, policy: Loaded
         replicas: job.spec.replicas,
         params: job.params,
     };
+    // The preview listener shows the revision being rolled out.
+    if let Some(preview) = service.fleet.preview() {
+        preview.set_weights(Some(vec![(info.to_revision.clone(), 100)]));
+    }
     let session = Session::new(
         info,
         Box::new(service.fleet.backend(clock.clone())),

@@ -98,6 +98,8 @@ pub struct ServiceStatus {
     pub progress: Option<String>,
     /// The front door's address, if the service has one.
     pub front_door: Option<String>,
+    /// The preview listener's address (the revision being rolled out).
+    pub preview: Option<String>,
     /// What each revision served through the front door over the last minute.
     pub traffic: Vec<RevisionTraffic>,
 }

@@ -115,6 +115,9 @@ pub async fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<ExitCode> {
             s.instances.len(),
             s.backend
         );
+        if let Some(addr) = &s.preview {
+            println!("  preview http://{addr} (the revision being rolled out)");
+        }
         if let Some(addr) = &s.front_door {
             println!("  front door http://{addr}; traffic over the last minute:");
             for t in &s.traffic {

@@ -38,7 +38,11 @@ impl Action {
 /// Where a live operator's commands arrive (the agent's control API); the
 /// session applies them at its next host call.
 #[derive(Debug, Clone, Default)]
-pub struct Inbox(Arc<Mutex<InboxState>>);
+pub struct Inbox {
+    state: Arc<Mutex<InboxState>>,
+    /// Signalled on every command, so a sleeping session can react.
+    poke: Arc<tokio::sync::Notify>,
+}
 
 #[derive(Debug, Default)]
 struct InboxState {
@@ -50,20 +54,21 @@ impl Inbox {
     /// Queue a command for the session; `false` once the policy has ended
     /// and no command can apply any more.
     pub fn send(&self, action: Action) -> bool {
-        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if !state.closed {
             state.actions.push(action);
+            self.poke.notify_one();
         }
         !state.closed
     }
 
     /// Refuse further commands (the policy has ended).
     pub fn close(&self) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
     }
 
     fn take(&self) -> Vec<Action> {
-        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         std::mem::take(&mut state.actions)
     }
 }
@@ -128,6 +133,19 @@ impl Operator {
     /// Refuse live commands from now on (the policy has ended).
     pub fn close(&self) {
         self.inbox.close();
+    }
+
+    /// Signalled when a live command arrives.
+    pub fn poke(&self) -> Arc<tokio::sync::Notify> {
+        self.inbox.poke.clone()
+    }
+
+    /// When a scheduled abort is due, if one is.
+    pub fn next_abort_ms(&self) -> Option<u64> {
+        self.scheduled
+            .iter()
+            .find(|(_, a)| *a == Action::Abort)
+            .map(|(at, _)| *at)
     }
 
     /// When a scheduled command will next release a pause.

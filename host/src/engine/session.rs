@@ -475,10 +475,36 @@ impl Session {
     // ---- clock -------------------------------------------------------
 
     /// `clock.sleep`.
+    /// An abort ends the sleep at once (and an aborted rollout does not
+    /// sleep), so the policy's next checkpoint sees it without waiting out
+    /// a long hold.
     pub async fn sleep(&mut self, ms: u64) -> Call<()> {
         self.enter().await?;
+        if self.operator.aborted {
+            return Ok(());
+        }
         let at = self.now_ms().saturating_add(ms);
-        self.sleep_until(at).await
+        if self.clock.is_virtual() {
+            let wake = self
+                .operator
+                .next_abort_ms()
+                .map_or(at, |a| a.clamp(self.now_ms(), at));
+            self.sleep_until(wake).await?;
+            self.apply_operator();
+            return Ok(());
+        }
+        loop {
+            let poke = self.operator.poke();
+            tokio::select! {
+                slept = self.sleep_until(at) => return slept,
+                _ = poke.notified() => {
+                    self.apply_operator();
+                    if self.operator.aborted {
+                        return Ok(());
+                    }
+                }
+            }
+        }
     }
 
     // ---- control -----------------------------------------------------

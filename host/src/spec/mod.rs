@@ -231,6 +231,9 @@ pub struct TrafficSpec {
     pub sticky_header: Option<String>,
     /// Pin each client by the value of this cookie instead.
     pub sticky_cookie: Option<String>,
+    /// A second listener that sends everything to the revision being rolled
+    /// out, e.g. to try a blue-green's new set before the switch.
+    pub preview_port: Option<u16>,
 }
 
 #[derive(Deserialize)]
@@ -583,6 +586,14 @@ fn validate(doc: &Document) -> Option<Problem> {
         return Some(Problem::new(
             &["traffic", "sticky-header"],
             format!("not a valid HTTP header name: {h:?}"),
+        ));
+    }
+    if let Some(preview) = doc.traffic.preview_port
+        && (preview == 0 || doc.port.is_none() || doc.port == Some(preview))
+    {
+        return Some(Problem::new(
+            &["traffic", "preview-port"],
+            format!("must be a port other than 0 and `port`, which must be set too; got {preview}"),
         ));
     }
     if doc.traffic.sticky_header.is_some() && doc.traffic.sticky_cookie.is_some() {

@@ -236,6 +236,7 @@ pub struct ProcessFleet {
     inner: Mutex<Inner>,
     changed: Arc<Notify>,
     front_door: Mutex<Option<Arc<Proxy>>>,
+    preview: Mutex<Option<Arc<Proxy>>>,
 }
 
 impl ProcessFleet {
@@ -250,6 +251,7 @@ impl ProcessFleet {
             inner: Mutex::new(Inner::default()),
             changed: Arc::new(Notify::new()),
             front_door: Mutex::new(None),
+            preview: Mutex::new(None),
         });
         tokio::spawn(monitor(Arc::downgrade(&fleet)));
         Ok(fleet)
@@ -274,13 +276,36 @@ impl ProcessFleet {
             .clone()
     }
 
+    /// Route a preview listener's traffic through `proxy` too.
+    pub fn attach_preview(&self, proxy: Arc<Proxy>) {
+        *self.preview.lock().unwrap_or_else(|p| p.into_inner()) = Some(proxy);
+        self.publish();
+    }
+
+    /// The preview listener, if any.
+    pub fn preview(&self) -> Option<Arc<Proxy>> {
+        self.preview
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Every proxy in front of the fleet.
+    fn doors(&self) -> Vec<Arc<Proxy>> {
+        self.front_door()
+            .into_iter()
+            .chain(self.preview())
+            .collect()
+    }
+
     /// Tell the proxy which instances are ready. Under the fleet's lock, so
     /// an older ready set can never overwrite a newer one (lock order: fleet,
     /// then proxy; the proxy never calls the fleet).
     fn publish(&self) {
-        let Some(proxy) = self.front_door() else {
+        let doors = self.doors();
+        if doors.is_empty() {
             return;
-        };
+        }
         let inner = self.lock();
         let members: Vec<Member> = inner
             .procs
@@ -292,7 +317,9 @@ impl ProcessFleet {
                 addr: std::net::SocketAddr::from(([127, 0, 0, 1], p.row.port)),
             })
             .collect();
-        proxy.set_members(&members);
+        for door in doors {
+            door.set_members(&members);
+        }
     }
 
     /// Know how to run `launch.revision` (replacing an earlier definition).
@@ -447,8 +474,8 @@ impl ProcessFleet {
         }
         // No new requests, and those in flight finish, before the signal;
         // the grace period after it is the instance's own.
-        if let Some(proxy) = self.front_door() {
-            proxy.drain(ids, grace).await;
+        for door in self.doors() {
+            door.drain(ids, grace).await;
         }
         let started = Instant::now();
         live.iter()
