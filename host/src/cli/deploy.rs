@@ -109,6 +109,21 @@ pub async fn undo(cli: &Cli, args: &UndoArgs) -> anyhow::Result<ExitCode> {
     follow(&client, &started, args.policy.output).await
 }
 
+/// Move the bar to a progress entry: `step 2/4: message`.
+fn show_step(bar: &indicatif::ProgressBar, text: &str) {
+    let Some((head, message)) = text.split_once(": ") else {
+        return bar.set_message(text.to_string());
+    };
+    let numbers = head.strip_prefix("step ").and_then(|n| n.split_once('/'));
+    if let Some((step, steps)) = numbers
+        && let (Ok(step), Ok(steps)) = (step.parse(), steps.parse())
+    {
+        bar.set_length(steps);
+        bar.set_position(step);
+    }
+    bar.set_message(message.to_string());
+}
+
 /// Print a rollout's journal as it happens until it ends; the exit code
 /// is its outcome (0 completed, 2 rolled back, 3 failed).
 pub async fn follow(
@@ -131,7 +146,13 @@ pub async fn follow(
         return Ok(ExitCode::SUCCESS);
     };
     let bar = (human && std::io::stdout().is_terminal()).then(|| {
-        let bar = indicatif::ProgressBar::new_spinner();
+        let bar = indicatif::ProgressBar::new(0);
+        let style = indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} step {pos}/{len} {msg}",
+        );
+        if let Ok(style) = style {
+            bar.set_style(style);
+        }
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
         bar
     });
@@ -147,7 +168,7 @@ pub async fn follow(
                     Some(bar) => {
                         bar.println(line);
                         if row.entry.kind == crate::engine::journal::Kind::Progress {
-                            bar.set_message(row.entry.text.clone());
+                            show_step(bar, &row.entry.text);
                         }
                     }
                     None => println!("{line}"),
