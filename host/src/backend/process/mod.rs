@@ -40,6 +40,9 @@ use crate::store::{InstanceRow, Store, unix_ms};
 const TICK: Duration = Duration::from_millis(2);
 /// How often a stop checks whether its instances are gone.
 const STOP_POLL: Duration = Duration::from_millis(1);
+/// Logs of stopped instances kept per service (the newest), so `rollout
+/// logs` can still say why a rolled-back revision failed.
+const KEPT_LOGS: usize = 50;
 /// Most log lines one `logs` call returns.
 pub const MAX_LOG_LINES: usize = 10_000;
 /// How often the monitor checks log sizes.
@@ -522,6 +525,9 @@ impl ProcessFleet {
             }
             self.store.remove_instance(id).map_err(failed)?;
         }
+        let running: Vec<PathBuf> = inner.procs.keys().map(|id| self.log_path(id)).collect();
+        drop(inner);
+        os::prune_logs(&self.logs, &running, KEPT_LOGS);
         Ok(())
     }
 

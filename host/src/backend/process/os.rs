@@ -87,6 +87,30 @@ pub fn rotate(path: &Path) -> std::io::Result<()> {
         .set_len(0)
 }
 
+/// Delete the oldest logs in `dir` (and their rotated `.1`) beyond the
+/// newest `keep`, sparing `running` instances' logs.
+pub fn prune_logs(dir: &Path, running: &[std::path::PathBuf], keep: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut stopped: Vec<(std::time::SystemTime, std::path::PathBuf)> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log") && !running.contains(p))
+        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .collect();
+    if stopped.len() <= keep {
+        return;
+    }
+    stopped.sort();
+    for (_, path) in &stopped[..stopped.len() - keep] {
+        let mut rotated = path.as_os_str().to_owned();
+        rotated.push(".1");
+        let _ = std::fs::remove_file(path);
+        let _ = std::fs::remove_file(rotated);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,6 +133,29 @@ mod tests {
         assert_eq!(tail(&path, 2).unwrap(), ["line 4998", "line 4999"]);
         assert_eq!(tail(&path, 6000).unwrap().len(), 5000);
         assert!(tail(&dir.path().join("none"), 3).unwrap().is_empty());
+    }
+
+    #[test]
+    fn old_logs_of_stopped_instances_are_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = |n: u32| dir.path().join(format!("svc-r1-{n}.log"));
+        for n in 1..=5 {
+            std::fs::write(log(n), "x").unwrap();
+            let at =
+                std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(u64::from(n));
+            std::fs::File::options()
+                .write(true)
+                .open(log(n))
+                .unwrap()
+                .set_modified(at)
+                .unwrap();
+        }
+        std::fs::write(dir.path().join("svc-r1-1.log.1"), "old").unwrap();
+        prune_logs(dir.path(), &[log(2)], 2);
+        let left: Vec<bool> = (1..=5).map(|n| log(n).exists()).collect();
+        // 2 runs; of the stopped 1, 3, 4, 5 the newest two stay.
+        assert_eq!(left, [false, true, false, true, true]);
+        assert!(!dir.path().join("svc-r1-1.log.1").exists());
     }
 
     #[test]
