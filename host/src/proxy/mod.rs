@@ -28,8 +28,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming};
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderName, HeaderValue};
@@ -88,7 +87,82 @@ struct State {
     metrics: HashMap<RevisionId, Arc<RevisionMetrics>>,
 }
 
-type ProxyBody = BoxBody<Bytes, hyper::Error>;
+/// A request body sent to an instance: none, or the client's, streamed.
+pub enum Outgoing {
+    /// No body (most requests): nothing to allocate.
+    Empty,
+    /// The client's body.
+    Stream(Incoming),
+}
+
+impl Body for Outgoing {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Outgoing::Empty => Poll::Ready(None),
+            Outgoing::Stream(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Outgoing::Empty => true,
+            Outgoing::Stream(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            Outgoing::Empty => hyper::body::SizeHint::with_exact(0),
+            Outgoing::Stream(body) => body.size_hint(),
+        }
+    }
+}
+
+/// An answer to a client: an instance's, streamed while its request stays
+/// in flight, or the proxy's own (503, 502).
+pub enum Answer {
+    /// Forwarded from an instance.
+    Forwarded(Tracked),
+    /// Written by the proxy.
+    Own(Full<Bytes>),
+}
+
+impl Body for Answer {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Answer::Forwarded(body) => Pin::new(body).poll_frame(cx),
+            Answer::Own(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map_err(|never| match never {}),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Answer::Forwarded(body) => body.is_end_stream(),
+            Answer::Own(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            Answer::Forwarded(body) => body.size_hint(),
+            Answer::Own(body) => body.size_hint(),
+        }
+    }
+}
 
 /// The front door of one service.
 pub struct Proxy {
@@ -124,17 +198,25 @@ fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener
 /// The upstream connections of one client connection, by instance, and
 /// the routing table they were last checked against.
 #[derive(Default)]
-struct Upstreams(Mutex<(HashMap<InstanceId, SendRequest<ProxyBody>>, usize)>);
+struct Upstreams(Mutex<Kept>);
+
+/// Kept connections, and the table (by address) they were checked against.
+#[derive(Default)]
+struct Kept {
+    conns: Vec<(Arc<Upstream>, SendRequest<Outgoing>)>,
+    checked: usize,
+}
 
 impl Upstreams {
     /// A ready connection to `upstream`: a kept one, else a new one.
-    async fn checkout(&self, upstream: &Upstream) -> Result<SendRequest<ProxyBody>, String> {
-        let kept = self
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .0
-            .remove(&upstream.id);
+    async fn checkout(&self, upstream: &Arc<Upstream>) -> Result<SendRequest<Outgoing>, String> {
+        // A handful of instances per client connection: a scan beats a hash.
+        let kept = {
+            let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            let kept = &mut guard.conns;
+            let at = kept.iter().position(|(u, _)| Arc::ptr_eq(u, upstream));
+            at.map(|i| kept.swap_remove(i).1)
+        };
         if let Some(mut sender) = kept
             && sender.ready().await.is_ok()
         {
@@ -153,17 +235,16 @@ impl Upstreams {
 
     /// Keep `sender` for the next request of this client connection, and
     /// forget connections to instances no longer routed to.
-    fn keep(&self, id: &InstanceId, sender: SendRequest<ProxyBody>, table: &Arc<Table>) {
-        let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let (kept, checked) = &mut *guard;
+    fn keep(&self, upstream: &Arc<Upstream>, sender: SendRequest<Outgoing>, table: &Arc<Table>) {
+        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
         // When the table changed, connections to instances no longer routed
         // to close, so an instance being stopped is not held by idle ones.
         let current = Arc::as_ptr(table) as usize;
-        if *checked != current {
-            kept.retain(|id, _| table.routes_to(id));
-            *checked = current;
+        if kept.checked != current {
+            kept.conns.retain(|(u, _)| table.routes_to(&u.id));
+            kept.checked = current;
         }
-        kept.insert(id.clone(), sender);
+        kept.conns.push((upstream.clone(), sender));
     }
 }
 
@@ -436,7 +517,7 @@ impl Proxy {
     }
 
     /// Forward one request of a client connection.
-    async fn forward(&self, req: Request<Incoming>, conns: &Upstreams) -> Response<ProxyBody> {
+    async fn forward(&self, req: Request<Incoming>, conns: &Upstreams) -> Response<Answer> {
         let sticky = self
             .sticky
             .as_ref()
@@ -479,7 +560,7 @@ impl Proxy {
                 Ok(mut sender) => {
                     let sent = sender.try_send_request(request).await;
                     if sent.is_ok() {
-                        conns.keep(&upstream.id, sender, &table);
+                        conns.keep(&upstream, sender, &table);
                     }
                     sent.map_err(|mut e| (e.take_message(), e.into_error().to_string()))
                 }
@@ -496,7 +577,7 @@ impl Proxy {
                         inner: body,
                         _guard: guard,
                     };
-                    return Response::from_parts(head, body.boxed());
+                    return Response::from_parts(head, Answer::Forwarded(body));
                 }
                 // Not sent at all: safe to try elsewhere for idempotent requests.
                 Err((Some(request), _)) if retriable && tried.len() < 2 => {
@@ -516,7 +597,7 @@ impl Proxy {
 
 /// The request to send to an instance: same method, origin-form target,
 /// headers (the client's `Host` included) minus hop-by-hop ones.
-fn upstream_request(req: Request<Incoming>) -> Request<ProxyBody> {
+fn upstream_request(req: Request<Incoming>) -> Request<Outgoing> {
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     if parts.uri.scheme().is_some() {
@@ -527,8 +608,8 @@ fn upstream_request(req: Request<Incoming>) -> Request<ProxyBody> {
     }
     parts.version = hyper::Version::HTTP_11;
     let body = match body.is_end_stream() {
-        true => Empty::new().map_err(|never| match never {}).boxed(),
-        false => body.boxed(),
+        true => Outgoing::Empty,
+        false => Outgoing::Stream(body),
     };
     Request::from_parts(parts, body)
 }
@@ -540,10 +621,8 @@ fn strip_hop_by_hop(headers: &mut hyper::HeaderMap) {
     headers.remove(&KEEP_ALIVE);
 }
 
-fn answer(status: StatusCode, text: &str) -> Response<ProxyBody> {
-    let body = Full::new(Bytes::from(text.to_string()))
-        .map_err(|never| match never {})
-        .boxed();
+fn answer(status: StatusCode, text: &str) -> Response<Answer> {
+    let body = Answer::Own(Full::new(Bytes::from(text.to_string())));
     let mut res = Response::new(body);
     *res.status_mut() = status;
     res
@@ -566,7 +645,7 @@ impl Drop for InFlight {
 }
 
 /// A response body that keeps its request in flight until it ends.
-struct Tracked {
+pub struct Tracked {
     inner: Incoming,
     _guard: InFlight,
 }
