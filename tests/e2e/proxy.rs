@@ -439,10 +439,10 @@ fn blue_green_under_load_fails_no_request() {
     );
 }
 
-#[test]
-fn after_an_agent_restart_mid_canary_only_the_serving_revision_gets_traffic() {
-    let mut agent = Agent::start();
-    let (sets, addr) = front_door(&agent, &[]);
+/// Start a canary of `web` v2 with `steps` and minute-long holds in the
+/// background; returns once the journal shows `weights` (e.g.
+/// `weights r1=90 r2=10`).
+fn hold_canary(agent: &Agent, sets: &[String], steps: &str, weights: &str) -> std::process::Child {
     let spec = agent.spec("web", "v2", "");
     let mut args = vec![
         "run",
@@ -451,25 +451,32 @@ fn after_an_agent_restart_mid_canary_only_the_serving_revision_gets_traffic() {
         "--policy",
         "canary",
     ];
-    for s in &sets {
+    for s in sets {
         args.extend(["--set", s.as_str()]);
     }
-    args.extend(["--param", "steps=50,100", "--param", "hold-ms=1m"]);
-    let mut follower = agent
+    args.extend(["--param", steps, "--param", "hold-ms=1m"]);
+    let follower = agent
         .command(&args)
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Wait until the canary holds with half the traffic.
-    let weighted = (0..400).any(|_| {
-        let held = agent.store().journal(2, 0).unwrap_or_default();
-        let found = held.iter().any(|r| r.entry.text == "weights r1=50 r2=50");
+    let held = (0..400).any(|_| {
+        let journal = agent.store().journal(2, 0).unwrap_or_default();
+        let found = journal.iter().any(|r| r.entry.text == weights);
         if !found {
             std::thread::sleep(Duration::from_millis(10));
         }
         found
     });
-    assert!(weighted, "the canary never reached 50%");
+    assert!(held, "the canary never reached {weights}");
+    follower
+}
+
+#[test]
+fn after_an_agent_restart_mid_canary_only_the_serving_revision_gets_traffic() {
+    let mut agent = Agent::start();
+    let (sets, addr) = front_door(&agent, &[]);
+    let mut follower = hold_canary(&agent, &sets, "steps=50,100", "weights r1=50 r2=50");
     agent.kill();
     let _ = follower.kill();
     let _ = follower.wait();
@@ -500,34 +507,7 @@ fn the_preview_listener_shows_the_revision_being_rolled_out() {
     let agent = Agent::start();
     let preview = free_port();
     let (sets, addr) = front_door(&agent, &[&format!("traffic.preview-port={preview}")]);
-    let spec = agent.spec("web", "v2", "");
-    let mut args = vec![
-        "run",
-        "--spec",
-        spec.to_str().unwrap(),
-        "--policy",
-        "canary",
-    ];
-    for s in &sets {
-        args.extend(["--set", s.as_str()]);
-    }
-    args.extend(["--param", "steps=10,100", "--param", "hold-ms=1m"]);
-    let follower = agent
-        .command(&args)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let held = (0..400).any(|_| {
-        let journal = agent.store().journal(2, 0).unwrap_or_default();
-        let found = journal
-            .iter()
-            .any(|r| r.entry.text == "weights r1=90 r2=10");
-        if !found {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        found
-    });
-    assert!(held, "the canary never reached 10%");
+    let follower = hold_canary(&agent, &sets, "steps=10,100", "weights r1=90 r2=10");
     let answers = |addr: &str| {
         let mut stream = BufReader::new(TcpStream::connect(addr).unwrap());
         let mut seen = std::collections::BTreeMap::new();
