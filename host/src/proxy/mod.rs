@@ -28,7 +28,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{Either, Empty, Full};
 use hyper::body::{Body, Frame, Incoming};
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderName, HeaderValue};
@@ -87,82 +87,13 @@ struct State {
     metrics: HashMap<RevisionId, Arc<RevisionMetrics>>,
 }
 
-/// A request body sent to an instance: none, or the client's, streamed.
-pub enum Outgoing {
-    /// No body (most requests): nothing to allocate.
-    Empty,
-    /// The client's body.
-    Stream(Incoming),
-}
-
-impl Body for Outgoing {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.get_mut() {
-            Outgoing::Empty => Poll::Ready(None),
-            Outgoing::Stream(body) => Pin::new(body).poll_frame(cx),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            Outgoing::Empty => true,
-            Outgoing::Stream(body) => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        match self {
-            Outgoing::Empty => hyper::body::SizeHint::with_exact(0),
-            Outgoing::Stream(body) => body.size_hint(),
-        }
-    }
-}
+/// A request body sent to an instance: none (most requests, nothing to
+/// allocate), or the client's, streamed.
+type Outgoing = Either<Empty<Bytes>, Incoming>;
 
 /// An answer to a client: an instance's, streamed while its request stays
 /// in flight, or the proxy's own (503, 502).
-pub enum Answer {
-    /// Forwarded from an instance.
-    Forwarded(Tracked),
-    /// Written by the proxy.
-    Own(Full<Bytes>),
-}
-
-impl Body for Answer {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.get_mut() {
-            Answer::Forwarded(body) => Pin::new(body).poll_frame(cx),
-            Answer::Own(body) => Pin::new(body)
-                .poll_frame(cx)
-                .map_err(|never| match never {}),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            Answer::Forwarded(body) => body.is_end_stream(),
-            Answer::Own(body) => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        match self {
-            Answer::Forwarded(body) => body.size_hint(),
-            Answer::Own(body) => body.size_hint(),
-        }
-    }
-}
+type Answer = Either<Tracked, Full<Bytes>>;
 
 /// The front door of one service.
 pub struct Proxy {
@@ -577,7 +508,7 @@ impl Proxy {
                         inner: body,
                         _guard: guard,
                     };
-                    return Response::from_parts(head, Answer::Forwarded(body));
+                    return Response::from_parts(head, Either::Left(body));
                 }
                 // Not sent at all: safe to try elsewhere for idempotent requests.
                 Err((Some(request), _)) if retriable && tried.len() < 2 => {
@@ -608,8 +539,8 @@ fn upstream_request(req: Request<Incoming>) -> Request<Outgoing> {
     }
     parts.version = hyper::Version::HTTP_11;
     let body = match body.is_end_stream() {
-        true => Outgoing::Empty,
-        false => Outgoing::Stream(body),
+        true => Either::Left(Empty::new()),
+        false => Either::Right(body),
     };
     Request::from_parts(parts, body)
 }
@@ -622,7 +553,7 @@ fn strip_hop_by_hop(headers: &mut hyper::HeaderMap) {
 }
 
 fn answer(status: StatusCode, text: &str) -> Response<Answer> {
-    let body = Answer::Own(Full::new(Bytes::from(text.to_string())));
+    let body = Either::Right(Full::new(Bytes::from(text.to_string())));
     let mut res = Response::new(body);
     *res.status_mut() = status;
     res
@@ -645,7 +576,7 @@ impl Drop for InFlight {
 }
 
 /// A response body that keeps its request in flight until it ends.
-pub struct Tracked {
+struct Tracked {
     inner: Incoming,
     _guard: InFlight,
 }

@@ -229,10 +229,6 @@ mod tests {
         BlueGreen::run(fleet, &info)
     }
 
-    fn journal(fleet: &FakeFleet) -> String {
-        fleet.journal().join("\n")
-    }
-
     fn fleet(v2: Behaviour) -> FakeFleet {
         FakeFleet::new().serving("v1", 4).behaviour("v2", v2)
     }
@@ -243,7 +239,7 @@ mod tests {
             .journal()
             .iter()
             .find(|l| l.contains(text))
-            .unwrap_or_else(|| panic!("{text:?} not in:\n{}", journal(fleet)));
+            .unwrap_or_else(|| panic!("{text:?} not in:\n{}", fleet.journal_text()));
         line[1..line.find("ms]").unwrap()].trim().parse().unwrap()
     }
 
@@ -277,7 +273,7 @@ mod tests {
         assert_eq!(time_of(&fleet, "weights v2=100 v1=0"), 5_000);
         assert_eq!(time_of(&fleet, "stop v2-5"), 35_000);
         assert_eq!(fleet.elapsed_ms(), 35_000);
-        assert!(!journal(&fleet).contains("stop v1"));
+        assert!(!fleet.journal_text().contains("stop v1"));
     }
 
     #[test]
@@ -285,7 +281,11 @@ mod tests {
         let mut fleet = fleet(Behaviour::ready_after(5_000)).command_at(0, Command::Promote);
         assert_eq!(run(&mut fleet, &[]), Outcome::Completed);
         assert_eq!(fleet.elapsed_ms(), 35_000);
-        assert!(journal(&fleet).contains("step 3/3: promoted: stop v1 now"));
+        assert!(
+            fleet
+                .journal_text()
+                .contains("step 3/3: promoted: stop v1 now")
+        );
     }
 
     #[test]
@@ -308,7 +308,7 @@ mod tests {
         );
         assert!(why.ends_with("raise max-surge to 100%"), "{why}");
         assert_eq!((fleet.count("v1"), fleet.count("v2")), (4, 0));
-        assert!(!journal(&fleet).contains("weights v2=100"));
+        assert!(!fleet.journal_text().contains("weights v2=100"));
     }
 
     #[test]
@@ -321,14 +321,18 @@ mod tests {
         );
         assert_eq!((fleet.count("v1"), fleet.count("v2")), (4, 0));
         assert!(fleet.list().iter().all(|i| i.revision != "v2"));
-        assert!(!journal(&fleet).contains("weights v2=100"));
+        assert!(!fleet.journal_text().contains("weights v2=100"));
     }
 
     #[test]
     fn too_little_traffic_counts_as_healthy_unless_required() {
         let mut fleet = fleet(Behaviour::ready_after(1_000)).requests_per_second(0);
         assert_eq!(run(&mut fleet, &[]), Outcome::Completed);
-        assert!(journal(&fleet).contains("counted as healthy (require-traffic = false)"));
+        assert!(
+            fleet
+                .journal_text()
+                .contains("counted as healthy (require-traffic = false)")
+        );
 
         let mut fleet = self::fleet(Behaviour::ready_after(1_000)).requests_per_second(0);
         let outcome = run(&mut fleet, &[("require-traffic", "true")]);
@@ -349,7 +353,11 @@ mod tests {
             ("max-error-rate", "0.1"),
         ];
         assert_eq!(run(&mut fleet, &params), Outcome::Completed);
-        assert!(journal(&fleet).contains("6000 requests, 480 errors (0.080)"));
+        assert!(
+            fleet
+                .journal_text()
+                .contains("6000 requests, 480 errors (0.080)")
+        );
         assert_eq!(fleet.elapsed_ms(), 61_000);
     }
 

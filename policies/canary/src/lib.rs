@@ -311,10 +311,6 @@ mod tests {
         Canary::run(fleet, &info)
     }
 
-    fn journal(fleet: &FakeFleet) -> String {
-        fleet.journal().join("\n")
-    }
-
     fn fleet(v2: Behaviour) -> FakeFleet {
         FakeFleet::new().serving("v1", 4).behaviour("v2", v2)
     }
@@ -326,7 +322,7 @@ mod tests {
         let mut fleet = fleet(Behaviour::ready_after(1_000));
         let outcome = run(&mut fleet, &[("steps", "5,100")]);
         assert_eq!(outcome, Outcome::Completed);
-        let journal = journal(&fleet);
+        let journal = fleet.journal_text();
         let promoted = journal.find("weights v2=100").expect("promoted");
         assert!(!journal[..promoted].contains("stop v1"), "{journal}");
     }
@@ -337,7 +333,7 @@ mod tests {
         assert_eq!(run(&mut fleet, &[]), Outcome::Completed);
         assert_eq!((fleet.count("v1"), fleet.count("v2")), (0, 4));
         assert_eq!(fleet.min_ready(), 4);
-        let journal = journal(&fleet);
+        let journal = fleet.journal_text();
         let mut last = 0;
         for line in [
             "weights v1=100 v2=0",
@@ -369,7 +365,7 @@ mod tests {
             run(&mut fleet, &[]),
             Outcome::Completed,
             "{}",
-            journal(&fleet)
+            fleet.journal_text()
         );
         assert_eq!((fleet.count("v1"), fleet.count("v2")), (0, 4));
         assert_eq!((fleet.max_instances(), fleet.min_ready()), (5, 4));
@@ -386,7 +382,7 @@ mod tests {
         assert_eq!((fleet.count("v1"), fleet.count("v2")), (4, 0));
         assert_eq!(fleet.min_ready(), 4);
         assert_eq!(fleet.weights(), shift::split("v1", 100, "v2", 0));
-        let journal = journal(&fleet);
+        let journal = fleet.journal_text();
         assert!(!journal.contains("weights v1=75 v2=25"), "{journal}");
         assert!(!journal.contains("step 2/4"), "{journal}");
     }
@@ -434,7 +430,7 @@ mod tests {
         let mut fleet = fleet(Behaviour::ready_after(5_000)).command_at(10_000, Command::Promote);
         assert_eq!(run(&mut fleet, &[]), Outcome::Completed);
         assert_eq!((fleet.count("v1"), fleet.count("v2")), (0, 4));
-        let journal = journal(&fleet);
+        let journal = fleet.journal_text();
         // Seen at step 2's checkpoint (35 s): no hold at 25%, no 50% step.
         assert!(
             journal.contains("step 4/4: promoted: 100% of traffic to v2"),
@@ -486,7 +482,7 @@ mod tests {
             ("min-requests", "100"),
         ];
         assert_eq!(run(&mut fleet, &params), Outcome::Completed);
-        let journal = journal(&fleet);
+        let journal = fleet.journal_text();
         assert!(journal.contains("weights v1=90 v2=10"), "{journal}");
         assert!(
             journal.contains("600 requests, 48 errors (0.080)"),

@@ -274,6 +274,11 @@ impl FakeFleet {
         &self.journal
     }
 
+    /// The journal as one text, a line per entry (for `contains` checks).
+    pub fn journal_text(&self) -> String {
+        self.journal.join("\n")
+    }
+
     /// Virtual milliseconds since the start.
     pub fn elapsed_ms(&self) -> u64 {
         self.now
