@@ -84,6 +84,12 @@ struct Proc {
     scanner: Option<LogScanner>,
     next_probe: u64,
     next_rotate_check: u64,
+    /// Probes started so far; each result carries its number.
+    probes_started: u64,
+    /// Number of the newest probe whose result was applied: an older result
+    /// that arrives late (a refused connect that lost the race against a
+    /// later success) must not overwrite a newer one.
+    probe_applied: u64,
 }
 
 impl Proc {
@@ -98,9 +104,11 @@ impl Proc {
     }
 
     /// Its health checks, ready to run without the fleet's lock.
-    fn check(&self) -> Check {
+    fn check(&mut self) -> Check {
+        self.probes_started += 1;
         Check {
             id: self.row.id.clone(),
+            seq: self.probes_started,
             launch: self.launch.clone(),
             addr: std::net::SocketAddr::from(([127, 0, 0, 1], self.row.port)),
             env: self.env.clone(),
@@ -139,20 +147,33 @@ impl Proc {
 /// One instance's health checks, detached from the fleet.
 struct Check {
     id: InstanceId,
+    /// Which probe of the instance this is.
+    seq: u64,
     launch: Arc<Launch>,
     addr: std::net::SocketAddr,
     env: Vec<(String, String)>,
 }
 
 impl Check {
-    async fn run(self) -> (InstanceId, Result<(), String>) {
+    async fn run(self) -> Outcome {
         let target = health::Target {
             addr: self.addr,
             env: &self.env,
         };
         let result = health::check(&self.launch.health, &target).await;
-        (self.id, result)
+        Outcome {
+            id: self.id,
+            seq: self.seq,
+            result,
+        }
     }
+}
+
+/// What one probe found (`Err` = failing).
+struct Outcome {
+    id: InstanceId,
+    seq: u64,
+    result: Result<(), String>,
 }
 
 #[derive(Default)]
@@ -190,12 +211,18 @@ impl Inner {
         true
     }
 
-    /// Apply a probe result (`Err` = failing) to an instance; true if its
-    /// state changed.
-    fn apply_probe(&mut self, id: &str, result: Result<(), String>) -> bool {
+    /// Apply a probe's result to its instance, unless a newer probe's
+    /// already was; true if the instance's state changed.
+    fn apply_probe(&mut self, outcome: Outcome) -> bool {
+        let Outcome { id, seq, result } = outcome;
+        let id = id.as_str();
         let Some(p) = self.procs.get_mut(id) else {
             return false;
         };
+        if seq <= p.probe_applied {
+            return false;
+        }
+        p.probe_applied = seq;
         let logged = p.scanner.as_mut().and_then(LogScanner::scan);
         let state = p.state;
         let result = match logged {
@@ -357,6 +384,8 @@ impl ProcessFleet {
                         scanner,
                         next_probe: 0,
                         next_rotate_check: 0,
+                        probes_started: 0,
+                        probe_applied: 0,
                         row,
                     };
                     inner.procs.insert(proc.row.id.clone(), proc);
@@ -446,6 +475,8 @@ impl ProcessFleet {
         Ok(Proc {
             next_probe: row.started_ms + launch.health.readiness_delay,
             next_rotate_check: row.started_ms + ROTATE_EVERY_MS,
+            probes_started: 0,
+            probe_applied: 0,
             scanner: scanner(launch, log),
             launch: launch.clone(),
             env,
@@ -548,11 +579,11 @@ impl ProcessFleet {
             let mut inner = self.lock();
             let p = inner.proc(id)?;
             let waiting = unix_ms() < p.row.started_ms + p.launch.health.readiness_delay;
-            (p.check(), waiting)
+            ((!waiting).then(|| p.check()), waiting)
         };
-        if !waiting {
-            let (_, result) = check.run().await;
-            if self.lock().apply_probe(id, result) {
+        if let Some(check) = check {
+            let outcome = check.run().await;
+            if self.lock().apply_probe(outcome) {
                 self.publish();
                 self.changed.notify_one();
             }
@@ -623,8 +654,8 @@ impl ProcessFleet {
         for check in due {
             probes.spawn(check.run());
         }
-        while let Some(Ok((id, result))) = probes.join_next().await {
-            changed |= self.lock().apply_probe(&id, result);
+        while let Some(Ok(outcome)) = probes.join_next().await {
+            changed |= self.lock().apply_probe(outcome);
         }
         changed
     }
@@ -824,6 +855,33 @@ mod tests {
         fleet.stop(std::slice::from_ref(&id)).await.unwrap();
         assert!(fleet.list().is_empty());
         assert_eq!(fleet.logs(&id, 5).unwrap(), ["going down"]);
+    }
+
+    #[tokio::test]
+    async fn a_late_result_of_an_older_probe_is_ignored() {
+        let (_dir, fleet) = fleet();
+        fleet.register(shell("r1", "sleep 30", HealthSpec::default()));
+        let id = fleet.start("r1", 1).unwrap().remove(0).id;
+        let (older, newer) = {
+            let mut inner = fleet.lock();
+            let p = inner.proc(&id).unwrap();
+            (p.check().seq, p.check().seq)
+        };
+        let outcome = |seq, result| Outcome {
+            id: id.clone(),
+            seq,
+            result,
+        };
+        let state = {
+            let mut inner = fleet.lock();
+            // The newer probe found it listening; the older one's refused
+            // connect arrives afterwards and must not undo that.
+            inner.apply_probe(outcome(newer, Ok(())));
+            inner.apply_probe(outcome(older, Err("connection refused".into())));
+            inner.proc(&id).unwrap().state
+        };
+        assert_eq!(state, InstanceState::Ready);
+        fleet.stop(&[id]).await.unwrap();
     }
 
     #[tokio::test]
