@@ -1,11 +1,20 @@
-//! The agent with the process backend: real child processes of
-//! `examples/demo-app`, real HTTP health checks, driven through the CLI.
+//! The agent driven through the CLI: real instances of `examples/demo-app`
+//! (child processes, and containers for the tests run on each backend),
+//! real HTTP health checks.
 
 use std::collections::HashMap;
 
 use serde_json::Value;
 
 use crate::util::{Agent, assert_contains, hostile, http_get};
+
+on_each_backend! {
+    rolling_v1_to_v2_keeps_three_to_four_ready_and_records_history,
+    error_in_logs_rolls_back_and_every_instance_serves_v2_again,
+    a_revision_that_exits_at_start_is_rolled_back,
+    abort_during_a_rollout_rolls_back,
+    a_killed_agent_re_adopts_its_instances_without_duplicates,
+}
 
 /// Instances as `rollout ls --output json` lists them: (id, revision, state, address).
 fn instances(agent: &Agent, service: &str) -> Vec<(String, String, String, String)> {
@@ -82,9 +91,7 @@ fn extremes(journal: &Value, before: &[String]) -> (usize, usize) {
     (most, fewest)
 }
 
-#[test]
-fn rolling_v1_to_v2_keeps_three_to_four_ready_and_records_history() {
-    let agent = Agent::start();
+fn rolling_v1_to_v2_keeps_three_to_four_ready_and_records_history(agent: Agent) {
     let v1 = agent.spec("web", "v1", "");
     run(&agent, &["--spec", v1.to_str().unwrap()], 0);
     assert_serving(&agent, "web", "r1", "v1");
@@ -104,12 +111,13 @@ fn rolling_v1_to_v2_keeps_three_to_four_ready_and_records_history() {
     let revisions = history.as_array().unwrap();
     assert_eq!(revisions.len(), 2);
     assert_eq!(revisions[1]["current"], true);
-    assert_contains(&revisions[1]["cause"].to_string(), "VERSION");
+    // The cause names what changed: VERSION, or the image's tag.
+    let cause = revisions[1]["cause"].as_str().unwrap_or_default();
+    assert_contains(cause, "-> \"");
+    assert_contains(cause, "v2\"");
 }
 
-#[test]
-fn error_in_logs_rolls_back_and_every_instance_serves_v2_again() {
-    let agent = Agent::start();
+fn error_in_logs_rolls_back_and_every_instance_serves_v2_again(agent: Agent) {
     run(
         &agent,
         &["--spec", agent.spec("web", "v2", "").to_str().unwrap()],
@@ -125,9 +133,7 @@ fn error_in_logs_rolls_back_and_every_instance_serves_v2_again() {
     assert_contains(&status.stdout, "rolled-back");
 }
 
-#[test]
-fn a_revision_that_exits_at_start_is_rolled_back() {
-    let agent = Agent::start();
+fn a_revision_that_exits_at_start_is_rolled_back(agent: Agent) {
     run(
         &agent,
         &["--spec", agent.spec("web", "v1", "").to_str().unwrap()],
@@ -264,9 +270,7 @@ fn pause_holds_the_rollout_until_resume() {
     assert_serving(&agent, "web", "r2", "v2");
 }
 
-#[test]
-fn abort_during_a_rollout_rolls_back() {
-    let agent = Agent::start();
+fn abort_during_a_rollout_rolls_back(agent: Agent) {
     run(
         &agent,
         &["--spec", agent.spec("web", "v1", "").to_str().unwrap()],
@@ -283,19 +287,18 @@ fn abort_during_a_rollout_rolls_back() {
     assert_serving(&agent, "web", "r1", "v1");
 }
 
-#[test]
-fn a_killed_agent_re_adopts_its_instances_without_duplicates() {
-    let mut agent = Agent::start();
+fn a_killed_agent_re_adopts_its_instances_without_duplicates(mut agent: Agent) {
     run(
         &agent,
         &["--spec", agent.spec("web", "v1", "").to_str().unwrap()],
         0,
     );
     let before = instances(&agent, "web");
-    let pids = agent.pids("web");
+    let handles = agent.handles("web");
+    assert_eq!(handles.len(), 3, "{handles:?}");
     agent.kill();
     agent.restart();
-    assert_eq!(agent.pids("web"), pids);
+    assert_eq!(agent.handles("web"), handles);
     let after = instances(&agent, "web");
     let ids =
         |l: &[(String, String, String, String)]| l.iter().map(|i| i.0.clone()).collect::<Vec<_>>();
@@ -305,11 +308,8 @@ fn a_killed_agent_re_adopts_its_instances_without_duplicates() {
     let v2 = agent.spec("web", "v2", "");
     run(&agent, &["--spec", v2.to_str().unwrap()], 0);
     assert_serving(&agent, "web", "r2", "v2");
-    for pid in pids {
-        assert!(
-            !std::path::Path::new(&format!("/proc/{pid}/exe")).exists(),
-            "{pid} left running"
-        );
+    for handle in handles {
+        assert!(!agent.runs(&handle), "{handle} left running");
     }
 }
 

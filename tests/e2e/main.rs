@@ -1,6 +1,34 @@
 //! End-to-end tests: drive the real `rollout` binary.
 
+/// The shared backend suite: for each test body `fn name(agent: Agent)` of
+/// the module, a `#[test]` on each backend, `process::name` and
+/// `docker::name`, so every backend passes the same tests.
+macro_rules! on_each_backend {
+    ($($name:ident),* $(,)?) => {
+        mod process {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(crate::util::Agent::start_on(crate::util::On::Process));
+                }
+            )*
+        }
+        mod docker {
+            $(
+                #[test]
+                fn $name() {
+                    if crate::docker_util::docker_ready() {
+                        super::$name(crate::util::Agent::start_on(crate::util::On::Docker));
+                    }
+                }
+            )*
+        }
+    };
+}
+
 mod agent;
+mod docker;
+mod docker_util;
 mod hostile;
 mod proxy;
 mod python;

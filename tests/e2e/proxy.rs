@@ -39,6 +39,12 @@ pub struct Load {
     threads: Vec<JoinHandle<Tally>>,
 }
 
+on_each_backend! {
+    a_rolling_update_under_load_fails_no_request,
+    a_healthy_canary_gets_its_share_at_each_step_and_completes,
+    blue_green_under_load_fails_no_request,
+}
+
 /// `GET /` with extra header lines.
 pub fn get_request(headers: &str) -> String {
     format!("GET / HTTP/1.1\r\nHost: load\r\n{headers}\r\n")
@@ -191,9 +197,7 @@ pub fn roll(agent: &Agent, version: &str, sets: &[String], more: &[&str]) -> cra
     agent.rollout(&args)
 }
 
-#[test]
-fn a_rolling_update_under_load_fails_no_request() {
-    let agent = Agent::start();
+fn a_rolling_update_under_load_fails_no_request(agent: Agent) {
     let (sets, addr) = front_door(&agent, &[]);
     let load = Load::start(&addr, 4, Duration::from_millis(1), |_| get_request(""));
     let posts = Load::start(&addr, 2, Duration::from_millis(1), |_| post_request());
@@ -315,9 +319,7 @@ fn canary(agent: &Agent, sets: &[String], env: &str, extra: &[&str]) -> (crate::
     (run, 2)
 }
 
-#[test]
-fn a_healthy_canary_gets_its_share_at_each_step_and_completes() {
-    let agent = Agent::start();
+fn a_healthy_canary_gets_its_share_at_each_step_and_completes(agent: Agent) {
     let (sets, addr) = front_door(&agent, &[]);
     let load = Load::start(&addr, 4, Duration::from_millis(1), |_| get_request(""));
     let (run, id) = canary(&agent, &sets, "", &[]);
@@ -401,9 +403,7 @@ fn a_pinned_client_never_flips_back_during_a_canary() {
     }
 }
 
-#[test]
-fn blue_green_under_load_fails_no_request() {
-    let agent = Agent::start();
+fn blue_green_under_load_fails_no_request(agent: Agent) {
     let (sets, addr) = front_door(&agent, &[]);
     let load = Load::start(&addr, 4, Duration::from_millis(1), |_| get_request(""));
     let more = [

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use crate::docker_util::{demo_images, remove_containers_of};
+
 /// The repository root.
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -121,19 +123,37 @@ pub fn demo_app() -> PathBuf {
         .clone()
 }
 
+/// The backend a test's specs deploy to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum On {
+    /// Child processes of the agent.
+    Process,
+    /// Containers on the local Docker daemon.
+    Docker,
+}
+
 /// A running `rollout serve` in a home of its own; stopped, with every
 /// instance it started, when dropped.
 pub struct Agent {
     /// The agent's home (state, socket, logs).
     pub home: tempfile::TempDir,
+    /// Where [`Agent::spec`] deploys.
+    pub on: On,
     child: Option<std::process::Child>,
 }
 
 impl Agent {
-    /// Start an agent in a new home and wait until it answers.
+    /// Start an agent in a new home and wait until it answers; its specs
+    /// use the process backend.
     pub fn start() -> Agent {
+        Agent::start_on(On::Process)
+    }
+
+    /// Start an agent whose specs deploy on `on`.
+    pub fn start_on(on: On) -> Agent {
         let mut agent = Agent {
             home: tempfile::tempdir().expect("temp dir"),
+            on,
             child: None,
         };
         agent.restart();
@@ -182,17 +202,52 @@ impl Agent {
         command
     }
 
-    /// Write a spec for `examples/demo-app` into the home; its path.
-    /// `extra` is appended to the `[revision.env]` table.
+    /// Write a spec for `examples/demo-app` `version` on the agent's
+    /// backend into the home; its path. `extra` is appended to the
+    /// `[revision.env]` table.
     pub fn spec(&self, name: &str, version: &str, extra_env: &str) -> PathBuf {
+        if self.on == On::Docker {
+            return self.docker_spec(name, version, extra_env);
+        }
+        let revision = format!(
+            "command = \"{app}\"\nenv = {{ VERSION = \"{version}\"{extra_env} }}",
+            app = demo_app().display()
+        );
+        self.write_spec(&format!("{name}-{version}.toml"), name, "", &revision)
+    }
+
+    /// Write a spec for the `docker` backend running image
+    /// `rollout-e2e-demo:<tag>` (built by [`demo_images`]; the image sets
+    /// `VERSION`) into the home, with the same health, guardrails and policy
+    /// as [`Agent::spec`]; its path. `extra_env` holds inline-table entries
+    /// (`ERROR_RATE = "0.2"`; a leading `, ` as in [`Agent::spec`] is fine)
+    /// and becomes `[revision] env` when not empty.
+    pub fn docker_spec(&self, name: &str, tag: &str, extra_env: &str) -> PathBuf {
+        let mut revision = format!("image = \"{}:{tag}\"", demo_images());
+        let env = extra_env.trim().trim_start_matches(',').trim();
+        if !env.is_empty() {
+            revision.push_str(&format!("\nenv = {{ {env} }}"));
+        }
+        let backend = "backend = \"docker\"\n";
+        self.write_spec(
+            &format!("{name}-{tag}.docker.toml"),
+            name,
+            backend,
+            &revision,
+        )
+    }
+
+    /// Write `file` into the home: a spec for service `name` with `top`
+    /// (whole lines) after the header, `revision` as its `[revision]` table
+    /// and the tests' health, guardrails and policy; its path.
+    fn write_spec(&self, file: &str, name: &str, top: &str, revision: &str) -> PathBuf {
         let text = format!(
             r#"name = "{name}"
 replicas = 3
 stop-grace = "2s"
-
+{top}
 [revision]
-command = "{app}"
-env = {{ VERSION = "{version}"{extra_env} }}
+{revision}
 
 [health]
 http = {{ path = "/healthz", status = 200 }}
@@ -206,10 +261,9 @@ progress-deadline = "4s"
 [policy]
 name = "rolling"
 params = {{ min-ready-ms = "400ms", ready-timeout-ms = "5s" }}
-"#,
-            app = demo_app().display()
+"#
         );
-        let path = self.home.path().join(format!("{name}-{version}.toml"));
+        let path = self.home.path().join(file);
         std::fs::write(&path, text).expect("write spec");
         path
     }
@@ -237,6 +291,32 @@ params = {{ min-ready-ms = "400ms", ready-timeout-ms = "5s" }}
         rollout::store::Store::open(&self.home.path().join("state.db")).expect("open state.db")
     }
 
+    /// What runs the instances of `service`, sorted: process ids, or
+    /// container ids on Docker.
+    pub fn handles(&self, service: &str) -> Vec<String> {
+        match self.on {
+            On::Process => {
+                let mut pids: Vec<String> =
+                    self.pids(service).iter().map(|p| p.to_string()).collect();
+                pids.sort();
+                pids
+            }
+            On::Docker => crate::docker_util::containers_of(self.home.path(), service),
+        }
+    }
+
+    /// True while the process or container `handle` (from
+    /// [`Agent::handles`]) runs.
+    pub fn runs(&self, handle: &str) -> bool {
+        match self.on {
+            On::Process => Path::new(&format!("/proc/{handle}/exe")).exists(),
+            On::Docker => {
+                let id = format!("id={handle}");
+                !crate::docker_util::docker(&["ps", "-q", "--filter", &id]).is_empty()
+            }
+        }
+    }
+
     /// Process ids of the instances the agent remembers for `service`.
     pub fn pids(&self, service: &str) -> Vec<i64> {
         let rows = self.store().instances(service).expect("instances");
@@ -249,7 +329,9 @@ impl Drop for Agent {
         self.kill();
         if let Ok(services) = self.store().services() {
             for service in services {
-                for pid in self.pids(&service) {
+                // Docker instances are stored with pid 0: -0 would be the
+                // test's own process group.
+                for pid in self.pids(&service).into_iter().filter(|&pid| pid > 0) {
                     // SAFETY: signals the instance's process group only.
                     unsafe {
                         libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
@@ -257,6 +339,7 @@ impl Drop for Agent {
                 }
             }
         }
+        remove_containers_of(self.home.path());
     }
 }
 

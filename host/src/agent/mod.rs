@@ -19,7 +19,9 @@ use crate::api::types::{
     ControlAnswer, Events, HistoryEntry, PolicyRef, RevisionTraffic, RunRequest, ServiceStatus,
     Started, UndoRequest,
 };
-use crate::backend::process::{Launch, ProcessFleet};
+use crate::backend::docker::{self, DockerRunner};
+use crate::backend::live::{Fleet, Launch, Runner};
+use crate::backend::process::ProcessRunner;
 use crate::engine::journal::Kind;
 use crate::engine::operator::{Action, Inbox};
 use crate::model::InstanceState;
@@ -65,7 +67,9 @@ struct Active {
 
 /// One service the agent runs.
 struct Service {
-    fleet: Arc<ProcessFleet>,
+    /// What runs its instances; fixed when it is first deployed.
+    backend: BackendKind,
+    fleet: Arc<Fleet>,
     active: Mutex<Option<Active>>,
 }
 
@@ -75,6 +79,8 @@ pub struct Agent {
     store: Arc<Store>,
     runtime: Arc<Runtime>,
     services: Mutex<HashMap<String, Arc<Service>>>,
+    /// The Docker host, for services on the docker backend.
+    docker: Arc<docker::Connection>,
     /// Signalled whenever a journal entry is stored or a rollout ends.
     journal_changed: Arc<Notify>,
 }
@@ -87,7 +93,7 @@ pub fn revision_id(n: u32) -> String {
 impl Agent {
     /// Open the agent's state under `home` and re-adopt the instances an
     /// earlier agent left running. Returns the agent and what it found.
-    pub fn open(home: &Path, runtime: Runtime) -> anyhow::Result<(Arc<Agent>, Vec<String>)> {
+    pub async fn open(home: &Path, runtime: Runtime) -> anyhow::Result<(Arc<Agent>, Vec<String>)> {
         std::fs::create_dir_all(home)?;
         let store = Arc::new(Store::open(&home.join("state.db"))?);
         let mut notes = Vec::new();
@@ -102,23 +108,35 @@ impl Agent {
             store,
             runtime: Arc::new(runtime),
             services: Mutex::new(HashMap::new()),
+            docker: Arc::default(),
             journal_changed: Arc::new(Notify::new()),
         });
         for name in agent.store.services()? {
             let service = agent.service(&name)?;
-            let (adopted, gone) = service
+            let found = service
                 .fleet
                 .adopt()
+                .await
                 .map_err(|e| anyhow::anyhow!("re-adopting {name}: {e}"))?;
-            if !adopted.is_empty() || !gone.is_empty() {
-                notes.push(format!(
-                    "{name}: re-adopted {} running instance(s){}",
-                    adopted.len(),
-                    match gone.len() {
-                        0 => String::new(),
-                        n => format!(", {n} had exited and were forgotten"),
-                    }
-                ));
+            if !found.adopted.is_empty() || !found.gone.is_empty() || !found.swept.is_empty() {
+                let mut note = format!(
+                    "{name}: re-adopted {} running instance(s)",
+                    found.adopted.len()
+                );
+                if !found.gone.is_empty() {
+                    note.push_str(&format!(
+                        ", {} had exited and were forgotten",
+                        found.gone.len()
+                    ));
+                }
+                if !found.swept.is_empty() {
+                    note.push_str(&format!(
+                        ", removed {} nobody had recorded ({})",
+                        found.swept.len(),
+                        found.swept.join(", ")
+                    ));
+                }
+                notes.push(note);
             }
         }
         Ok((agent, notes))
@@ -131,18 +149,29 @@ impl Agent {
 
     /// The service `name`, with its fleet knowing every recorded revision.
     fn service(&self, name: &str) -> Result<Arc<Service>> {
+        self.service_on(name, BackendKind::Process)
+    }
+
+    /// The service `name`; a service never deployed yet gets `backend`.
+    fn service_on(&self, name: &str, backend: BackendKind) -> Result<Arc<Service>> {
         let mut services = self.services.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = services.get(name) {
             return Ok(s.clone());
         }
+        let revisions = self.store.revisions(name)?;
+        let specs = revisions
+            .iter()
+            .map(|r| Ok((r.number, parse_stored(&r.spec)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let backend = specs.last().map_or(backend, |(_, spec)| spec.backend);
         let dir = self.home.join("services").join(name).join("logs");
-        let fleet = ProcessFleet::new(name, dir, self.store.clone())
+        let fleet = Fleet::new(name, self.runner(backend)?, dir, self.store.clone())
             .map_err(|e| AgentError::Internal(format!("cannot create the log directory: {e}")))?;
-        for revision in self.store.revisions(name)? {
-            let spec = parse_stored(&revision.spec)?;
-            fleet.register(launch(&spec, revision.number));
+        for (number, spec) in &specs {
+            fleet.register(launch(spec, *number));
         }
         let service = Arc::new(Service {
+            backend,
             fleet,
             active: Mutex::new(None),
         });
@@ -160,6 +189,20 @@ impl Agent {
         }
         services.insert(name.to_string(), service.clone());
         Ok(service)
+    }
+
+    /// What runs the instances of a service on `backend`.
+    fn runner(&self, backend: BackendKind) -> Result<Arc<dyn Runner>> {
+        match backend {
+            BackendKind::Process => Ok(Arc::new(ProcessRunner)),
+            BackendKind::Docker => Ok(Arc::new(DockerRunner::new(
+                self.docker.clone(),
+                &self.home,
+            ))),
+            BackendKind::Swarm => Err(AgentError::Invalid(
+                "the swarm backend is not available in this agent yet (use backend = \"docker\" or \"process\"); nothing was changed".into(),
+            )),
+        }
     }
 
     /// The spec of revision `n` of `service`.
@@ -257,15 +300,19 @@ impl Agent {
         params: Vec<(String, String)>,
         cause: String,
     ) -> Result<Started> {
-        if spec.backend != BackendKind::Process {
+        let loaded = self.policy(policy, &spec)?;
+        let service = self.service_on(&spec.name, spec.backend)?;
+        if service.backend != spec.backend {
             return Err(AgentError::Invalid(format!(
-                "{}: backend {:?} is not available in this agent yet (use backend = \"process\"); nothing was changed",
+                "{} runs on the {} backend; a revision cannot move it to {} (deploy it under another name, then stop this one); nothing was changed",
                 spec.name,
+                service.backend.name(),
                 spec.backend.name()
             )));
         }
-        let loaded = self.policy(policy, &spec)?;
-        let service = self.service(&spec.name)?;
+        if spec.backend == BackendKind::Docker {
+            self.check_image(&spec)?;
+        }
         let mut active = service.active.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(a) = active.as_ref() {
             return Err(AgentError::Conflict(format!(
@@ -315,6 +362,17 @@ impl Agent {
             to_revision: to,
             message,
         })
+    }
+
+    /// Refuse a docker revision whose image the Docker host lacks (or a
+    /// Docker host that does not answer) before anything changes. Runs on a
+    /// blocking thread, as every rollout request does (policies compile).
+    fn check_image(&self, spec: &ServiceSpec) -> Result<()> {
+        let image = spec.revision.image.clone().unwrap_or_default();
+        let docker = self.docker.clone();
+        tokio::runtime::Handle::current()
+            .block_on(async move { docker::check_image(&docker, &image).await })
+            .map_err(|e| AgentError::Invalid(format!("{}: {e}; nothing was changed", spec.name)))
     }
 
     /// True when `replicas` instances of revision `n` are ready and nothing
@@ -656,6 +714,7 @@ fn launch(spec: &ServiceSpec, n: u32) -> Launch {
     Launch {
         revision: revision_id(n),
         command: spec.revision.command.clone().unwrap_or_default(),
+        image: spec.revision.image.clone(),
         args: spec.revision.args.clone(),
         env: spec.revision.env.clone(),
         workdir: spec.revision.workdir.as_ref().map(PathBuf::from),

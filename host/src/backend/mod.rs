@@ -1,9 +1,12 @@
 //! Backends run the instances: `sim` (a scripted fleet on the virtual clock)
-//! today; `process`, `docker` and `swarm` implement the same trait.
+//! for `rollout test`, and the live fleet ([`live`]) whose instances are
+//! child processes ([`process`]) or Docker containers ([`docker`]).
 //!
 //! A backend executes effects; it does not judge them. Guardrails, operator
 //! commands and the journal live in [`crate::engine`], above every backend.
 
+pub mod docker;
+pub mod live;
 pub mod process;
 pub mod sim;
 

@@ -20,7 +20,7 @@ use serde::Serialize;
 use super::rollout::roll;
 use crate::agent::Agent;
 use crate::api::types::ServiceStatus;
-use crate::backend::process::free_port;
+use crate::backend::live::free_port;
 use crate::runtime::Runtime;
 use crate::spec::ServiceSpec;
 
@@ -227,7 +227,7 @@ pub async fn proxy_figures(
 ) -> anyhow::Result<ProxyFigures> {
     let home = std::env::temp_dir().join(format!("rollout-bench-proxy-{}", std::process::id()));
     std::fs::create_dir_all(&home)?;
-    let (agent, _) = Agent::open(&home, runtime)?;
+    let (agent, _) = Agent::open(&home, runtime).await?;
     let result = measure(&agent, &home, tools, seconds, connections).await;
     agent.stop_all().await?;
     let _ = std::fs::remove_dir_all(&home);

@@ -58,7 +58,7 @@ pub fn sibling_demo_app() -> anyhow::Result<PathBuf> {
 fn process_start(app: &Path) -> anyhow::Result<Duration> {
     let mut samples = Vec::new();
     for _ in 0..5 {
-        let port = crate::backend::process::free_port()?;
+        let port = crate::backend::live::free_port()?;
         let started = Instant::now();
         let mut child = std::process::Command::new(app)
             .env("PORT", port.to_string())
@@ -139,7 +139,7 @@ pub async fn rollout_figures(
 ) -> anyhow::Result<RolloutFigures> {
     let start = process_start(app)?;
     let home = std::env::temp_dir().join(format!("rollout-bench-{}", std::process::id()));
-    let (agent, _) = Agent::open(&home, runtime)?;
+    let (agent, _) = Agent::open(&home, runtime).await?;
     let result = async {
         let (outcome, _) = roll(&agent, spec(app, replicas, "v1", ready_delay_ms, "100%")?).await?;
         anyhow::ensure!(outcome == "completed", "deploying v1 ended {outcome}");

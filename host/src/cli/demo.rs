@@ -68,7 +68,7 @@ pub async fn run(cli: &Cli, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let home = std::env::temp_dir().join(format!("rollout-demo-{}", std::process::id()));
     std::fs::create_dir_all(&home)?;
     let (listeners, _) = Listeners::bind(&home, None).await?;
-    let (agent, _) = Agent::open(&home, cli.runtime(args.limits.limits())?)?;
+    let (agent, _) = Agent::open(&home, cli.runtime(args.limits.limits())?).await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(listeners.serve(agent.clone(), async {
         let _ = stopped.await;

@@ -57,7 +57,7 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let (listeners, tcp_addr) = Listeners::bind(&home, tcp).await?;
     let runtime = cli.runtime(args.limits.limits())?;
-    let (agent, notes) = Agent::open(&home, runtime)?;
+    let (agent, notes) = Agent::open(&home, runtime).await?;
     say(&format!(
         "rollout agent {} serving {} (socket {})",
         env!("CARGO_PKG_VERSION"),

@@ -123,8 +123,9 @@ impl std::fmt::Display for BackendKind {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct RevisionSpec {
-    /// Program to run (process backend). A path containing `/` is absolute
-    /// once loaded; a bare name is looked up in `PATH`.
+    /// Program to run. Process backend: a path containing `/` is absolute
+    /// once loaded, a bare name is looked up in `PATH`. Container backends:
+    /// replaces the image's entrypoint (a path inside the image).
     pub command: Option<String>,
     /// Its arguments.
     pub args: Vec<String>,
@@ -132,7 +133,8 @@ pub struct RevisionSpec {
     pub env: BTreeMap<String, String>,
     /// Image to run (docker and swarm backends; ignored by process).
     pub image: Option<String>,
-    /// Working directory, absolute once loaded.
+    /// Working directory: absolute once loaded (process backend), or a
+    /// directory inside the image (container backends).
     pub workdir: Option<String>,
 }
 
@@ -424,13 +426,15 @@ impl ServiceSpec {
                 overrides::put(&mut raw, path, toml::Value::String(v.clone()));
             }
         };
+        // In a container, paths are the image's, not this machine's.
+        let on_host = doc.backend == BackendKind::Process;
         let command_is_path = revision.command.as_ref().is_some_and(|c| c.contains('/'));
         resolve(
             &mut revision.command,
             &["revision", "command"],
-            command_is_path,
+            command_is_path && on_host,
         );
-        resolve(&mut revision.workdir, &["revision", "workdir"], true);
+        resolve(&mut revision.workdir, &["revision", "workdir"], on_host);
         let mut policy_name = Some(doc.policy.name);
         let policy_is_path = policy_name
             .as_ref()

@@ -394,7 +394,8 @@ fn set_overrides_nested_and_new_keys() {
     assert_eq!(s.guardrails.max_surge, Count::Percent(25));
     assert_eq!(s.backend, BackendKind::Docker);
     assert_eq!(s.revision.image.as_deref(), Some("web:v3"));
-    assert_eq!(s.revision.command.as_deref(), Some("/srv/app/bin/web"));
+    // In a container the command is a path inside the image: kept as is.
+    assert_eq!(s.revision.command.as_deref(), Some("./bin/web"));
 }
 
 #[test]

@@ -1,0 +1,58 @@
+//! What a live fleet needs from whatever runs its instances: start one,
+//! watch it exit, stop it, and find it again after an agent restart.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::Launch;
+use crate::backend::BackendError;
+use crate::model::InstanceId;
+use crate::store::InstanceRow;
+
+/// One instance to start.
+pub struct StartRequest<'a> {
+    /// The service it belongs to.
+    pub service: &'a str,
+    /// Its id (`web-r2-7`).
+    pub id: &'a str,
+    /// How its revision runs.
+    pub launch: &'a Launch,
+    /// Its whole environment on top of the launch's own: `PORT`,
+    /// `ROLLOUT_SERVICE`, `ROLLOUT_REVISION`, `ROLLOUT_INSTANCE` included.
+    pub env: &'a [(String, String)],
+    /// The file its output must be appended to.
+    pub log: &'a Path,
+}
+
+/// Starts instances and finds them again: child processes or containers.
+#[async_trait]
+pub trait Runner: Send + Sync {
+    /// Start one instance. Returns once it runs (not once it is ready).
+    async fn start(&self, request: StartRequest<'_>) -> Result<Arc<dyn Running>, BackendError>;
+    /// The instance an earlier agent started and recorded as `row`, if it
+    /// still runs; its output goes on to `log`.
+    async fn adopt(&self, row: &InstanceRow, log: &Path) -> Option<Arc<dyn Running>>;
+    /// Remove the instances of `service` this runner finds that are not in
+    /// `known` (started by an agent that died before recording them);
+    /// their ids.
+    async fn sweep(&self, service: &str, known: &[InstanceId]) -> Vec<InstanceId>;
+}
+
+/// One started instance.
+#[async_trait]
+pub trait Running: Send + Sync {
+    /// What the store keeps of it: process id and start time in clock ticks
+    /// (0 and 0 for a container, found again by its labels).
+    fn identity(&self) -> (i64, u64);
+    /// How it ended (`exit status: 3`), once it has; never blocks.
+    fn exited(&self) -> Option<String>;
+    /// Ask it to stop (SIGTERM).
+    async fn terminate(&self);
+    /// Force it to stop (SIGKILL).
+    async fn kill(&self);
+    /// Clean up after it has stopped: stray processes of its group, its
+    /// container.
+    async fn remove(&self);
+}

@@ -1,0 +1,201 @@
+//! The live fleet, exercised with the process runner.
+
+use super::*;
+use crate::backend::process::{ProcessRunner, os};
+use std::time::Duration;
+
+fn fleet() -> (tempfile::TempDir, Arc<Fleet>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("state.db")).unwrap());
+    let fleet = Fleet::new(
+        "svc",
+        Arc::new(ProcessRunner),
+        dir.path().join("logs"),
+        store,
+    )
+    .unwrap();
+    (dir, fleet)
+}
+
+fn shell(revision: &str, script: &str, health: HealthSpec) -> Launch {
+    Launch {
+        revision: revision.into(),
+        command: "sh".into(),
+        image: None,
+        args: vec!["-c".into(), script.into()],
+        env: BTreeMap::new(),
+        workdir: None,
+        health,
+        stop_grace_ms: 300,
+        log_max_bytes: 64 * 1024,
+    }
+}
+
+/// Wait (bounded) until `id` is in `state`.
+async fn until(fleet: &Fleet, id: &str, state: InstanceState) -> Instance {
+    for _ in 0..1_000 {
+        if let Some(i) = fleet
+            .list()
+            .into_iter()
+            .find(|i| i.id == id && i.state == state)
+        {
+            return i;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("{id} never became {state:?}: {:?}", fleet.list());
+}
+
+#[tokio::test]
+async fn an_exit_marks_the_instance_failed_with_its_last_line() {
+    let (_dir, fleet) = fleet();
+    fleet.register(shell(
+        "r1",
+        "echo going down; exit 3",
+        HealthSpec::default(),
+    ));
+    let id = fleet.start("r1", 1).await.unwrap().remove(0).id;
+    until(&fleet, &id, InstanceState::Failed).await;
+    let probe = fleet.probe(&id).await.unwrap();
+    let Verdict::Unhealthy(why) = probe.verdict else {
+        panic!("{probe:?}");
+    };
+    assert!(
+        why.contains("exit status: 3") && why.contains("going down"),
+        "{why}"
+    );
+    fleet.stop(std::slice::from_ref(&id)).await.unwrap();
+    assert!(fleet.list().is_empty());
+    assert_eq!(fleet.logs(&id, 5).unwrap(), ["going down"]);
+}
+
+#[tokio::test]
+async fn a_late_result_of_an_older_probe_is_ignored() {
+    let (_dir, fleet) = fleet();
+    fleet.register(shell("r1", "sleep 30", HealthSpec::default()));
+    let id = fleet.start("r1", 1).await.unwrap().remove(0).id;
+    let (older, newer) = {
+        let mut inner = fleet.lock();
+        let p = inner.proc(&id).unwrap();
+        (p.check().seq, p.check().seq)
+    };
+    let outcome = |seq, result| Outcome {
+        id: id.clone(),
+        seq,
+        result,
+    };
+    let state = {
+        let mut inner = fleet.lock();
+        // The newer probe found it listening; the older one's refused
+        // connect arrives afterwards and must not undo that.
+        inner.apply_probe(outcome(newer, Ok(())));
+        inner.apply_probe(outcome(older, Err("connection refused".into())));
+        inner.proc(&id).unwrap().state
+    };
+    assert_eq!(state, InstanceState::Ready);
+    fleet.stop(&[id]).await.unwrap();
+}
+
+#[tokio::test]
+async fn stop_escalates_to_sigkill_after_the_grace_period() {
+    let (_dir, fleet) = fleet();
+    let stubborn = "trap '' TERM; echo up; while true; do sleep 0.05; done";
+    fleet.register(shell("r1", stubborn, HealthSpec::default()));
+    let id = fleet.start("r1", 1).await.unwrap().remove(0).id;
+    until(&fleet, &id, InstanceState::Ready).await;
+    let pid = fleet.store.instances("svc").unwrap()[0].pid;
+    let started = Instant::now();
+    fleet.stop(std::slice::from_ref(&id)).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(os::start_ticks(pid).is_none(), "{pid} still runs");
+    assert!(fleet.store.instances("svc").unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_log_pattern_makes_a_ready_instance_unhealthy() {
+    let (_dir, fleet) = fleet();
+    let health = HealthSpec {
+        log_pattern: Some("[FATAL]".into()),
+        interval: 5,
+        ..HealthSpec::default()
+    };
+    let script = "sleep 0.2; echo '[FATAL] disk full'; sleep 30";
+    fleet.register(shell("r1", script, health));
+    let id = fleet.start("r1", 1).await.unwrap().remove(0).id;
+    until(&fleet, &id, InstanceState::Ready).await;
+    until(&fleet, &id, InstanceState::Unhealthy).await;
+    let verdict = fleet.probe(&id).await.unwrap().verdict;
+    assert_eq!(
+        verdict,
+        Verdict::Unhealthy("logged \"[FATAL] disk full\"".into())
+    );
+    let states: Vec<_> = fleet.backend(Clock::real()).take_observations();
+    assert!(
+        states.is_empty(),
+        "observations are cleared for a new rollout"
+    );
+    fleet.stop(&[id]).await.unwrap();
+}
+
+#[tokio::test]
+async fn logs_are_rotated_past_their_cap() {
+    let (dir, fleet) = fleet();
+    let script = "i=0; while [ $i -lt 3000 ]; do echo line-$i-padding-padding-padding-padding; i=$((i+1)); done; sleep 30";
+    fleet.register(shell("r1", script, HealthSpec::default()));
+    let id = fleet.start("r1", 1).await.unwrap().remove(0).id;
+    let rotated = dir.path().join("logs").join(format!("{id}.log.1"));
+    for _ in 0..600 {
+        if rotated.is_file() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(rotated.is_file(), "no rotation");
+    let live = std::fs::metadata(dir.path().join("logs").join(format!("{id}.log"))).unwrap();
+    assert!(live.len() <= 64 * 1024, "{}", live.len());
+    fleet.stop(&[id]).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_new_fleet_re_adopts_running_instances_and_forgets_gone_ones() {
+    let (dir, fleet) = fleet();
+    fleet.register(shell("r1", "echo up; sleep 30", HealthSpec::default()));
+    let ids: Vec<_> = fleet
+        .start("r1", 2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    let gone = fleet.store.instances("svc").unwrap()[1].pid;
+    os::signal_group(gone, libc::SIGKILL);
+    let store = fleet.store.clone();
+    drop(fleet);
+    // Reap the killed child so its pid no longer looks alive.
+    for _ in 0..200 {
+        if os::start_ticks(gone).is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let again = Fleet::new(
+        "svc",
+        Arc::new(ProcessRunner),
+        dir.path().join("logs"),
+        store,
+    )
+    .unwrap();
+    again.register(shell("r1", "echo up; sleep 30", HealthSpec::default()));
+    let found = again.adopt().await.unwrap();
+    assert_eq!(
+        found,
+        Adoption {
+            adopted: vec![ids[0].clone()],
+            gone: vec![ids[1].clone()],
+            swept: Vec::new(),
+        }
+    );
+    let next = again.start("r1", 1).await.unwrap().remove(0).id;
+    assert_eq!(next, "svc-r1-3", "ids continue after the adopted ones");
+    again.stop(&[ids[0].clone(), next]).await.unwrap();
+}
