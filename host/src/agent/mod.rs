@@ -191,6 +191,12 @@ impl Agent {
         Ok(service)
     }
 
+    /// Drop the service `name` from memory (a service never deployed).
+    fn forget(&self, name: &str) {
+        let mut services = self.services.lock().unwrap_or_else(|p| p.into_inner());
+        services.remove(name);
+    }
+
     /// What runs the instances of a service on `backend`.
     fn runner(&self, backend: BackendKind) -> Result<Arc<dyn Runner>> {
         match backend {
@@ -301,6 +307,9 @@ impl Agent {
         cause: String,
     ) -> Result<Started> {
         let loaded = self.policy(policy, &spec)?;
+        if spec.backend == BackendKind::Docker {
+            self.check_image(&spec)?;
+        }
         let service = self.service_on(&spec.name, spec.backend)?;
         if service.backend != spec.backend {
             return Err(AgentError::Invalid(format!(
@@ -310,9 +319,6 @@ impl Agent {
                 spec.backend.name()
             )));
         }
-        if spec.backend == BackendKind::Docker {
-            self.check_image(&spec)?;
-        }
         let mut active = service.active.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(a) = active.as_ref() {
             return Err(AgentError::Conflict(format!(
@@ -320,7 +326,14 @@ impl Agent {
                 a.id, spec.name, spec.name, spec.name
             )));
         }
-        front_door(&service, &spec)?;
+        if let Err(e) = front_door(&service, &spec) {
+            if self.store.revisions(&spec.name)?.is_empty() {
+                // Never deployed: its next first deploy may pick another
+                // backend.
+                self.forget(&spec.name);
+            }
+            return Err(e);
+        }
         let from = self.store.current_revision(&spec.name)?;
         let to = self
             .store

@@ -36,12 +36,16 @@ impl Container {
             status: Mutex::new(None),
             logged: AtomicBool::new(false),
         });
+        // Append mode always: rotation truncates the file under the
+        // writer, whose next write must land at the new end.
         let file = std::fs::OpenOptions::new()
             .create(true)
-            .append(!replay)
-            .write(true)
-            .truncate(replay)
-            .open(log);
+            .append(true)
+            .open(log)
+            .and_then(|f| match replay {
+                true => f.set_len(0).map(|()| f),
+                false => Ok(f),
+            });
         tokio::spawn(container.clone().mirror(file));
         tokio::spawn(container.clone().wait());
         container

@@ -22,7 +22,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
 };
@@ -125,6 +125,14 @@ impl Runner for DockerRunner {
                 // ignores it for a PID 1 without a handler, which would make
                 // every stop wait out the grace period.
                 init: Some(true),
+                // Docker's own copy of the output, capped like the mirror.
+                log_config: Some(HostConfigLogConfig {
+                    typ: Some("json-file".to_string()),
+                    config: Some(HashMap::from([
+                        ("max-size".to_string(), launch.log_max_bytes.to_string()),
+                        ("max-file".to_string(), "2".to_string()),
+                    ])),
+                }),
                 ..HostConfig::default()
             }),
             ..ContainerCreateBody::default()
@@ -152,10 +160,18 @@ impl Runner for DockerRunner {
         Ok(Container::watch(docker.clone(), name, request.log, false))
     }
 
-    async fn adopt(&self, row: &InstanceRow, log: &Path) -> Option<Arc<dyn Running>> {
-        let docker = self.docker.get().await.ok()?;
+    async fn adopt(
+        &self,
+        row: &InstanceRow,
+        log: &Path,
+    ) -> Result<Option<Arc<dyn Running>>, BackendError> {
+        let docker = self.docker.get().await?;
         let name = self.name(&row.id);
-        let inspected = docker.inspect_container(&name, None).await.ok()?;
+        let inspected = match docker.inspect_container(&name, None).await {
+            Ok(inspected) => inspected,
+            Err(e) if is_status(&e, 404) => return Ok(None),
+            Err(e) => return Err(api_error(&format!("inspecting {name}"), &e)),
+        };
         let ours = inspected
             .config
             .and_then(|c| c.labels)
@@ -163,11 +179,11 @@ impl Runner for DockerRunner {
         let running = inspected.state.and_then(|s| s.running) == Some(true);
         if !(ours && running) {
             if ours {
-                let _ = self.remove(&name).await;
+                self.remove(&name).await?;
             }
-            return None;
+            return Ok(None);
         }
-        Some(Container::watch(docker.clone(), name, log, true))
+        Ok(Some(Container::watch(docker.clone(), name, log, true)))
     }
 
     async fn sweep(&self, service: &str, known: &[InstanceId]) -> Vec<InstanceId> {
@@ -216,4 +232,32 @@ fn missing_image(image: &str) -> BackendError {
     BackendError::Failed(format!(
         "image {image} is not on the Docker host (rollout never pulls): build it (`docker build -t {image} .`) or pull it (`docker pull {image}`)"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_daemon_that_does_not_answer_keeps_the_records_of_its_containers() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("docker.sock");
+        let connection = Arc::new(Connection::at_socket(socket.to_str().unwrap()));
+        let runner = DockerRunner::new(connection, dir.path());
+        let row = InstanceRow {
+            id: "web-r1-1".into(),
+            service: "web".into(),
+            revision: "r1".into(),
+            pid: 0,
+            start_ticks: 0,
+            port: 8080,
+            started_ms: 0,
+        };
+        // Not "gone" (which would forget a container that may well run).
+        let Err(BackendError::Failed(why)) = runner.adopt(&row, &dir.path().join("log")).await
+        else {
+            panic!("adopting without a daemon did not fail");
+        };
+        assert!(why.contains("cannot reach the Docker daemon"), "{why}");
+    }
 }

@@ -409,7 +409,7 @@ impl Fleet {
             };
             let log = self.log_path(&row.id);
             let run = match &launch {
-                Some(_) => self.runner.adopt(&row, &log).await,
+                Some(_) => self.runner.adopt(&row, &log).await?,
                 None => None,
             };
             let (Some(launch), Some(run)) = (launch, run) else {

@@ -32,8 +32,13 @@ pub trait Runner: Send + Sync {
     /// Start one instance. Returns once it runs (not once it is ready).
     async fn start(&self, request: StartRequest<'_>) -> Result<Arc<dyn Running>, BackendError>;
     /// The instance an earlier agent started and recorded as `row`, if it
-    /// still runs; its output goes on to `log`.
-    async fn adopt(&self, row: &InstanceRow, log: &Path) -> Option<Arc<dyn Running>>;
+    /// still runs; its output goes on to `log`. An error means it cannot
+    /// be told (the Docker daemon does not answer): the record must stay.
+    async fn adopt(
+        &self,
+        row: &InstanceRow,
+        log: &Path,
+    ) -> Result<Option<Arc<dyn Running>>, BackendError>;
     /// Remove the instances of `service` this runner finds that are not in
     /// `known` (started by an agent that died before recording them);
     /// their ids.

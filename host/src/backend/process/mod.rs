@@ -67,15 +67,19 @@ impl Runner for ProcessRunner {
         }))
     }
 
-    async fn adopt(&self, row: &InstanceRow, _log: &Path) -> Option<Arc<dyn Running>> {
-        os::alive(row.pid, row.start_ticks).then(|| {
+    async fn adopt(
+        &self,
+        row: &InstanceRow,
+        _log: &Path,
+    ) -> Result<Option<Arc<dyn Running>>, BackendError> {
+        Ok(os::alive(row.pid, row.start_ticks).then(|| {
             Arc::new(Process {
                 pid: row.pid,
                 start_ticks: row.start_ticks,
                 child: Mutex::new(None),
                 gone: AtomicBool::new(false),
             }) as Arc<dyn Running>
-        })
+        }))
     }
 
     async fn sweep(&self, _service: &str, _known: &[InstanceId]) -> Vec<InstanceId> {
