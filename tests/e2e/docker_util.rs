@@ -76,6 +76,23 @@ pub fn docker_ready() -> bool {
     );
 }
 
+/// The gate of a test that needs Docker Swarm: [`docker_ready`], then a
+/// single-node Swarm, initialised here (on 127.0.0.1) if the daemon is not
+/// in one yet, and left after.
+pub fn swarm_ready() -> bool {
+    if !docker_ready() {
+        return false;
+    }
+    static SWARM: OnceLock<()> = OnceLock::new();
+    SWARM.get_or_init(|| {
+        let state = docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"]);
+        if state != "active" {
+            docker(&["swarm", "init", "--advertise-addr", "127.0.0.1"]);
+        }
+    });
+    true
+}
+
 /// Run `docker args`; its stdout, trimmed. Panics with its stderr on failure.
 pub fn docker(args: &[&str]) -> String {
     let out = Command::new("docker")
@@ -183,9 +200,9 @@ fn has_interpreter(path: &Path) -> bool {
     })
 }
 
-/// Remove (with `docker rm -f`) every container labelled
-/// `rollout.home=<home>`, as given or canonical. Does nothing when no
-/// daemon answers; never panics (it runs in `Drop`).
+/// Remove every Swarm service (`docker service rm`) and every container
+/// (`docker rm -f`) labelled `rollout.home=<home>`, as given or canonical.
+/// Does nothing when no daemon answers; never panics (it runs in `Drop`).
 pub fn remove_containers_of(home: &Path) {
     if !docker_available() {
         return;
@@ -196,26 +213,47 @@ pub fn remove_containers_of(home: &Path) {
     {
         homes.push(canonical);
     }
+    let kinds: [(&[&str], &[&str]); 2] = [
+        (&["service", "ls", "-q"], &["service", "rm"]),
+        (&["ps", "-aq"], &["rm", "-f"]),
+    ];
     for home in homes {
-        let Ok(out) = Command::new("docker")
-            .args(["ps", "-aq", "--filter"])
-            .arg(format!("label=rollout.home={}", home.display()))
-            .output()
-        else {
-            continue;
-        };
-        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .map(str::to_string)
-            .collect();
-        if !ids.is_empty() {
-            let _ = Command::new("docker")
-                .args(["rm", "-f"])
-                .args(&ids)
-                .stdout(Stdio::null())
-                .status();
+        for (list, remove) in kinds {
+            let Ok(out) = Command::new("docker")
+                .args(list)
+                .arg("--filter")
+                .arg(format!("label=rollout.home={}", home.display()))
+                .output()
+            else {
+                continue;
+            };
+            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(str::to_string)
+                .collect();
+            if !ids.is_empty() {
+                let _ = Command::new("docker")
+                    .args(remove)
+                    .args(&ids)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
         }
     }
+}
+
+/// Ids of the Swarm services labelled `rollout.home=<home>` and
+/// `rollout.service=<service>`, sorted.
+pub fn services_of(home: &Path, service: &str) -> Vec<String> {
+    let home = format!("label=rollout.home={}", home.display());
+    let service = format!("label=rollout.service={service}");
+    let out = docker(&[
+        "service", "ls", "-q", "--filter", &home, "--filter", &service,
+    ]);
+    let mut ids: Vec<String> = out.split_whitespace().map(str::to_string).collect();
+    ids.sort();
+    ids
 }
 
 /// Ids of the running containers labelled `rollout.home=<home>` and

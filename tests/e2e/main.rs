@@ -1,8 +1,9 @@
 //! End-to-end tests: drive the real `rollout` binary.
 
 /// The shared backend suite: for each test body `fn name(agent: Agent)` of
-/// the module, a `#[test]` on each backend, `process::name` and
-/// `docker::name`, so every backend passes the same tests.
+/// the module, a `#[test]` on each backend, `process::name`,
+/// `docker::name` and `swarm::name`, so every backend passes the same
+/// tests.
 macro_rules! on_each_backend {
     ($($name:ident),* $(,)?) => {
         mod process {
@@ -23,6 +24,16 @@ macro_rules! on_each_backend {
                 }
             )*
         }
+        mod swarm {
+            $(
+                #[test]
+                fn $name() {
+                    if crate::docker_util::swarm_ready() {
+                        super::$name(crate::util::Agent::start_on(crate::util::On::Swarm));
+                    }
+                }
+            )*
+        }
     };
 }
 
@@ -34,4 +45,5 @@ mod proxy;
 mod python;
 mod scenarios;
 mod sdk;
+mod swarm;
 mod util;

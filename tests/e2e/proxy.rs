@@ -364,14 +364,16 @@ fn a_canary_with_twenty_percent_errors_is_rolled_back_at_the_first_analysis() {
 fn a_slow_canary_is_rolled_back() {
     let agent = Agent::start();
     let (sets, addr) = front_door(&agent, &[]);
-    let load = Load::start(&addr, 4, Duration::from_millis(1), |_| get_request(""));
+    // Every slow answer holds its client 200 ms: more clients, and fewer
+    // requests needed, so a loaded machine still gives the analysis enough.
+    let load = Load::start(&addr, 8, Duration::from_millis(1), |_| get_request(""));
     // 200 ms against about 1: far beyond the ratio and its slack, however
     // loaded the machine; half the traffic, so the hold sees enough of it.
     let (run, _) = canary(
         &agent,
         &sets,
         "LATENCY_MS=200",
-        &["--param", "steps=50,100"],
+        &["--param", "steps=50,100", "--param", "min-requests=20"],
     );
     let tally = load.finish();
     assert_eq!(run.code, 2, "{run:#?}");

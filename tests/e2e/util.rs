@@ -130,6 +130,8 @@ pub enum On {
     Process,
     /// Containers on the local Docker daemon.
     Docker,
+    /// Tasks of a single-node Docker Swarm.
+    Swarm,
 }
 
 /// A running `rollout serve` in a home of its own; stopped, with every
@@ -206,7 +208,7 @@ impl Agent {
     /// backend into the home; its path. `extra` is appended to the
     /// `[revision.env]` table.
     pub fn spec(&self, name: &str, version: &str, extra_env: &str) -> PathBuf {
-        if self.on == On::Docker {
+        if self.on != On::Process {
             return self.docker_spec(name, version, extra_env);
         }
         let revision = format!(
@@ -216,19 +218,22 @@ impl Agent {
         self.write_spec(&format!("{name}-{version}.toml"), name, "", &revision)
     }
 
-    /// Write a spec for the `docker` backend running image
-    /// `rollout-e2e-demo:<tag>` (built by [`demo_images`]; the image sets
-    /// `VERSION`) into the home, with the same health, guardrails and policy
-    /// as [`Agent::spec`]; its path. `extra_env` holds inline-table entries
-    /// (`ERROR_RATE = "0.2"`; a leading `, ` as in [`Agent::spec`] is fine)
-    /// and becomes `[revision] env` when not empty.
+    /// Write a spec for the `docker` backend (`swarm` on a Swarm agent)
+    /// running image `rollout-e2e-demo:<tag>` (built by [`demo_images`];
+    /// the image sets `VERSION`) into the home, with the same health,
+    /// guardrails and policy as [`Agent::spec`]; its path. `extra_env` holds
+    /// inline-table entries (`ERROR_RATE = "0.2"`; a leading `, ` as in
+    /// [`Agent::spec`] is fine) and becomes `[revision] env` when not empty.
     pub fn docker_spec(&self, name: &str, tag: &str, extra_env: &str) -> PathBuf {
         let mut revision = format!("image = \"{}:{tag}\"", demo_images());
         let env = extra_env.trim().trim_start_matches(',').trim();
         if !env.is_empty() {
             revision.push_str(&format!("\nenv = {{ {env} }}"));
         }
-        let backend = "backend = \"docker\"\n";
+        let backend = match self.on {
+            On::Swarm => "backend = \"swarm\"\n",
+            On::Process | On::Docker => "backend = \"docker\"\n",
+        };
         self.write_spec(
             &format!("{name}-{tag}.docker.toml"),
             name,
@@ -302,6 +307,7 @@ params = {{ min-ready-ms = "400ms", ready-timeout-ms = "5s" }}
                 pids
             }
             On::Docker => crate::docker_util::containers_of(self.home.path(), service),
+            On::Swarm => crate::docker_util::services_of(self.home.path(), service),
         }
     }
 
@@ -313,6 +319,10 @@ params = {{ min-ready-ms = "400ms", ready-timeout-ms = "5s" }}
             On::Docker => {
                 let id = format!("id={handle}");
                 !crate::docker_util::docker(&["ps", "-q", "--filter", &id]).is_empty()
+            }
+            On::Swarm => {
+                let id = format!("id={handle}");
+                !crate::docker_util::docker(&["service", "ls", "-q", "--filter", &id]).is_empty()
             }
         }
     }

@@ -22,6 +22,7 @@ use crate::api::types::{
 use crate::backend::docker::{self, DockerRunner};
 use crate::backend::live::{Fleet, Launch, Runner};
 use crate::backend::process::ProcessRunner;
+use crate::backend::swarm::SwarmRunner;
 use crate::engine::journal::Kind;
 use crate::engine::operator::{Action, Inbox};
 use crate::model::InstanceState;
@@ -201,13 +202,8 @@ impl Agent {
     fn runner(&self, backend: BackendKind) -> Result<Arc<dyn Runner>> {
         match backend {
             BackendKind::Process => Ok(Arc::new(ProcessRunner)),
-            BackendKind::Docker => Ok(Arc::new(DockerRunner::new(
-                self.docker.clone(),
-                &self.home,
-            ))),
-            BackendKind::Swarm => Err(AgentError::Invalid(
-                "the swarm backend is not available in this agent yet (use backend = \"docker\" or \"process\"); nothing was changed".into(),
-            )),
+            BackendKind::Docker => Ok(Arc::new(DockerRunner::new(self.docker.clone(), &self.home))),
+            BackendKind::Swarm => Ok(Arc::new(SwarmRunner::new(self.docker.clone(), &self.home))),
         }
     }
 
@@ -307,7 +303,7 @@ impl Agent {
         cause: String,
     ) -> Result<Started> {
         let loaded = self.policy(policy, &spec)?;
-        if spec.backend == BackendKind::Docker {
+        if spec.backend != BackendKind::Process {
             self.check_image(&spec)?;
         }
         let service = self.service_on(&spec.name, spec.backend)?;
@@ -377,14 +373,16 @@ impl Agent {
         })
     }
 
-    /// Refuse a docker revision whose image the Docker host lacks (or a
-    /// Docker host that does not answer) before anything changes. Runs on a
-    /// blocking thread, as every rollout request does (policies compile).
+    /// Refuse a container revision whose image the Docker host lacks (or a
+    /// Docker host that does not answer) before anything changes. Rollout
+    /// requests are synchronous (policies compile), so this blocks its
+    /// thread, whether a blocking one or a worker of the multi-threaded
+    /// runtime.
     fn check_image(&self, spec: &ServiceSpec) -> Result<()> {
         let image = spec.revision.image.clone().unwrap_or_default();
         let docker = self.docker.clone();
-        tokio::runtime::Handle::current()
-            .block_on(async move { docker::check_image(&docker, &image).await })
+        let check = async move { docker::check_image(&docker, &image).await };
+        tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(check))
             .map_err(|e| AgentError::Invalid(format!("{}: {e}; nothing was changed", spec.name)))
     }
 

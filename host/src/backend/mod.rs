@@ -9,6 +9,7 @@ pub mod docker;
 pub mod live;
 pub mod process;
 pub mod sim;
+pub mod swarm;
 
 use async_trait::async_trait;
 

@@ -14,10 +14,14 @@
 
 mod client;
 mod container;
+mod owner;
+pub(crate) mod watch;
 
 pub use client::Connection;
+pub(crate) use client::{api_error, is_status};
+pub use owner::{HOME_LABEL, INSTANCE_LABEL, Owner, REVISION_LABEL, SERVICE_LABEL};
+pub(crate) use owner::{entrypoint, env_lines, image, log_options};
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -26,55 +30,27 @@ use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
 };
-use sha2::{Digest, Sha256};
 
-use self::client::{api_error, is_status};
 use self::container::Container;
 use super::BackendError;
 use super::live::{Runner, Running, StartRequest};
 use crate::model::InstanceId;
 use crate::store::InstanceRow;
 
-/// Label holding the home directory of the agent that started a container.
-pub const HOME_LABEL: &str = "rollout.home";
-/// Label holding the service.
-pub const SERVICE_LABEL: &str = "rollout.service";
-/// Label holding the revision.
-pub const REVISION_LABEL: &str = "rollout.revision";
-/// Label holding the instance id.
-pub const INSTANCE_LABEL: &str = "rollout.instance";
-
 /// Runs instances as containers of one Docker host.
 pub struct DockerRunner {
     docker: Arc<Connection>,
-    /// The agent's home, as its containers' [`HOME_LABEL`].
-    home: String,
-    /// Short digest of `home`, in container names: two agents on one
-    /// Docker host never share a name.
-    key: String,
+    owner: Owner,
 }
 
 impl DockerRunner {
     /// Containers of the agent whose home is `home`, on the Docker host of
     /// `docker`.
     pub fn new(docker: Arc<Connection>, home: &Path) -> DockerRunner {
-        let home = home.display().to_string();
-        let digest = Sha256::digest(home.as_bytes());
-        let key = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-        DockerRunner { docker, home, key }
-    }
-
-    fn name(&self, id: &str) -> String {
-        format!("rollout-{}-{id}", self.key)
-    }
-
-    fn labels(&self, request: &StartRequest<'_>) -> HashMap<String, String> {
-        HashMap::from([
-            (HOME_LABEL.to_string(), self.home.clone()),
-            (SERVICE_LABEL.to_string(), request.service.to_string()),
-            (REVISION_LABEL.to_string(), request.launch.revision.clone()),
-            (INSTANCE_LABEL.to_string(), request.id.to_string()),
-        ])
+        DockerRunner {
+            docker,
+            owner: Owner::new(home),
+        }
     }
 
     /// Remove container `name` whatever its state; gone already is fine.
@@ -93,31 +69,16 @@ impl Runner for DockerRunner {
     async fn start(&self, request: StartRequest<'_>) -> Result<Arc<dyn Running>, BackendError> {
         let docker = self.docker.get().await?;
         let launch = request.launch;
-        let image = launch.image.clone().ok_or_else(|| {
-            BackendError::Failed(format!("revision {} names no image", launch.revision))
-        })?;
-        let name = self.name(request.id);
-        let (entrypoint, cmd) = match (launch.command.is_empty(), launch.args.is_empty()) {
-            (false, _) => (
-                Some(vec![launch.command.clone()]),
-                Some(launch.args.clone()),
-            ),
-            (true, false) => (None, Some(launch.args.clone())),
-            (true, true) => (None, None),
-        };
+        let image = image(launch)?;
+        let name = self.owner.name(request.id);
+        let (entrypoint, cmd) = entrypoint(launch);
         let body = ContainerCreateBody {
             image: Some(image.clone()),
             entrypoint,
             cmd,
             working_dir: launch.workdir.as_ref().map(|d| d.display().to_string()),
-            env: Some(
-                request
-                    .env
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect(),
-            ),
-            labels: Some(self.labels(&request)),
+            env: Some(env_lines(request.env)),
+            labels: Some(self.owner.labels(&request)),
             host_config: Some(HostConfig {
                 // The instance listens on its loopback `$PORT` on this host.
                 network_mode: Some("host".to_string()),
@@ -128,10 +89,7 @@ impl Runner for DockerRunner {
                 // Docker's own copy of the output, capped like the mirror.
                 log_config: Some(HostConfigLogConfig {
                     typ: Some("json-file".to_string()),
-                    config: Some(HashMap::from([
-                        ("max-size".to_string(), launch.log_max_bytes.to_string()),
-                        ("max-file".to_string(), "2".to_string()),
-                    ])),
+                    config: Some(log_options(launch.log_max_bytes)),
                 }),
                 ..HostConfig::default()
             }),
@@ -166,16 +124,15 @@ impl Runner for DockerRunner {
         log: &Path,
     ) -> Result<Option<Arc<dyn Running>>, BackendError> {
         let docker = self.docker.get().await?;
-        let name = self.name(&row.id);
+        let name = self.owner.name(&row.id);
         let inspected = match docker.inspect_container(&name, None).await {
             Ok(inspected) => inspected,
             Err(e) if is_status(&e, 404) => return Ok(None),
             Err(e) => return Err(api_error(&format!("inspecting {name}"), &e)),
         };
-        let ours = inspected
-            .config
-            .and_then(|c| c.labels)
-            .is_some_and(|l| l.get(HOME_LABEL) == Some(&self.home));
+        let ours = self
+            .owner
+            .owns(inspected.config.as_ref().and_then(|c| c.labels.as_ref()));
         let running = inspected.state.and_then(|s| s.running) == Some(true);
         if !(ours && running) {
             if ours {
@@ -190,13 +147,7 @@ impl Runner for DockerRunner {
         let Ok(docker) = self.docker.get().await else {
             return Vec::new();
         };
-        let filters = HashMap::from([(
-            "label",
-            vec![
-                format!("{HOME_LABEL}={}", self.home),
-                format!("{SERVICE_LABEL}={service}"),
-            ],
-        )]);
+        let filters = self.owner.filters(service);
         let list = ListContainersOptionsBuilder::new()
             .all(true)
             .filters(&filters)

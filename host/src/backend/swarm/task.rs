@@ -1,0 +1,249 @@
+//! One instance on Swarm: the task of its one-replica service, followed
+//! through the manager's API.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::models::TaskState;
+use bollard::query_parameters::{
+    KillContainerOptionsBuilder, ListTasksOptionsBuilder, LogsOptionsBuilder,
+};
+
+use crate::backend::BackendError;
+use crate::backend::docker::watch::Watch;
+use crate::backend::docker::{api_error, is_status};
+use crate::backend::live::Running;
+
+/// How often a task's state is read from the manager.
+const POLL: Duration = Duration::from_millis(50);
+
+/// A task the fleet runs.
+pub struct Task {
+    docker: Docker,
+    /// Its service.
+    service: String,
+    /// The Swarm node whose Docker daemon the agent talks to.
+    local_node: Option<String>,
+    /// Its container, once it has one on the agent's own node.
+    local_container: Mutex<Option<String>>,
+    watch: Watch,
+}
+
+impl Task {
+    /// Follow the task of service `service`: its state until it ends, and
+    /// its output into `log` (from its start, replacing what the file held
+    /// when `replay`).
+    pub fn watch(
+        docker: Docker,
+        service: String,
+        local_node: Option<String>,
+        log: &Path,
+        replay: bool,
+    ) -> Arc<dyn Running> {
+        let task = Arc::new(Task {
+            docker,
+            service,
+            local_node,
+            local_container: Mutex::new(None),
+            watch: Watch::default(),
+        });
+        tokio::spawn(task.clone().follow(log.to_path_buf(), replay));
+        task
+    }
+
+    /// Read the task's state until it ends; mirror its output once it runs
+    /// (or once it ended without running, to keep why).
+    async fn follow(self: Arc<Self>, log: PathBuf, replay: bool) {
+        let mut id: Option<String> = None;
+        let mut mirroring = false;
+        loop {
+            let task = match &id {
+                None => match tasks(&self.docker, &self.service).await {
+                    Ok(mut found) => found.pop(),
+                    Err(e) if is_status(&e, 404) => {
+                        self.watch.end("its service was removed".into());
+                        return;
+                    }
+                    Err(_) => None,
+                },
+                Some(task) => match self.docker.inspect_task(task).await {
+                    Ok(task) => Some(task),
+                    // Reaped once shut down.
+                    Err(e) if is_status(&e, 404) => {
+                        self.watch.end("stopped".into());
+                        return;
+                    }
+                    Err(_) => None,
+                },
+            };
+            if let Some(task) = task {
+                id = task.id.clone();
+                self.note_container(&task);
+                let state = task.status.as_ref().and_then(|s| s.state);
+                let ended = state.is_some_and(ended);
+                if !mirroring && (state == Some(TaskState::RUNNING) || ended) {
+                    mirroring = true;
+                    tokio::spawn(self.clone().mirror(log.clone(), replay, !ended));
+                }
+                if ended {
+                    self.watch.end(describe(&task));
+                    return;
+                }
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Append the task's output to `log`; with `follow`, until it ends,
+    /// else what there is. On the agent's own node the container's log
+    /// stream ends with the container; a service's (elsewhere) only with
+    /// the service, so the end of a remote task waits a little for its last
+    /// lines instead.
+    async fn mirror(self: Arc<Self>, log: PathBuf, replay: bool, follow: bool) {
+        let options = LogsOptionsBuilder::new()
+            .follow(follow)
+            .stdout(true)
+            .stderr(true)
+            .build();
+        let local = self
+            .local_container
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match local {
+            Some(container) => {
+                let stream = self.docker.logs(&container, Some(options));
+                self.watch.mirror(&log, replay, stream).await;
+            }
+            None => {
+                let stream = self.docker.service_logs(&self.service, Some(options));
+                self.watch.mirror(&log, replay, stream).await;
+            }
+        }
+    }
+
+    /// Remember the task's container if it runs on the agent's own node.
+    fn note_container(&self, task: &bollard::models::Task) {
+        let container = task
+            .status
+            .as_ref()
+            .and_then(|s| s.container_status.as_ref())
+            .and_then(|c| c.container_id.clone());
+        if container.is_some() && task.node_id.is_some() && task.node_id == self.local_node {
+            *self
+                .local_container
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = container;
+        }
+    }
+
+    /// Signal the task's container directly, if it is on the agent's own
+    /// node; false if it is not (or not known yet).
+    async fn signal_locally(&self, signal: &str) -> bool {
+        let container = self
+            .local_container
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let Some(container) = container else {
+            return false;
+        };
+        let options = KillContainerOptionsBuilder::new().signal(signal).build();
+        // Not running any more is what was wanted.
+        let _ = self.docker.kill_container(&container, Some(options)).await;
+        true
+    }
+
+    async fn remove_service(&self) {
+        // Gone already is what was wanted.
+        let _ = self.docker.delete_service(&self.service).await;
+    }
+}
+
+#[async_trait]
+impl Running for Task {
+    fn identity(&self) -> (i64, u64) {
+        (0, 0)
+    }
+
+    fn exited(&self) -> Option<String> {
+        self.watch.exited()
+    }
+
+    /// SIGTERM its container when it runs on the agent's own node: removing
+    /// the service would first make Swarm wait a fixed 2 s for its routing
+    /// mesh to converge (moby's `defaultGossipConvergeDelay`), which the
+    /// front door, already drained, does not need. On another node: remove
+    /// its service, and Swarm sends SIGTERM, then SIGKILL after the
+    /// service's stop grace period (the spec's `stop-grace`).
+    async fn terminate(&self) {
+        if !self.signal_locally("SIGTERM").await {
+            self.remove_service().await;
+        }
+    }
+
+    /// SIGKILL its container on the agent's own node; elsewhere Swarm
+    /// kills the task when its grace period ends.
+    async fn kill(&self) {
+        self.signal_locally("SIGKILL").await;
+    }
+
+    async fn remove(&self) {
+        self.remove_service().await;
+    }
+}
+
+/// The tasks of service `service`, oldest first.
+async fn tasks(
+    docker: &Docker,
+    service: &str,
+) -> Result<Vec<bollard::models::Task>, bollard::errors::Error> {
+    let filters = HashMap::from([("service", vec![service.to_string()])]);
+    let options = ListTasksOptionsBuilder::new().filters(&filters).build();
+    let mut found = docker.list_tasks(Some(options)).await?;
+    found.sort_by_key(|t| t.version.as_ref().and_then(|v| v.index));
+    Ok(found)
+}
+
+/// True when service `service` has a running task.
+pub async fn running(docker: &Docker, service: &str) -> Result<bool, BackendError> {
+    let found = tasks(docker, service)
+        .await
+        .map_err(|e| api_error(&format!("listing the tasks of {service}"), &e))?;
+    Ok(found
+        .iter()
+        .any(|t| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING)))
+}
+
+/// True for a state a task never leaves.
+fn ended(state: TaskState) -> bool {
+    matches!(
+        state,
+        TaskState::COMPLETE
+            | TaskState::SHUTDOWN
+            | TaskState::FAILED
+            | TaskState::REJECTED
+            | TaskState::REMOVE
+            | TaskState::ORPHANED
+    )
+}
+
+/// How a task ended, in words: its exit status, or Swarm's reason.
+fn describe(task: &bollard::models::Task) -> String {
+    let status = task.status.clone().unwrap_or_default();
+    let code = status.container_status.and_then(|c| c.exit_code);
+    let state = status.state.map(|s| s.to_string()).unwrap_or_default();
+    let exited = matches!(status.state, Some(TaskState::FAILED | TaskState::COMPLETE));
+    match (code, status.err.filter(|e| !e.is_empty())) {
+        (Some(code), _) if exited => format!("exit status: {code}"),
+        (_, Some(err)) => format!("task {state}: {err}"),
+        _ => format!(
+            "task {state}: {}",
+            status.message.unwrap_or_else(|| "no reason given".into())
+        ),
+    }
+}
