@@ -166,12 +166,12 @@ fn container_logs_are_read_and_unrecorded_containers_removed_on_restart() {
     // A container of this agent's, started by an agent that died before
     // recording it.
     agent.kill();
-    let home = agent.home.path().display().to_string();
     let orphan = run_container(
         &format!("{DEMO_IMAGE}:v1"),
         free_port(),
         &[
-            format!("rollout.home={home}"),
+            format!("rollout.agent={}", agent.id()),
+            format!("rollout.home={}", agent.home.path().display()),
             "rollout.service=web".into(),
             "rollout.instance=web-r1-99".into(),
         ],

@@ -40,6 +40,7 @@ fn task_logs_are_read_and_unrecorded_services_removed_on_restart() {
     // A service of this agent's, created by an agent that died before
     // recording it.
     agent.kill();
+    let ours = format!("rollout.agent={}", agent.id());
     let home = format!("rollout.home={}", agent.home.path().display());
     let port = format!("PORT={}", free_port());
     let image = format!("{DEMO_IMAGE}:v1");
@@ -52,6 +53,8 @@ fn task_logs_are_read_and_unrecorded_services_removed_on_restart() {
         "host",
         "--restart-condition",
         "none",
+        "--label",
+        &ours,
         "--label",
         &home,
         "--label",

@@ -80,8 +80,10 @@ pub struct Agent {
     store: Arc<Store>,
     runtime: Arc<Runtime>,
     services: Mutex<HashMap<String, Arc<Service>>>,
-    /// The Docker host, for services on the docker backend.
+    /// The Docker host, for services on the docker and swarm backends.
     docker: Arc<docker::Connection>,
+    /// This agent, as its containers and Swarm services are labelled.
+    owner: docker::Owner,
     /// Signalled whenever a journal entry is stored or a rollout ends.
     journal_changed: Arc<Notify>,
 }
@@ -110,6 +112,7 @@ impl Agent {
             runtime: Arc::new(runtime),
             services: Mutex::new(HashMap::new()),
             docker: Arc::default(),
+            owner: docker::Owner::of_home(home)?,
             journal_changed: Arc::new(Notify::new()),
         });
         for name in agent.store.services()? {
@@ -202,8 +205,14 @@ impl Agent {
     fn runner(&self, backend: BackendKind) -> Result<Arc<dyn Runner>> {
         match backend {
             BackendKind::Process => Ok(Arc::new(ProcessRunner)),
-            BackendKind::Docker => Ok(Arc::new(DockerRunner::new(self.docker.clone(), &self.home))),
-            BackendKind::Swarm => Ok(Arc::new(SwarmRunner::new(self.docker.clone(), &self.home))),
+            BackendKind::Docker => Ok(Arc::new(DockerRunner::new(
+                self.docker.clone(),
+                self.owner.clone(),
+            ))),
+            BackendKind::Swarm => Ok(Arc::new(SwarmRunner::new(
+                self.docker.clone(),
+                self.owner.clone(),
+            ))),
         }
     }
 

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::Docker;
@@ -11,8 +12,12 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 
+use super::client::is_status;
 use super::watch::Watch;
 use crate::backend::live::Running;
+
+/// Pause before waiting again for a container whose wait was cut short.
+const REWAIT: Duration = Duration::from_millis(500);
 
 /// A container the fleet runs.
 pub struct Container {
@@ -46,17 +51,40 @@ impl Container {
         self.watch.mirror(&log, replay, stream).await;
     }
 
-    /// Note how the container ended, once it has.
+    /// Note how the container ended, once it has. A wait cut short (the
+    /// daemon restarting, a dropped socket) is not an end: the container
+    /// is looked at, and waited for again while it runs.
     async fn wait(self: Arc<Self>) {
-        let how = match self.docker.wait_container(&self.name, None).next().await {
-            Some(Ok(answer)) => format!("exit status: {}", answer.status_code),
-            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => {
-                format!("exit status: {code}")
+        loop {
+            let how = match self.docker.wait_container(&self.name, None).next().await {
+                Some(Ok(answer)) => Some(format!("exit status: {}", answer.status_code)),
+                Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => {
+                    Some(format!("exit status: {code}"))
+                }
+                Some(Err(_)) | None => self.looked_at().await,
+            };
+            if let Some(how) = how {
+                self.watch.end(how);
+                return;
             }
-            Some(Err(e)) => format!("lost track of it: {e}"),
-            None => "lost track of it: the wait ended without a status".to_string(),
-        };
-        self.watch.end(how);
+            tokio::time::sleep(REWAIT).await;
+        }
+    }
+
+    /// How the container ended, if it has (`None`: it runs, or the daemon
+    /// cannot say now).
+    async fn looked_at(&self) -> Option<String> {
+        match self.docker.inspect_container(&self.name, None).await {
+            Ok(inspected) => {
+                let state = inspected.state.unwrap_or_default();
+                match state.running {
+                    Some(true) => None,
+                    _ => Some(format!("exit status: {}", state.exit_code.unwrap_or(-1))),
+                }
+            }
+            Err(e) if is_status(&e, 404) => Some("its container was removed".to_string()),
+            Err(_) => None,
+        }
     }
 
     async fn signal(&self, signal: &str) {

@@ -19,7 +19,7 @@ pub(crate) mod watch;
 
 pub use client::Connection;
 pub(crate) use client::{api_error, is_status};
-pub use owner::{HOME_LABEL, INSTANCE_LABEL, Owner, REVISION_LABEL, SERVICE_LABEL};
+pub use owner::{AGENT_LABEL, HOME_LABEL, INSTANCE_LABEL, Owner, REVISION_LABEL, SERVICE_LABEL};
 pub(crate) use owner::{entrypoint, env_lines, image, log_options};
 
 use std::path::Path;
@@ -44,13 +44,9 @@ pub struct DockerRunner {
 }
 
 impl DockerRunner {
-    /// Containers of the agent whose home is `home`, on the Docker host of
-    /// `docker`.
-    pub fn new(docker: Arc<Connection>, home: &Path) -> DockerRunner {
-        DockerRunner {
-            docker,
-            owner: Owner::new(home),
-        }
+    /// Containers of agent `owner`, on the Docker host of `docker`.
+    pub fn new(docker: Arc<Connection>, owner: Owner) -> DockerRunner {
+        DockerRunner { docker, owner }
     }
 
     /// Remove container `name` whatever its state; gone already is fine.
@@ -194,7 +190,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("docker.sock");
         let connection = Arc::new(Connection::at_socket(socket.to_str().unwrap()));
-        let runner = DockerRunner::new(connection, dir.path());
+        let runner = DockerRunner::new(connection, Owner::of_home(dir.path()).unwrap());
         let row = InstanceRow {
             id: "web-r1-1".into(),
             service: "web".into(),

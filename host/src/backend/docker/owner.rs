@@ -8,7 +8,10 @@ use sha2::{Digest, Sha256};
 
 use crate::backend::live::{Launch, StartRequest};
 
-/// Label holding the home directory of the agent that started it.
+/// Label holding the id of the agent that started it: what makes it ours.
+pub const AGENT_LABEL: &str = "rollout.agent";
+/// Label holding the home directory of the agent that started it (for
+/// people and scripts; two agents may share a home path on two machines).
 pub const HOME_LABEL: &str = "rollout.home";
 /// Label holding the service.
 pub const SERVICE_LABEL: &str = "rollout.service";
@@ -22,28 +25,46 @@ pub const INSTANCE_LABEL: &str = "rollout.instance";
 pub struct Owner {
     /// The agent's home, as [`HOME_LABEL`].
     home: String,
-    /// Short digest of `home`, in names: two agents on one Docker host
-    /// never share a name.
-    key: String,
+    /// The agent's id (8 hex digits, made once per home), as
+    /// [`AGENT_LABEL`] and in names: two agents on one Docker host never
+    /// share a name or take each other's containers.
+    id: String,
 }
 
 impl Owner {
-    /// The agent whose home is `home`.
-    pub fn new(home: &Path) -> Owner {
-        let home = home.display().to_string();
-        let digest = Sha256::digest(home.as_bytes());
-        let key = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-        Owner { home, key }
+    /// The agent whose home is `home`: its id is read from `HOME/agent.id`,
+    /// made there the first time.
+    pub fn of_home(home: &Path) -> std::io::Result<Owner> {
+        let file = home.join("agent.id");
+        let id = match std::fs::read_to_string(&file) {
+            Ok(id) if is_id(id.trim()) => id.trim().to_string(),
+            _ => {
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos();
+                let seed = format!("{}:{}:{nanos}", home.display(), std::process::id());
+                let digest = Sha256::digest(seed.as_bytes());
+                let id: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+                std::fs::write(&file, format!("{id}\n"))?;
+                id
+            }
+        };
+        Ok(Owner {
+            home: home.display().to_string(),
+            id,
+        })
     }
 
     /// The name of instance `id`'s container or service.
     pub fn name(&self, id: &str) -> String {
-        format!("rollout-{}-{id}", self.key)
+        format!("rollout-{}-{id}", self.id)
     }
 
     /// The labels of the instance `request` starts.
     pub fn labels(&self, request: &StartRequest<'_>) -> HashMap<String, String> {
         HashMap::from([
+            (AGENT_LABEL.to_string(), self.id.clone()),
             (HOME_LABEL.to_string(), self.home.clone()),
             (SERVICE_LABEL.to_string(), request.service.to_string()),
             (REVISION_LABEL.to_string(), request.launch.revision.clone()),
@@ -53,7 +74,7 @@ impl Owner {
 
     /// True when `labels` mark something of this agent's.
     pub fn owns(&self, labels: Option<&HashMap<String, String>>) -> bool {
-        labels.is_some_and(|l| l.get(HOME_LABEL) == Some(&self.home))
+        labels.is_some_and(|l| l.get(AGENT_LABEL) == Some(&self.id))
     }
 
     /// The label filters that select this agent's objects of `service`.
@@ -61,7 +82,7 @@ impl Owner {
         HashMap::from([(
             "label",
             vec![
-                format!("{HOME_LABEL}={}", self.home),
+                format!("{AGENT_LABEL}={}", self.id),
                 format!("{SERVICE_LABEL}={service}"),
             ],
         )])
@@ -100,4 +121,30 @@ pub fn log_options(max_bytes: u64) -> HashMap<String, String> {
         ("max-size".to_string(), max_bytes.to_string()),
         ("max-file".to_string(), "2".to_string()),
     ])
+}
+
+/// True for an agent id: 8 lowercase hex digits.
+fn is_id(text: &str) -> bool {
+    text.len() == 8
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_agent_keeps_its_id_and_two_homes_differ() {
+        let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let first = Owner::of_home(one.path()).unwrap();
+        assert!(is_id(&first.id), "{}", first.id);
+        assert_eq!(Owner::of_home(one.path()).unwrap().id, first.id);
+        assert_ne!(Owner::of_home(two.path()).unwrap().id, first.id);
+        assert_eq!(
+            first.name("web-r1-1"),
+            format!("rollout-{}-web-r1-1", first.id)
+        );
+    }
 }

@@ -50,12 +50,12 @@ pub struct SwarmRunner {
 }
 
 impl SwarmRunner {
-    /// Services of the agent whose home is `home`, on the Swarm managed by
-    /// the Docker host of `docker`.
-    pub fn new(docker: Arc<Connection>, home: &Path) -> SwarmRunner {
+    /// Services of agent `owner`, on the Swarm managed by the Docker host
+    /// of `docker`.
+    pub fn new(docker: Arc<Connection>, owner: Owner) -> SwarmRunner {
         SwarmRunner {
             docker,
-            owner: Owner::new(home),
+            owner,
             local_node: tokio::sync::OnceCell::new(),
         }
     }
