@@ -199,3 +199,27 @@ async fn a_new_fleet_re_adopts_running_instances_and_forgets_gone_ones() {
     assert_eq!(next, "svc-r1-3", "ids continue after the adopted ones");
     again.stop(&[ids[0].clone(), next]).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_starting_instance_is_seen_ready_long_before_its_interval() {
+    let (dir, fleet) = fleet();
+    let flag = dir.path().join("up");
+    let health = HealthSpec {
+        exec: Some(vec!["test".into(), "-f".into(), flag.display().to_string()]),
+        interval: 60_000,
+        ..HealthSpec::default()
+    };
+    let script = format!("sleep 0.2; touch {}; sleep 30", flag.display());
+    fleet.register(shell("r1", &script, health));
+    let started = Instant::now();
+    let id = fleet.start("r1", 1).await.unwrap().remove(0).id;
+    until(&fleet, &id, InstanceState::Ready).await;
+    // Probes at 10, 30, 70, 150, 310 ms... after start: ready by about
+    // twice the 200 ms it takes, not a minute later.
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    fleet.stop(&[id]).await.unwrap();
+}
