@@ -174,6 +174,26 @@ mod tests {
     }
 
     #[test]
+    fn a_rollback_stops_new_instances_as_they_fail_to_restore_faster() {
+        let mut fleet = FakeFleet::new()
+            .serving("v1", 10)
+            .max_total(11)
+            .behaviour("v1", Behaviour::ready_after(1_000))
+            .behaviour("v2", Behaviour::ready_after(300).failing_after(1_500));
+        let info = fleet.info_with("v1", "v2", 10, &[("min-ready-ms", "0")]);
+        let outcome = Rolling::run(&mut fleet, &info);
+        assert!(rolled_back(&outcome).contains("no longer ready"));
+        assert_eq!((fleet.count("v1"), fleet.count("v2")), (10, 0));
+        // Failed at 1.5 s with four more replaced, each failing 0.3 s after
+        // the other while old ones take 1 s to come back: those that failed
+        // meanwhile leave together and three old ones start at once (one
+        // at a time, it took until 5.5 s).
+        let journal = fleet.journal_text();
+        assert!(journal.contains("start v1 x3"), "{journal}");
+        assert_eq!(fleet.elapsed_ms(), 3_500, "{journal}");
+    }
+
+    #[test]
     fn failures_under_threshold_complete() {
         let flaky = || Behaviour::ready_after(1_000).crashing_first(2);
         let mut fleet = FakeFleet::new().serving("v1", 3).behaviour("v2", flaky());

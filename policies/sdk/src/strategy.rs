@@ -251,15 +251,17 @@ pub fn restore(
             Err(e) => Outcome::Failed(format!("{reason}; stopping instances of {to}: {e}")),
         };
     };
-    // Instances of the new revision that are not ready serve nothing: stop
-    // them first, which also frees room under the surge guardrail.
-    let unready = ids_of(&host.list(), to, |s| s != InstanceState::Ready);
-    if let Err(e) = host.stop(&unready) {
-        host.log(Level::Warn, &format!("stopping unready instances: {e}"));
-    }
-
     let mut attempts = 0;
     loop {
+        // Instances of the new revision that are not ready (any more)
+        // serve nothing: they go at once, each round, which also frees
+        // room under the surge guardrail for more old ones at a time.
+        let unready = ids_of(&host.list(), to, |s| {
+            !matches!(s, InstanceState::Ready | InstanceState::Stopped)
+        });
+        if let Err(e) = host.stop(&unready) {
+            host.log(Level::Warn, &format!("stopping unready instances: {e}"));
+        }
         let fleet = host.list();
         let old = ids_of(&fleet, from, alive).len() as u32;
         let new = ids_of(&fleet, to, |s| s != InstanceState::Stopped);
@@ -298,8 +300,9 @@ pub fn restore(
     }
 }
 
-/// Start `count` instances, or fewer when the host's surge guardrail refuses:
-/// one at a time, and if even one is refused, after stopping one of `spare`.
+/// Start `count` instances, or fewer when the host's surge guardrail refuses
+/// (half as many each time), and if even one is refused, after stopping one
+/// of `spare`.
 fn start_within_surge(
     host: &mut impl Host,
     revision: &str,
@@ -308,7 +311,9 @@ fn start_within_surge(
 ) -> Result<Vec<InstanceId>, EffectError> {
     let ids = |v: Vec<Instance>| v.into_iter().map(|i| i.id).collect();
     match host.start(revision, count) {
-        Err(EffectError::Guardrail(_)) if count > 1 => start_within_surge(host, revision, 1, spare),
+        Err(EffectError::Guardrail(_)) if count > 1 => {
+            start_within_surge(host, revision, count / 2, spare)
+        }
         Err(EffectError::Guardrail(why)) => {
             let Some(victim) = spare.first() else {
                 return Err(EffectError::Guardrail(why));
