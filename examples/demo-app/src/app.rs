@@ -17,6 +17,8 @@ pub struct App {
     started: Instant,
     /// `None` when the app never becomes ready.
     ready_after: Option<Duration>,
+    /// When `/healthz` starts failing for good, if ever.
+    unhealthy_after: Option<Duration>,
     errors: ErrorRate,
     latency: Duration,
 }
@@ -30,6 +32,7 @@ impl App {
             version_body: format!("{}\n", config.version),
             started,
             ready_after: (!config.never_ready).then_some(config.ready_after),
+            unhealthy_after: config.unhealthy_after,
             errors: ErrorRate::new(config.error_rate),
             latency: config.latency,
         }
@@ -68,9 +71,14 @@ impl App {
         }
     }
 
-    /// `/healthz`: 200 once ready, 503 before.
+    /// `/healthz`: 200 once ready, 503 before (and after `UNHEALTHY_AFTER_MS`).
     fn health(&self) -> Response<'_> {
-        if self.is_ready() {
+        if self.is_unhealthy() {
+            Response {
+                status: Status::ServiceUnavailable,
+                body: "unhealthy\n",
+            }
+        } else if self.is_ready() {
             ok("ok\n")
         } else {
             Response {
@@ -78,6 +86,12 @@ impl App {
                 body: "starting\n",
             }
         }
+    }
+
+    /// Whether the app has turned unhealthy for good (`UNHEALTHY_AFTER_MS`).
+    fn is_unhealthy(&self) -> bool {
+        self.unhealthy_after
+            .is_some_and(|after| self.started.elapsed() >= after)
     }
 
     /// Whether the readiness delay has passed (never, with `NEVER_READY`).
@@ -130,6 +144,17 @@ mod tests {
         );
         let never = app(&[("NEVER_READY", "1")]);
         assert_eq!(never.respond(Route::Healthz).body, "starting\n");
+    }
+
+    #[test]
+    fn health_fails_for_good_after_unhealthy_after() {
+        let healthy = app(&[("UNHEALTHY_AFTER_MS", "60000")]);
+        assert_eq!(healthy.respond(Route::Healthz), ok("ok\n"));
+        let failed = app(&[("UNHEALTHY_AFTER_MS", "0")]);
+        let answer = failed.respond(Route::Healthz);
+        assert_eq!(answer.status, Status::ServiceUnavailable);
+        assert_eq!(answer.body, "unhealthy\n");
+        assert_eq!(failed.respond(Route::Root).status, Status::Ok);
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub struct Config {
     pub ready_after: Duration,
     /// `NEVER_READY`: `/healthz` always answers 503.
     pub never_ready: bool,
+    /// `UNHEALTHY_AFTER_MS`: `/healthz` answers 503 from this long after
+    /// start on (a release that passes its first checks, then fails).
+    pub unhealthy_after: Option<Duration>,
     /// `ERROR_AFTER_MS`: start logging a simulated failure every second.
     pub error_after: Option<Duration>,
     /// `EXIT_AFTER_MS`: exit(1) this long after start.
@@ -91,6 +94,7 @@ impl Config {
             crash_at_start: env.flag("CRASH_AT_START")?,
             ready_after: env.millis("READY_AFTER_MS")?.unwrap_or_default(),
             never_ready: env.flag("NEVER_READY")?,
+            unhealthy_after: env.millis("UNHEALTHY_AFTER_MS")?,
             error_after: env.millis("ERROR_AFTER_MS")?,
             exit_after: env.millis("EXIT_AFTER_MS")?,
             error_rate: env.rate("ERROR_RATE")?,
@@ -214,6 +218,7 @@ mod tests {
         assert!(!config.crash_at_start && !config.never_ready);
         assert_eq!(config.ready_after, Duration::ZERO);
         assert_eq!((config.error_after, config.exit_after), (None, None));
+        assert_eq!(config.unhealthy_after, None);
         assert_eq!(config.error_rate, 0.0);
     }
 
@@ -225,12 +230,14 @@ mod tests {
             ("ERROR_RATE", "0.2"),
             ("NEVER_READY", "true"),
             ("EXIT_AFTER_MS", "5"),
+            ("UNHEALTHY_AFTER_MS", "1500"),
         ])
         .unwrap();
         assert_eq!(config.ready_after, Duration::from_millis(300));
         assert_eq!(config.error_rate, 0.2);
         assert!(config.never_ready);
         assert_eq!(config.exit_after, Some(Duration::from_millis(5)));
+        assert_eq!(config.unhealthy_after, Some(Duration::from_millis(1500)));
     }
 
     #[test]
@@ -249,6 +256,7 @@ mod tests {
             ("VERSION", "v 2"),
             ("CRASH_AT_START", "maybe"),
             ("READY_AFTER_MS", "-1"),
+            ("UNHEALTHY_AFTER_MS", "1.5"),
             ("ERROR_RATE", "1.5"),
             ("ERROR_RATE", "NaN"),
         ] {

@@ -292,3 +292,95 @@ fn error_rate_half_fails_five_of_ten() {
     assert_eq!(failed.len(), 5, "{replies:?}");
     assert!(failed.iter().all(|reply| reply.body == "error\n"));
 }
+
+/// Runs `demo-app --check` with `PORT=port` and `env`; its exit status,
+/// stdout and stderr, and how long it took.
+fn run_check(port: Option<u16>, env: &[(&str, &str)]) -> (Option<i32>, String, String, Duration) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_demo-app"));
+    command.arg("--check").env_clear().envs(env.iter().copied());
+    if let Some(port) = port {
+        command.env("PORT", port.to_string());
+    }
+    let started = Instant::now();
+    let output = command.output().expect("run demo-app --check");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[test]
+fn check_passes_on_a_ready_app() {
+    let server = Server::start(&[]);
+    let (code, stdout, stderr, _) = run_check(Some(server.port), &[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let expected = format!(
+        "healthy: GET http://127.0.0.1:{}/healthz answered 200\n",
+        server.port
+    );
+    assert_eq!((stdout.as_str(), stderr.as_str()), (expected.as_str(), ""));
+}
+
+#[test]
+fn check_fails_on_an_unready_or_unhealthy_app() {
+    for env in [("NEVER_READY", "1"), ("UNHEALTHY_AFTER_MS", "0")] {
+        let server = Server::start(&[env]);
+        let (code, stdout, stderr, _) = run_check(Some(server.port), &[]);
+        assert_eq!(code, Some(1), "{env:?}: {stdout}{stderr}");
+        assert_eq!(stdout, "");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("answered 503, not 200"), "{stderr}");
+    }
+}
+
+#[test]
+fn unhealthy_after_turns_health_to_503_for_good() {
+    let server = Server::start(&[("UNHEALTHY_AFTER_MS", "300")]);
+    let mut client = server.connect();
+    assert_eq!(client.get("/healthz").status, 200);
+    thread::sleep(Duration::from_millis(400));
+    let failed = client.get("/healthz");
+    assert_eq!((failed.status, failed.body.as_str()), (503, "unhealthy\n"));
+    assert_eq!(client.get("/").status, 200, "only the health check fails");
+}
+
+#[test]
+fn check_fails_when_nothing_listens() {
+    let port = free_port();
+    let (code, _, stderr, _) = run_check(Some(port), &[]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.starts_with(&format!("unhealthy: GET http://127.0.0.1:{port}/healthz: ")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_gives_up_after_one_second() {
+    // Accepts connections (the kernel's backlog) and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().unwrap().port();
+    let (code, _, stderr, took) = run_check(Some(port), &[]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("no answer within 1000 ms"), "{stderr}");
+    assert!(took >= Duration::from_millis(900), "{took:?}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    drop(silent);
+}
+
+#[test]
+fn check_without_port_fails_and_says_why() {
+    let (code, stdout, stderr, _) = run_check(None, &[]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stderr.contains("PORT is required"), "{stderr}");
+}
+
+#[test]
+fn check_reaches_an_app_listening_on_every_interface() {
+    let server = Server::start(&[("HOST", "0.0.0.0")]);
+    let (code, stdout, stderr, _) = run_check(Some(server.port), &[("HOST", "0.0.0.0")]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("http://127.0.0.1:"), "{stdout}");
+}

@@ -16,7 +16,7 @@ pub struct BenchArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Human)]
     output: Output,
-    /// `rollout`: instances to replace.
+    /// `rollout`, `swarm`: instances to replace.
     #[arg(long, default_value_t = 10)]
     replicas: u32,
     /// `rollout`: how long each instance takes to become ready, in ms.
@@ -31,8 +31,41 @@ pub struct BenchArgs {
     /// `proxy`: concurrent connections of the load generator (wrk).
     #[arg(long, default_value_t = 32)]
     connections: u32,
+    /// `swarm`: the image deployed first.
+    #[arg(long, default_value = "rollout-bench-demo:v1", value_name = "IMAGE")]
+    image_v1: String,
+    /// `swarm`: the image rolled out.
+    #[arg(long, default_value = "rollout-bench-demo:v2", value_name = "IMAGE")]
+    image_v2: String,
+    /// `swarm`: an image that fails its health check once `UNHEALTHY_AFTER_MS` has passed (rolled back).
+    #[arg(long, default_value = "rollout-bench-demo:bad", value_name = "IMAGE")]
+    bad_image: String,
+    /// `swarm`: health check interval, on both sides.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    health_interval_ms: u64,
+    /// `swarm`: Swarm's update and rollback monitor period (Swarm's default: 5000).
+    #[arg(long, default_value_t = bench::swarm::SWARM_DEFAULT_MONITOR_MS, value_name = "MS")]
+    swarm_monitor_ms: u64,
+    /// `swarm`: run Swarm as `docker service update --update-parallelism 1
+    /// --update-failure-action rollback` leaves it (its defaults for the
+    /// rest: stop-first, 3 health retries, no init), not tuned to equal
+    /// safety.
+    #[arg(long)]
+    swarm_defaults: bool,
+    /// `swarm`: measure one side only.
+    #[arg(long, value_enum, value_name = "SIDE")]
+    only: Option<Side>,
     #[command(flatten)]
     limits: LimitArgs,
+}
+
+/// A side of `rollout bench swarm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Side {
+    /// Docker Swarm's own rolling update.
+    Swarm,
+    /// rollout on its swarm backend.
+    Rollout,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -43,6 +76,8 @@ enum What {
     Rollout,
     /// The front door against nginx (wrk load), and failed requests during a rollout.
     Proxy,
+    /// rollout's swarm backend against Docker Swarm's rolling update and rollback.
+    Swarm,
 }
 
 /// `--app`, else the demo-app next to this executable.
@@ -118,6 +153,26 @@ pub async fn run(_cli: &Cli, args: &BenchArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        What::Swarm => {
+            let options = bench::swarm::SwarmOptions {
+                replicas: args.replicas,
+                image_v1: args.image_v1.clone(),
+                image_v2: args.image_v2.clone(),
+                bad_image: args.bad_image.clone(),
+                health_interval_ms: args.health_interval_ms,
+                swarm_monitor_ms: args.swarm_monitor_ms,
+                swarm_defaults: args.swarm_defaults,
+                only: args.only.map(|side| match side {
+                    Side::Swarm => bench::swarm::Side::Swarm,
+                    Side::Rollout => bench::swarm::Side::Rollout,
+                }),
+            };
+            let f = bench::swarm::swarm_figures(runtime, &options).await?;
+            match args.output {
+                Output::Json => println!("{}", serde_json::to_string(&f)?),
+                Output::Human => print_swarm(&f),
+            }
+        }
         What::Rollout => {
             let app = demo_app(args)?;
             let f =
@@ -152,4 +207,56 @@ pub async fn run(_cli: &Cli, args: &BenchArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The human table of `rollout bench swarm`.
+fn print_swarm(f: &bench::swarm::SwarmFigures) {
+    let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0} ms"));
+    let times = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}x"));
+    println!(
+        "{} replicas, health check every {} ms, one at a time (max-surge 1, max-unavailable 0); Swarm monitor {} ms{}",
+        f.replicas,
+        f.health_interval_ms,
+        f.swarm_monitor_ms,
+        match f.swarm_defaults {
+            true => "; Swarm's defaults beyond parallelism 1 and failure action rollback",
+            false => "; Swarm tuned to equal safety",
+        }
+    );
+    println!(
+        "  {:<38} {:>12} {:>12} {:>9}",
+        "", "rollout", "Swarm", "speedup"
+    );
+    println!(
+        "  {:<38} {:>12} {:>12} {:>9}",
+        "update v1 -> v2",
+        ms(f.rollout_ms),
+        ms(f.swarm_ms),
+        times(f.speedup)
+    );
+    println!(
+        "  {:<38} {:>12} {:>12}",
+        "  every instance on v2",
+        ms(f.rollout_ms),
+        ms(f.swarm_all_running_ms)
+    );
+    println!(
+        "  {:<38} {:>12} {:>12} {:>9}",
+        format!("bad image (unhealthy after {} ms)", f.unhealthy_after_ms),
+        ms(f.rollback_ms),
+        ms(f.swarm_rollback_ms),
+        times(f.rollback_speedup)
+    );
+    println!(
+        "  {:<38} {:>12} {:>12}",
+        "  first failed check to rolled back",
+        ms(f.rollback_after_first_failure_ms),
+        ms(f.swarm_rollback_after_first_failure_ms)
+    );
+    if let Some(why) = &f.rollback_reason {
+        println!("  rollout rolled back: {why}");
+    }
+    if let Some(why) = &f.swarm_rollback_message {
+        println!("  Swarm: {why}");
+    }
 }
