@@ -242,8 +242,8 @@ async fn measure(
     connections: u32,
 ) -> anyhow::Result<ProxyFigures> {
     let port = free_port()?;
-    let (outcome, _) = roll(agent, spec(&tools.app, port, "v1")?).await?;
-    anyhow::ensure!(outcome == "completed", "deploying v1 ended {outcome}");
+    let (v1, _) = roll(agent, spec(&tools.app, port, "v1")?).await?;
+    anyhow::ensure!(v1.state == "completed", "deploying v1 ended {}", v1.state);
     let status: ServiceStatus = agent.status("bench")?;
     let backends: Vec<String> = status
         .instances
@@ -275,7 +275,8 @@ async fn measure(
     // A rolling update in the middle of a long load.
     let during = blocking(ours, seconds.max(10) + 4, connections);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (rollout_outcome, _) = roll(agent, spec(&tools.app, port, "v2")?).await?;
+    let (v2, _) = roll(agent, spec(&tools.app, port, "v2")?).await?;
+    let rollout_outcome = v2.state;
     let during = during.await??;
 
     Ok(ProxyFigures {

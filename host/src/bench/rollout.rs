@@ -19,6 +19,7 @@ use crate::agent::Agent;
 use crate::api::types::RunRequest;
 use crate::runtime::Runtime;
 use crate::spec::ServiceSpec;
+use crate::store::RolloutRow;
 
 /// Figures of `rollout bench rollout`; units are in the names.
 #[derive(Debug, Clone, Serialize)]
@@ -111,8 +112,11 @@ params = {{ max-surge = "{surge}", max-unavailable = "0" }}
     Ok(ServiceSpec::parse(&text, "bench", Path::new("/"))?.to_toml())
 }
 
-/// Run one rollout to its end; its outcome and wall time.
-pub(crate) async fn roll(agent: &Arc<Agent>, spec: String) -> anyhow::Result<(String, Duration)> {
+/// Run one rollout to its end: how it ended, and its wall time.
+pub(crate) async fn roll(
+    agent: &Arc<Agent>,
+    spec: String,
+) -> anyhow::Result<(RolloutRow, Duration)> {
     let started = Instant::now();
     let request = RunRequest {
         spec,
@@ -124,10 +128,9 @@ pub(crate) async fn roll(agent: &Arc<Agent>, spec: String) -> anyhow::Result<(St
     let id = agent
         .run(request)?
         .rollout
-        .context("the rollout did not start")?;
+        .context("the rollout did not start: the service already runs this spec")?;
     let ended = agent.wait(id).await?;
-    let took = started.elapsed();
-    Ok((ended.state, took))
+    Ok((ended, started.elapsed()))
 }
 
 /// Measure a rolling update of `replicas` instances of `app`.
@@ -141,14 +144,15 @@ pub async fn rollout_figures(
     let home = std::env::temp_dir().join(format!("rollout-bench-{}", std::process::id()));
     let (agent, _) = Agent::open(&home, runtime).await?;
     let result = async {
-        let (outcome, _) = roll(&agent, spec(app, replicas, "v1", ready_delay_ms, "100%")?).await?;
-        anyhow::ensure!(outcome == "completed", "deploying v1 ended {outcome}");
+        let (v1, _) = roll(&agent, spec(app, replicas, "v1", ready_delay_ms, "100%")?).await?;
+        anyhow::ensure!(v1.state == "completed", "deploying v1 ended {}", v1.state);
         roll(&agent, spec(app, replicas, "v2", ready_delay_ms, "1")?).await
     }
     .await;
     agent.stop_all().await?;
     let _ = std::fs::remove_dir_all(&home);
-    let (outcome, wall) = result?;
+    let (ended, wall) = result?;
+    let outcome = ended.state;
     let per_batch = start + Duration::from_millis(ready_delay_ms);
     let physical = per_batch * replicas;
     let ms = |d: Duration| d.as_secs_f64() * 1e3;

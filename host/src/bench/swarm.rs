@@ -83,12 +83,12 @@ use bollard::query_parameters::{
 use serde::Serialize;
 
 use crate::agent::{Agent, revision_id};
-use crate::api::types::RunRequest;
 use crate::backend::docker::{Connection, is_status};
+use crate::bench::rollout::roll;
 use crate::engine::journal::Kind;
 use crate::runtime::Runtime;
 use crate::spec::ServiceSpec as RolloutSpec;
-use crate::store::{JournalRow, RolloutRow};
+use crate::store::JournalRow;
 
 /// Label on the Swarm baseline's service, to find leftovers of an
 /// interrupted run.
@@ -836,24 +836,6 @@ params = {{ max-surge = "{surge}", max-unavailable = "0", failure-threshold = "1
             .context("the bench's own spec is invalid")?
             .to_toml(),
     )
-}
-
-/// One rollout to its end: how it ended, and its wall time.
-async fn roll(agent: &Arc<Agent>, spec: String) -> anyhow::Result<(RolloutRow, Duration)> {
-    let started = Instant::now();
-    let request = RunRequest {
-        spec,
-        origin: "bench".into(),
-        policy: None,
-        params: Vec::new(),
-        cause: None,
-    };
-    let id = agent
-        .run(request)?
-        .rollout
-        .context("the rollout did not start: the service already runs this spec")?;
-    let ended = agent.wait(id).await?;
-    Ok((ended, started.elapsed()))
 }
 
 /// rollout's side, in an agent with a temporary home.
