@@ -243,7 +243,12 @@ async fn measure(
 ) -> anyhow::Result<ProxyFigures> {
     let port = free_port()?;
     let (v1, _) = roll(agent, spec(&tools.app, port, "v1")?).await?;
-    anyhow::ensure!(v1.state == "completed", "deploying v1 ended {}", v1.state);
+    anyhow::ensure!(
+        v1.state == "completed",
+        "deploying v1 ended {}: {}",
+        v1.state,
+        v1.reason
+    );
     let status: ServiceStatus = agent.status("bench")?;
     let backends: Vec<String> = status
         .instances

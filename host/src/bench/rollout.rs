@@ -145,7 +145,12 @@ pub async fn rollout_figures(
     let (agent, _) = Agent::open(&home, runtime).await?;
     let result = async {
         let (v1, _) = roll(&agent, spec(app, replicas, "v1", ready_delay_ms, "100%")?).await?;
-        anyhow::ensure!(v1.state == "completed", "deploying v1 ended {}", v1.state);
+        anyhow::ensure!(
+            v1.state == "completed",
+            "deploying v1 ended {}: {}",
+            v1.state,
+            v1.reason
+        );
         roll(&agent, spec(app, replicas, "v2", ready_delay_ms, "1")?).await
     }
     .await;

@@ -1,6 +1,8 @@
 //! `rollout bench`: performance figures.
 
 use std::path::PathBuf;
+
+use anyhow::Context;
 use std::process::ExitCode;
 
 use super::{Cli, LimitArgs, Output};
@@ -83,7 +85,9 @@ enum What {
 /// `--app`, else the demo-app next to this executable.
 fn demo_app(args: &BenchArgs) -> anyhow::Result<PathBuf> {
     match &args.app {
-        Some(app) => Ok(app.clone()),
+        // The bench's specs are read from no file: a relative path would
+        // be taken from `/`.
+        Some(app) => std::path::absolute(app).with_context(|| format!("--app {}", app.display())),
         None => bench::rollout::sibling_demo_app(),
     }
 }
