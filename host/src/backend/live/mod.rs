@@ -131,7 +131,7 @@ impl Proc {
             id: self.row.id.clone(),
             revision: self.row.revision.clone(),
             state: self.state,
-            address: Some(format!("127.0.0.1:{}", self.row.port)),
+            address: Some(self.addr().to_string()),
             age_ms: now_ms.saturating_sub(self.row.started_ms),
         }
     }
@@ -151,6 +151,16 @@ impl Proc {
         gap
     }
 
+    /// Where it listens: its port, on loopback unless its runner says it
+    /// runs on another machine (a Swarm task on another node).
+    fn addr(&self) -> std::net::SocketAddr {
+        let host = self
+            .run
+            .host()
+            .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+        std::net::SocketAddr::new(host, self.row.port)
+    }
+
     /// Its health checks, ready to run without the fleet's lock.
     fn check(&mut self) -> Check {
         self.probes_started += 1;
@@ -158,7 +168,7 @@ impl Proc {
             id: self.row.id.clone(),
             seq: self.probes_started,
             launch: self.launch.clone(),
-            addr: std::net::SocketAddr::from(([127, 0, 0, 1], self.row.port)),
+            addr: self.addr(),
             env: self.env.clone(),
         }
     }
@@ -399,7 +409,7 @@ impl Fleet {
             .map(|p| Member {
                 id: p.row.id.clone(),
                 revision: p.row.revision.clone(),
-                addr: std::net::SocketAddr::from(([127, 0, 0, 1], p.row.port)),
+                addr: p.addr(),
             })
             .collect();
         for door in doors {

@@ -51,6 +51,11 @@ pub trait Running: Send + Sync {
     /// What the store keeps of it: process id and start time in clock ticks
     /// (0 and 0 for a container, found again by its labels).
     fn identity(&self) -> (i64, u64);
+    /// The machine it runs on, when not the agent's own (where it is
+    /// reached on its port instead of on loopback); never blocks.
+    fn host(&self) -> Option<std::net::IpAddr> {
+        None
+    }
     /// How it ended (`exit status: 3`), once it has; never blocks.
     fn exited(&self) -> Option<String>;
     /// Ask it to stop (SIGTERM).

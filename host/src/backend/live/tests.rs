@@ -223,3 +223,59 @@ async fn a_starting_instance_is_seen_ready_long_before_its_interval() {
     );
     fleet.stop(&[id]).await.unwrap();
 }
+
+/// Processes that say they run on another machine, at 10.9.8.7.
+struct Elsewhere;
+
+struct Remote(Arc<dyn Running>);
+
+#[async_trait]
+impl Running for Remote {
+    fn identity(&self) -> (i64, u64) {
+        self.0.identity()
+    }
+    fn host(&self) -> Option<std::net::IpAddr> {
+        Some([10, 9, 8, 7].into())
+    }
+    fn exited(&self) -> Option<String> {
+        self.0.exited()
+    }
+    async fn terminate(&self) {
+        self.0.terminate().await;
+    }
+    async fn kill(&self) {
+        self.0.kill().await;
+    }
+    async fn remove(&self) {
+        self.0.remove().await;
+    }
+}
+
+#[async_trait]
+impl Runner for Elsewhere {
+    async fn start(&self, request: StartRequest<'_>) -> Result<Arc<dyn Running>, BackendError> {
+        Ok(Arc::new(Remote(ProcessRunner.start(request).await?)))
+    }
+    async fn adopt(
+        &self,
+        _row: &InstanceRow,
+        _log: &std::path::Path,
+    ) -> Result<Option<Arc<dyn Running>>, BackendError> {
+        Ok(None)
+    }
+    async fn sweep(&self, _service: &str, _known: &[InstanceId]) -> Vec<InstanceId> {
+        Vec::new()
+    }
+}
+
+#[tokio::test]
+async fn an_instance_on_another_machine_is_reached_at_its_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("state.db")).unwrap());
+    let fleet = Fleet::new("svc", Arc::new(Elsewhere), dir.path().join("logs"), store).unwrap();
+    fleet.register(shell("r1", "sleep 30", HealthSpec::default()));
+    let started = fleet.start("r1", 1).await.unwrap().remove(0);
+    let address = started.address.unwrap_or_default();
+    assert!(address.starts_with("10.9.8.7:"), "{address}");
+    fleet.stop(&[started.id]).await.unwrap();
+}

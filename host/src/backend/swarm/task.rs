@@ -30,6 +30,8 @@ pub struct Task {
     local_node: Option<String>,
     /// Its container, once it has one on the agent's own node.
     local_container: Mutex<Option<String>>,
+    /// The address of its node, once it runs on another one.
+    node_addr: Mutex<Option<std::net::IpAddr>>,
     watch: Watch,
 }
 
@@ -49,6 +51,7 @@ impl Task {
             service,
             local_node,
             local_container: Mutex::new(None),
+            node_addr: Mutex::new(None),
             watch: Watch::default(),
         });
         tokio::spawn(task.clone().follow(log.to_path_buf(), replay));
@@ -83,6 +86,7 @@ impl Task {
             if let Some(task) = task {
                 id = task.id.clone();
                 self.note_container(&task);
+                self.note_node(&task).await;
                 let state = task.status.as_ref().and_then(|s| s.state);
                 let ended = state.is_some_and(ended);
                 if !mirroring && (state == Some(TaskState::RUNNING) || ended) {
@@ -141,6 +145,29 @@ impl Task {
         }
     }
 
+    /// Remember the address of the task's node if it is not the agent's:
+    /// the task listens on its port there (host networking).
+    async fn note_node(&self, task: &bollard::models::Task) {
+        let Some(node) = task.node_id.as_deref().filter(|n| !n.is_empty()) else {
+            return;
+        };
+        let known = self
+            .node_addr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some();
+        if known || Some(node) == self.local_node.as_deref() {
+            return;
+        }
+        let addr = match self.docker.inspect_node(node).await {
+            Ok(node) => node.status.and_then(|s| s.addr),
+            Err(_) => None,
+        };
+        if let Some(addr) = addr.and_then(|a| a.parse().ok()) {
+            *self.node_addr.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
+        }
+    }
+
     /// Signal the task's container directly, if it is on the agent's own
     /// node; false if it is not (or not known yet).
     async fn signal_locally(&self, signal: &str) -> bool {
@@ -168,6 +195,10 @@ impl Task {
 impl Running for Task {
     fn identity(&self) -> (i64, u64) {
         (0, 0)
+    }
+
+    fn host(&self) -> Option<std::net::IpAddr> {
+        *self.node_addr.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn exited(&self) -> Option<String> {
