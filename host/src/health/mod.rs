@@ -19,7 +19,8 @@ pub struct HealthSpec {
     /// This command (argv) must exit 0; it gets the instance's environment.
     pub exec: Option<Vec<String>>,
     /// Time between probes of an instance, in ms (a starting instance is
-    /// probed sooner: after 10 ms, then twice as long each time, up to this).
+    /// probed sooner: after 10 ms, then twice as long each time up to 100 ms
+    /// or this).
     #[serde(with = "crate::duration")]
     pub interval: u64,
     /// Time one probe may take, in ms.

@@ -50,8 +50,11 @@ pub const MAX_LOG_LINES: usize = 10_000;
 /// How often the monitor checks log sizes.
 const ROTATE_EVERY_MS: u64 = 1_000;
 /// The first gap between probes of a starting instance; it doubles after
-/// each probe up to the spec's `interval`.
+/// each probe up to [`STARTUP_GAP_MAX_MS`] (or the spec's `interval`).
 const STARTUP_GAP_MS: u64 = 10;
+/// The longest gap between probes of a starting instance: its readiness is
+/// seen at most this late.
+const STARTUP_GAP_MAX_MS: u64 = 100;
 /// How long a stop waits after SIGKILL before giving up on an instance.
 const KILL_WAIT: Duration = Duration::from_secs(2);
 
@@ -137,17 +140,18 @@ impl Proc {
     }
 
     /// Time until its next probe: the spec's `interval`, but a starting
-    /// instance is probed sooner (10 ms, then twice as long each time up to
-    /// `interval`), so its readiness is seen within about twice the time it
-    /// really takes rather than up to an interval late (Docker 25's
+    /// instance is probed sooner (after 10 ms, then twice as long each time
+    /// up to 100 ms or `interval`), so its readiness is seen at most 100 ms
+    /// late rather than up to an interval late (Docker 25's
     /// `--health-start-interval` does the same).
     fn probe_gap(&mut self) -> u64 {
         let interval = self.launch.health.interval.max(1);
         if self.state != InstanceState::Starting {
             return interval;
         }
-        let gap = self.startup_gap.min(interval);
-        self.startup_gap = (self.startup_gap * 2).min(interval);
+        let cap = interval.min(STARTUP_GAP_MAX_MS);
+        let gap = self.startup_gap.min(cap);
+        self.startup_gap = (self.startup_gap * 2).min(cap);
         gap
     }
 
