@@ -18,15 +18,22 @@ impl Drop for Container {
     }
 }
 
-/// `docker run -d --network host` of `image` with `PORT=port` and `labels`.
+/// `docker run -d --network host` of `image` with `PORT=port` and
+/// `labels`, removed when the guard drops.
 fn run_container(image: &str, port: u16, labels: &[String]) -> Container {
+    Container(start_container(image, port, labels))
+}
+
+/// `docker run -d --network host` of `image` with `PORT=port` and
+/// `labels`; its id.
+fn start_container(image: &str, port: u16, labels: &[String]) -> String {
     let port = format!("PORT={port}");
     let mut args = vec!["run", "-d", "--network", "host", "-e", &port];
     for label in labels {
         args.extend(["--label", label]);
     }
     args.push(image);
-    Container(docker(&args))
+    docker(&args)
 }
 
 /// GET `http://addr/path`, retried for up to 5 s while the app starts.
@@ -112,10 +119,14 @@ fn a_docker_spec_parses_and_a_dropped_agent_removes_its_containers() {
 
 #[test]
 fn a_missing_image_is_refused_before_any_change() {
-    if !docker_ready() {
-        return;
+    if docker_ready() {
+        refuses_a_missing_image(Agent::start_on(On::Docker));
     }
-    let agent = Agent::start_on(On::Docker);
+}
+
+/// On a container backend, a revision whose image the Docker host lacks
+/// is refused, and nothing is recorded or started.
+pub fn refuses_a_missing_image(agent: Agent) {
     let spec = agent.spec("web", "no-such-tag", "");
     let run = agent.rollout(&["run", "--spec", spec.to_str().unwrap()]);
     assert_eq!(run.code, 1, "{run:#?}");
@@ -153,7 +164,16 @@ fn container_logs_are_read_and_unrecorded_containers_removed_on_restart() {
     if !docker_ready() {
         return;
     }
-    let mut agent = Agent::start_on(On::Docker);
+    reads_logs_and_removes_strays(Agent::start_on(On::Docker), |labels| {
+        start_container(&format!("{DEMO_IMAGE}:v1"), free_port(), labels)
+    });
+}
+
+/// On a container backend: `rollout logs` reads an instance's output, and
+/// a restarted agent removes an instance of its own that nobody recorded
+/// (one an agent started, then died before recording), which `stray`
+/// starts with the labels it is given and names.
+pub fn reads_logs_and_removes_strays(mut agent: Agent, stray: impl FnOnce(&[String]) -> String) {
     let v1 = agent.spec("web", "v1", "");
     assert_eq!(
         agent.rollout(&["run", "--spec", v1.to_str().unwrap()]).code,
@@ -163,28 +183,19 @@ fn container_logs_are_read_and_unrecorded_containers_removed_on_restart() {
     assert_contains(&logs.stdout, "demo-app v1 listening on 127.0.0.1:");
     assert_contains(&logs.stdout, "(instance web-r1-1)");
 
-    // A container of this agent's, started by an agent that died before
-    // recording it.
     agent.kill();
-    let orphan = run_container(
-        &format!("{DEMO_IMAGE}:v1"),
-        free_port(),
-        &[
-            format!("rollout.agent={}", agent.id()),
-            format!("rollout.home={}", agent.home.path().display()),
-            "rollout.service=web".into(),
-            "rollout.instance=web-r1-99".into(),
-        ],
-    );
+    let orphan = stray(&[
+        format!("rollout.agent={}", agent.id()),
+        format!("rollout.home={}", agent.home.path().display()),
+        "rollout.service=web".into(),
+        "rollout.instance=web-r1-99".into(),
+    ]);
     let recorded = agent.handles("web");
     assert_eq!(recorded.len(), 4, "{recorded:?}");
     agent.restart();
     let left = agent.handles("web");
     assert_eq!(left.len(), 3, "{left:?}");
-    assert!(
-        !agent.runs(&orphan.0),
-        "the unrecorded container still runs"
-    );
+    assert!(!agent.runs(&orphan), "the unrecorded instance still runs");
     let ls = agent.rollout(&["ls", "web"]).stdout;
     assert!(!ls.contains("web-r1-99"), "{ls}");
 }

@@ -112,7 +112,12 @@ impl Agent {
             runtime: Arc::new(runtime),
             services: Mutex::new(HashMap::new()),
             docker: Arc::default(),
-            owner: docker::Owner::of_home(home)?,
+            owner: docker::Owner::of_home(home).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot read or write the agent's id in {}: {e}",
+                    home.join("agent.id").display()
+                )
+            })?,
             journal_changed: Arc::new(Notify::new()),
         });
         for name in agent.store.services()? {
@@ -312,9 +317,7 @@ impl Agent {
         cause: String,
     ) -> Result<Started> {
         let loaded = self.policy(policy, &spec)?;
-        if spec.backend != BackendKind::Process {
-            self.check_image(&spec)?;
-        }
+        self.check_backend(&spec)?;
         let service = self.service_on(&spec.name, spec.backend)?;
         if service.backend != spec.backend {
             return Err(AgentError::Invalid(format!(
@@ -382,15 +385,15 @@ impl Agent {
         })
     }
 
-    /// Refuse a container revision whose image the Docker host lacks (or a
-    /// Docker host that does not answer) before anything changes. Rollout
-    /// requests are synchronous (policies compile), so this blocks its
-    /// thread, whether a blocking one or a worker of the multi-threaded
+    /// Refuse a revision its backend could not start (an image the Docker
+    /// host lacks, a daemon that does not answer) before anything changes.
+    /// Rollout requests are synchronous (policies compile), so this blocks
+    /// its thread, whether a blocking one or a worker of the multi-threaded
     /// runtime.
-    fn check_image(&self, spec: &ServiceSpec) -> Result<()> {
-        let image = spec.revision.image.clone().unwrap_or_default();
-        let docker = self.docker.clone();
-        let check = async move { docker::check_image(&docker, &image).await };
+    fn check_backend(&self, spec: &ServiceSpec) -> Result<()> {
+        let runner = self.runner(spec.backend)?;
+        let launch = launch(spec, 0);
+        let check = async move { runner.check(&launch).await };
         tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(check))
             .map_err(|e| AgentError::Invalid(format!("{}: {e}; nothing was changed", spec.name)))
     }

@@ -741,61 +741,11 @@ fn unix_ms_now() -> f64 {
         .unwrap_or_default()
 }
 
-/// `2026-11-26T00:30:56.589926205Z` (or with a `+hh:mm` offset) in Unix ms.
+/// `2026-11-26T00:30:56.589926205Z` (RFC 3339, as Docker writes times)
+/// in Unix ms.
 fn parse_rfc3339_unix_ms(text: &str) -> Option<f64> {
-    let (date, time) = text.split_once(['T', 't', ' '])?;
-    let mut ymd = date.splitn(3, '-');
-    let year: i64 = ymd.next()?.parse().ok()?;
-    let month: i64 = ymd.next()?.parse().ok()?;
-    let day: i64 = ymd.next()?.parse().ok()?;
-    let (clock, offset_s) = if let Some(clock) = time.strip_suffix(['Z', 'z']) {
-        (clock, 0)
-    } else {
-        let at = time.rfind(['+', '-'])?;
-        let (clock, offset) = time.split_at(at);
-        let sign = if offset.starts_with('-') { -1 } else { 1 };
-        let (h, m) = offset[1..].split_once(':')?;
-        (
-            clock,
-            sign * (h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60),
-        )
-    };
-    let (hms, fraction) = clock.split_once('.').unwrap_or((clock, ""));
-    let mut parts = hms.splitn(3, ':');
-    let hour: i64 = parts.next()?.parse().ok()?;
-    let minute: i64 = parts.next()?.parse().ok()?;
-    let second: i64 = parts.next()?.parse().ok()?;
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    let fraction = if fraction.is_empty() {
-        0.0
-    } else {
-        if !fraction.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        format!("0.{fraction}").parse::<f64>().ok()?
-    };
-    let seconds =
-        days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset_s;
-    Some((seconds as f64 + fraction) * 1e3)
-}
-
-/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
-/// `days_from_civil`).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339);
+    Some(at.ok()?.unix_timestamp_nanos() as f64 / 1e6)
 }
 
 // ---------------------------------------------------------------------------

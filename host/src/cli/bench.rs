@@ -1,9 +1,9 @@
 //! `rollout bench`: performance figures.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
-use std::process::ExitCode;
 
 use super::{Cli, LimitArgs, Output};
 use crate::bench;

@@ -33,7 +33,7 @@ use bollard::query_parameters::{
 
 use self::container::Container;
 use super::BackendError;
-use super::live::{Runner, Running, StartRequest};
+use super::live::{Launch, Runner, Running, StartRequest};
 use crate::model::InstanceId;
 use crate::store::InstanceRow;
 
@@ -62,6 +62,10 @@ impl DockerRunner {
 
 #[async_trait]
 impl Runner for DockerRunner {
+    async fn check(&self, launch: &Launch) -> Result<(), BackendError> {
+        check_image(&self.docker, &image(launch)?).await
+    }
+
     async fn start(&self, request: StartRequest<'_>) -> Result<Arc<dyn Running>, BackendError> {
         let docker = self.docker.get().await?;
         let launch = request.launch;
@@ -151,13 +155,10 @@ impl Runner for DockerRunner {
         let Ok(found) = docker.list_containers(Some(list)).await else {
             return Vec::new();
         };
+        let found = found.into_iter().map(|c| (c.labels, c.id));
         let mut removed = Vec::new();
-        for summary in found {
-            let instance = summary.labels.and_then(|mut l| l.remove(INSTANCE_LABEL));
-            let (Some(instance), Some(container)) = (instance, summary.id) else {
-                continue;
-            };
-            if !known.contains(&instance) && self.remove(&container).await.is_ok() {
+        for (instance, container) in Owner::strays(found, known) {
+            if self.remove(&container).await.is_ok() {
                 removed.push(instance);
             }
         }
@@ -165,9 +166,9 @@ impl Runner for DockerRunner {
     }
 }
 
-/// Check that the Docker host has `image`: the backend never pulls, so a
-/// missing image is refused before a rollout changes anything.
-pub async fn check_image(docker: &Connection, image: &str) -> Result<(), BackendError> {
+/// Check that the Docker host has `image`: the container backends never
+/// pull, so a missing image is refused before a rollout changes anything.
+pub(crate) async fn check_image(docker: &Connection, image: &str) -> Result<(), BackendError> {
     match docker.get().await?.inspect_image(image).await {
         Ok(_) => Ok(()),
         Err(e) if is_status(&e, 404) => Err(missing_image(image)),

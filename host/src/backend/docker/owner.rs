@@ -77,6 +77,22 @@ impl Owner {
         labels.is_some_and(|l| l.get(AGENT_LABEL) == Some(&self.id))
     }
 
+    /// Of `found` (an object's labels, and what names it to the API), the
+    /// instances not in `known`: (instance id, name or id to remove).
+    pub fn strays(
+        found: impl IntoIterator<Item = (Option<HashMap<String, String>>, Option<String>)>,
+        known: &[String],
+    ) -> Vec<(String, String)> {
+        found
+            .into_iter()
+            .filter_map(|(labels, handle)| {
+                let instance = labels.and_then(|mut l| l.remove(INSTANCE_LABEL))?;
+                Some((instance, handle?))
+            })
+            .filter(|(instance, _)| !known.contains(instance))
+            .collect()
+    }
+
     /// The label filters that select this agent's objects of `service`.
     pub fn filters(&self, service: &str) -> HashMap<&'static str, Vec<String>> {
         HashMap::from([(
@@ -92,7 +108,10 @@ impl Owner {
 /// The image of a launch, or why it has none.
 pub fn image(launch: &Launch) -> Result<String, crate::backend::BackendError> {
     launch.image.clone().ok_or_else(|| {
-        crate::backend::BackendError::Failed(format!("revision {} names no image", launch.revision))
+        crate::backend::BackendError::Failed(format!(
+            "revision {} names no image: set `image` under [revision] in the spec",
+            launch.revision
+        ))
     })
 }
 
@@ -134,6 +153,21 @@ fn is_id(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strays_are_the_labelled_instances_nobody_knows() {
+        let labelled = |id: &str| Some(HashMap::from([(INSTANCE_LABEL.to_string(), id.into())]));
+        let found = [
+            (labelled("web-r1-1"), Some("c1".to_string())),
+            (labelled("web-r1-2"), Some("c2".to_string())),
+            (None, Some("c3".to_string())),
+            (labelled("web-r1-4"), None),
+        ];
+        assert_eq!(
+            Owner::strays(found, &["web-r1-1".to_string()]),
+            [("web-r1-2".to_string(), "c2".to_string())]
+        );
+    }
 
     #[test]
     fn an_agent_keeps_its_id_and_two_homes_differ() {

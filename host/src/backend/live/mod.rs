@@ -434,7 +434,6 @@ impl Fleet {
     pub async fn adopt(&self) -> Result<Adoption, BackendError> {
         let rows = self.store.instances(&self.service).map_err(failed)?;
         let (mut adopted, mut gone) = (Vec::new(), Vec::new());
-        let mut known = Vec::new();
         for row in rows {
             let index = row.id.rsplit('-').next().and_then(|n| n.parse().ok());
             let launch = {
@@ -452,13 +451,12 @@ impl Fleet {
                 gone.push(row.id);
                 continue;
             };
-            known.push(row.id.clone());
             adopted.push(row.id.clone());
             let env = instance_env(&self.service, &launch, &row.id, row.port);
             let proc = Proc::new(row, env, launch, run, log);
             self.lock().procs.insert(proc.row.id.clone(), proc);
         }
-        let swept = self.runner.sweep(&self.service, &known).await;
+        let swept = self.runner.sweep(&self.service, &adopted).await;
         Ok(Adoption {
             adopted,
             gone,

@@ -29,6 +29,12 @@ pub struct StartRequest<'a> {
 /// Starts instances and finds them again: child processes or containers.
 #[async_trait]
 pub trait Runner: Send + Sync {
+    /// Refuse, before anything changes, a launch this runner could not
+    /// start (an image the Docker host lacks, a daemon that does not
+    /// answer); by default every launch is fine.
+    async fn check(&self, _launch: &Launch) -> Result<(), BackendError> {
+        Ok(())
+    }
     /// Start one instance. Returns once it runs (not once it is ready).
     async fn start(&self, request: StartRequest<'_>) -> Result<Arc<dyn Running>, BackendError>;
     /// The instance an earlier agent started and recorded as `row`, if it

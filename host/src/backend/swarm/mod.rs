@@ -34,10 +34,9 @@ use bollard::query_parameters::ListServicesOptionsBuilder;
 use self::task::Task;
 use super::BackendError;
 use super::docker::{
-    Connection, INSTANCE_LABEL, Owner, api_error, entrypoint, env_lines, image, is_status,
-    log_options,
+    Connection, Owner, api_error, check_image, entrypoint, env_lines, image, is_status, log_options,
 };
-use super::live::{Runner, Running, StartRequest};
+use super::live::{Launch, Runner, Running, StartRequest};
 use crate::model::InstanceId;
 use crate::store::InstanceRow;
 
@@ -86,6 +85,10 @@ impl SwarmRunner {
 
 #[async_trait]
 impl Runner for SwarmRunner {
+    async fn check(&self, launch: &Launch) -> Result<(), BackendError> {
+        check_image(&self.docker, &image(launch)?).await
+    }
+
     async fn start(&self, request: StartRequest<'_>) -> Result<Arc<dyn Running>, BackendError> {
         let docker = self.docker.get().await?;
         let launch = request.launch;
@@ -188,14 +191,13 @@ impl Runner for SwarmRunner {
         let Ok(found) = docker.list_services(Some(list)).await else {
             return Vec::new();
         };
+        let found = found.into_iter().map(|s| {
+            let spec = s.spec.unwrap_or_default();
+            (spec.labels, spec.name)
+        });
         let mut removed = Vec::new();
-        for swarm_service in found {
-            let spec = swarm_service.spec.unwrap_or_default();
-            let instance = spec.labels.and_then(|mut l| l.remove(INSTANCE_LABEL));
-            let (Some(instance), Some(name)) = (instance, spec.name) else {
-                continue;
-            };
-            if !known.contains(&instance) && self.remove(&name).await.is_ok() {
+        for (instance, name) in Owner::strays(found, known) {
+            if self.remove(&name).await.is_ok() {
                 removed.push(instance);
             }
         }
