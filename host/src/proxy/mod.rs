@@ -13,24 +13,24 @@
 //!   silent second attempt.
 //! - Each client connection keeps its own keep-alive connections to the
 //!   instances it used (HTTP/1.1 serves one request at a time per
-//!   connection), so forwarding takes no lock and no shared pool.
+//!   connection), so forwarding takes no lock and no shared pool; the
+//!   request's own task talks to the instance ([`upstream`]).
 
+pub mod http1;
 pub mod metrics;
 pub mod table;
+pub mod upstream;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{Either, Empty, Full};
-use hyper::body::{Body, Frame, Incoming};
-use hyper::client::conn::http1::SendRequest;
+use http_body_util::{Either, Full};
+use hyper::body::{Body, Incoming};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -38,6 +38,7 @@ use hyper_util::rt::TokioIo;
 use crate::model::{InstanceId, RevisionId, RevisionStats};
 use metrics::RevisionMetrics;
 use table::{Table, Upstream};
+use upstream::{Pending, Streamed, Upstreams};
 
 /// How a client is pinned to a revision.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,13 +88,10 @@ struct State {
     metrics: HashMap<RevisionId, Arc<RevisionMetrics>>,
 }
 
-/// A request body sent to an instance: none (most requests, nothing to
-/// allocate), or the client's, streamed.
-type Outgoing = Either<Empty<Bytes>, Incoming>;
-
-/// An answer to a client: an instance's, streamed while its request stays
-/// in flight, or the proxy's own (503, 502).
-type Answer = Either<Tracked, Full<Bytes>>;
+/// An answer to a client: an instance's body streamed while its request
+/// stays in flight, or a body read whole (an instance's, or the proxy's own
+/// 503 and 502).
+type Answer = Either<Streamed<InFlight>, Full<Bytes>>;
 
 /// The front door of one service.
 pub struct Proxy {
@@ -126,71 +124,6 @@ fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener
     socket.listen(1024)?.into_std()
 }
 
-/// The upstream connections of one client connection, by instance, and
-/// the routing table they were last checked against.
-#[derive(Default)]
-struct Upstreams(Mutex<Kept>);
-
-/// Kept connections, and the table (by address) they were checked against.
-#[derive(Default)]
-struct Kept {
-    conns: Vec<(Arc<Upstream>, SendRequest<Outgoing>)>,
-    checked: usize,
-}
-
-impl Upstreams {
-    /// A ready connection to `upstream`: a kept one, else a new one.
-    async fn checkout(&self, upstream: &Arc<Upstream>) -> Result<SendRequest<Outgoing>, String> {
-        // A handful of instances per client connection: a scan beats a hash.
-        let kept = {
-            let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
-            let kept = &mut guard.conns;
-            let at = kept.iter().position(|(u, _)| Arc::ptr_eq(u, upstream));
-            at.map(|i| kept.swap_remove(i).1)
-        };
-        if let Some(mut sender) = kept
-            && sender.ready().await.is_ok()
-        {
-            return Ok(sender);
-        }
-        let stream = tokio::net::TcpStream::connect(upstream.addr)
-            .await
-            .map_err(|e| format!("connect {}: {e}", upstream.addr))?;
-        let _ = stream.set_nodelay(true);
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("handshake with {}: {e}", upstream.addr))?;
-        tokio::spawn(conn);
-        Ok(sender)
-    }
-
-    /// Keep `sender` for the next request of this client connection, and
-    /// forget connections to instances no longer routed to.
-    fn keep(&self, upstream: &Arc<Upstream>, sender: SendRequest<Outgoing>, table: &Arc<Table>) {
-        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        // When the table changed, connections to instances no longer routed
-        // to close, so an instance being stopped is not held by idle ones.
-        let current = Arc::as_ptr(table) as usize;
-        if kept.checked != current {
-            kept.conns.retain(|(u, _)| table.routes_to(&u.id));
-            kept.checked = current;
-        }
-        kept.conns.push((upstream.clone(), sender));
-    }
-}
-
-/// Headers that belong to one connection, not to the message.
-const HOP_BY_HOP: [HeaderName; 7] = [
-    hyper::header::CONNECTION,
-    hyper::header::PROXY_AUTHENTICATE,
-    hyper::header::PROXY_AUTHORIZATION,
-    hyper::header::TE,
-    hyper::header::TRAILER,
-    hyper::header::TRANSFER_ENCODING,
-    hyper::header::UPGRADE,
-];
-/// `Keep-Alive`, hop-by-hop too (hyper has no constant for it).
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 /// The header that tells a client which revision answered.
 static REVISION_HEADER: HeaderName = HeaderName::from_static("x-rollout-revision");
 
@@ -448,18 +381,24 @@ impl Proxy {
     }
 
     /// Forward one request of a client connection.
-    async fn forward(&self, req: Request<Incoming>, conns: &Upstreams) -> Response<Answer> {
+    async fn forward(&self, req: Request<Incoming>, conns: &Arc<Upstreams>) -> Response<Answer> {
         let sticky = self
             .sticky
             .as_ref()
             .and_then(|s| s.key(&req))
             .map(<[u8]>::to_vec);
-        let retriable = req.body().is_end_stream()
+        let (parts, body) = req.into_parts();
+        let mut body = (!body.is_end_stream()).then_some(body);
+        // Resent to another instance only if idempotent and without body.
+        let resend = body.is_none()
             && matches!(
-                *req.method(),
+                parts.method,
                 Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
             );
-        let mut outgoing = Some(upstream_request(req));
+        let chunked = body
+            .as_ref()
+            .is_some_and(|b| b.size_hint().exact().is_none());
+        let head = http1::request_head(&parts, chunked);
         let mut tried: Vec<InstanceId> = Vec::new();
         loop {
             // A fresh snapshot for each attempt: a retry sees the latest fleet.
@@ -483,73 +422,44 @@ impl Proxy {
                 tried.push(upstream.id.clone());
                 continue;
             }
-            let Some(request) = outgoing.take() else {
-                return answer(StatusCode::BAD_GATEWAY, "the request could not be resent\n");
-            };
             let started = Instant::now();
-            let sent = match conns.checkout(&upstream).await {
-                Ok(mut sender) => {
-                    let sent = sender.try_send_request(request).await;
-                    if sent.is_ok() {
-                        conns.keep(&upstream, sender, &table);
-                    }
-                    sent.map_err(|mut e| (e.take_message(), e.into_error().to_string()))
-                }
-                Err(why) => Err((Some(request), why)),
-            };
+            let sent = conns
+                .send(&upstream, &table, &head, body.take(), &parts.method, resend)
+                .await;
             match sent {
-                Ok(res) => {
-                    metrics.record(res.status().as_u16(), started.elapsed());
-                    let (mut head, body) = res.into_parts();
-                    strip_hop_by_hop(&mut head.headers);
-                    head.headers
-                        .insert(REVISION_HEADER.clone(), upstream.revision_header.clone());
-                    let body = Tracked {
-                        inner: body,
-                        _guard: guard,
+                Ok(answer) => {
+                    metrics.record(answer.head.status.as_u16(), started.elapsed());
+                    let body = match answer.body {
+                        Pending::Whole(bytes) => Either::Right(Full::new(bytes)),
+                        Pending::Streaming(conn) => Either::Left(Streamed::new(
+                            conn,
+                            &answer.head,
+                            conns.clone(),
+                            upstream.clone(),
+                            table.clone(),
+                            guard,
+                        )),
                     };
-                    return Response::from_parts(head, Either::Left(body));
+                    let mut res = Response::new(body);
+                    *res.status_mut() = answer.head.status;
+                    *res.headers_mut() = answer.head.headers;
+                    res.headers_mut()
+                        .insert(REVISION_HEADER.clone(), upstream.revision_header.clone());
+                    return res;
                 }
-                // Not sent at all: safe to try elsewhere for idempotent requests.
-                Err((Some(request), _)) if retriable && tried.len() < 2 => {
+                // Idempotent and unanswered: safe to try elsewhere.
+                Err(failed) if resend && failed.unanswered && tried.len() < 2 => {
                     metrics.connect_error(false);
                     tried.push(upstream.id.clone());
-                    outgoing = Some(request);
                 }
-                Err((_, why)) => {
+                Err(failed) => {
                     metrics.connect_error(true);
-                    let why = format!("instance {} failed: {why}\n", upstream.id);
+                    let why = format!("instance {} failed: {}\n", upstream.id, failed.why);
                     return answer(StatusCode::BAD_GATEWAY, &why);
                 }
             }
         }
     }
-}
-
-/// The request to send to an instance: same method, origin-form target,
-/// headers (the client's `Host` included) minus hop-by-hop ones.
-fn upstream_request(req: Request<Incoming>) -> Request<Outgoing> {
-    let (mut parts, body) = req.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    if parts.uri.scheme().is_some() {
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        parts.uri = path
-            .parse()
-            .unwrap_or_else(|_| hyper::Uri::from_static("/"));
-    }
-    parts.version = hyper::Version::HTTP_11;
-    let body = match body.is_end_stream() {
-        true => Either::Left(Empty::new()),
-        false => Either::Right(body),
-    };
-    Request::from_parts(parts, body)
-}
-
-fn strip_hop_by_hop(headers: &mut hyper::HeaderMap) {
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
-    }
-    headers.remove(&KEEP_ALIVE);
 }
 
 fn answer(status: StatusCode, text: &str) -> Response<Answer> {
@@ -572,32 +482,6 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.inflight.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// A response body that keeps its request in flight until it ends.
-struct Tracked {
-    inner: Incoming,
-    _guard: InFlight,
-}
-
-impl Body for Tracked {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.inner.size_hint()
     }
 }
 
@@ -702,6 +586,125 @@ mod tests {
         assert_eq!(routed(&proxy), ["b"]);
         drop(request);
         assert_eq!(drain.await.unwrap(), 0);
+    }
+
+    type TestBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+    /// `n` frames of 16 KiB, of unknown total length (sent chunked).
+    fn frames(n: usize) -> TestBody {
+        use http_body_util::BodyExt;
+        let frames =
+            (0..n).map(|i| Ok(hyper::body::Frame::data(Bytes::from(vec![i as u8; 16384]))));
+        http_body_util::StreamBody::new(futures_util::stream::iter(frames)).boxed()
+    }
+
+    /// An instance that echoes a POST's body (saying how it was framed)
+    /// and answers anything else with 64 chunked frames.
+    async fn echo_instance() -> SocketAddr {
+        use http_body_util::BodyExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                    let framing = match req.headers().contains_key("transfer-encoding") {
+                        true => "chunked",
+                        false => "length",
+                    };
+                    let res = match *req.method() {
+                        Method::POST => {
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            Response::builder()
+                                .header("x-framing", framing)
+                                .body(Full::new(body).boxed())
+                        }
+                        _ => Response::builder().body(frames(64)),
+                    };
+                    Ok::<_, Infallible>(res.unwrap())
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service),
+                );
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn bodies_of_every_framing_pass_through() {
+        use http_body_util::BodyExt;
+        let proxy = Proxy::bind("svc", "127.0.0.1:0".parse().unwrap(), None).unwrap();
+        let instance = echo_instance().await;
+        proxy.set_members(&[Member {
+            id: "a".into(),
+            revision: "r1".into(),
+            addr: instance,
+        }]);
+        let stream = tokio::net::TcpStream::connect(proxy.local_addr())
+            .await
+            .unwrap();
+        let (mut client, conn) =
+            hyper::client::conn::http1::handshake::<_, TestBody>(TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let request = |method: Method, body: TestBody| {
+            Request::builder()
+                .method(method)
+                .uri("/")
+                .header("host", "svc")
+                .body(body)
+                .unwrap()
+        };
+        // One keep-alive client connection carries them all, in turn.
+        for _ in 0..2 {
+            let res = client
+                .send_request(request(Method::POST, frames(3)))
+                .await
+                .unwrap();
+            assert_eq!(res.headers()["x-framing"], "chunked");
+            assert_eq!(res.headers()["x-rollout-revision"], "r1");
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body.len(), 3 * 16384);
+            assert!(body[16384..32768].iter().all(|&b| b == 1));
+
+            let posted = Full::new(Bytes::from_static(b"hello")).boxed();
+            let res = client
+                .send_request(request(Method::POST, posted))
+                .await
+                .unwrap();
+            assert_eq!(res.headers()["x-framing"], "length");
+            assert_eq!(
+                &res.into_body().collect().await.unwrap().to_bytes()[..],
+                b"hello"
+            );
+
+            let res = client
+                .send_request(request(Method::GET, frames(0)))
+                .await
+                .unwrap();
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body.len(), 64 * 16384);
+            assert!(body[63 * 16384..].iter().all(|&b| b == 63));
+
+            let res = client
+                .send_request(request(Method::HEAD, frames(0)))
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+            assert!(
+                res.into_body()
+                    .collect()
+                    .await
+                    .unwrap()
+                    .to_bytes()
+                    .is_empty()
+            );
+        }
+        // Every request has left the instance.
+        assert_eq!(proxy.drain(&["a".into()], Duration::ZERO).await, 0);
     }
 
     #[tokio::test]
