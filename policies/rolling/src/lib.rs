@@ -116,6 +116,16 @@ mod tests {
         Rolling::run(fleet, &info)
     }
 
+    /// When a journal entry (`[  1500ms] ...`) happened.
+    fn at_ms(entry: &str) -> Option<u64> {
+        let at = entry
+            .trim_start_matches('[')
+            .trim_start()
+            .split("ms")
+            .next()?;
+        at.parse().ok()
+    }
+
     #[test]
     fn one_at_a_time_keeps_capacity() {
         let mut fleet = FakeFleet::new()
@@ -185,12 +195,39 @@ mod tests {
         assert!(rolled_back(&outcome).contains("no longer ready"));
         assert_eq!((fleet.count("v1"), fleet.count("v2")), (10, 0));
         // Failed at 1.5 s with four more replaced, each failing 0.3 s after
-        // the other while old ones take 1 s to come back: those that failed
-        // meanwhile leave together and three old ones start at once (one
-        // at a time, it took until 5.5 s).
+        // the other while old ones take 1 s to come back: each that fails
+        // makes room for an old one at once, so four old ones are starting
+        // together by 2.4 s (waiting for each: 5.5 s; for each round of
+        // failures: 3.5 s).
         let journal = fleet.journal_text();
-        assert!(journal.contains("start v1 x3"), "{journal}");
-        assert_eq!(fleet.elapsed_ms(), 3_500, "{journal}");
+        let early_starts = fleet
+            .journal()
+            .iter()
+            .filter(|e| e.contains("start v1 x1: "))
+            .filter_map(|e| at_ms(e))
+            .filter(|&ms| ms <= 2_400)
+            .count();
+        assert_eq!(early_starts, 4, "{journal}");
+        assert_eq!(fleet.elapsed_ms(), 3_400, "{journal}");
+    }
+
+    #[test]
+    fn an_earlier_instance_failing_during_a_wait_fails_at_once() {
+        // v2-11 is ready at 2 s and fails at 2.5 s, while batch 2 waits
+        // until 4 s for v2-12: the rollback starts when v2-11 fails.
+        let mut fleet = FakeFleet::new()
+            .serving("v1", 3)
+            .behaviour("v2", Behaviour::ready_after(2_000).failing_after(2_500));
+        let outcome = run(&mut fleet, &[("min-ready-ms", "0")]);
+        assert!(rolled_back(&outcome).contains("no longer ready"));
+        let journal = fleet.journal_text();
+        let noticed = fleet
+            .journal()
+            .iter()
+            .find(|e| e.contains("failed: no longer ready"))
+            .and_then(|e| at_ms(e));
+        assert_eq!(noticed, Some(2_500), "{journal}");
+        assert_eq!((fleet.count("v1"), fleet.count("v2")), (3, 0));
     }
 
     #[test]

@@ -12,17 +12,18 @@
 //! a 10,000-instance rollout stays linear.
 //!
 //! A rollback restores the old revision to `replicas` ready instances first
-//! (one at a time when the host's surge guardrail is tight), then stops every
-//! instance of the new revision, so availability never drops below what the
-//! old fleet had.
+//! (as many at a time as the host's surge guardrail lets, with new
+//! instances that fail making room as they fail), then stops every instance
+//! of the new revision, so availability never drops below what the old
+//! fleet had.
 
 use std::collections::HashSet;
 use std::fmt;
 
 use crate::shift::{alive, ids_of};
 use crate::{
-    Command, EffectError, Host, Instance, InstanceId, InstanceState, Level, Outcome, ProbeResult,
-    Progress, RolloutInfo, Verdict,
+    Command, EffectError, Host, InstanceId, InstanceState, Level, Outcome, ProbeResult, Progress,
+    RolloutInfo, Verdict,
 };
 
 /// What one batch does.
@@ -32,6 +33,18 @@ pub struct Batch {
     pub stop_first: u32,
     /// New instances to start (capped at the number still missing).
     pub start: u32,
+}
+
+/// How long a wait on starting instances lasts before the fleet is looked
+/// at again, per 10 instances looked at (see [`glance_ms`]).
+pub const GLANCE_MS: u64 = 50;
+
+/// The time between two looks at `watched` instances: [`GLANCE_MS`] per 10
+/// of them, so looking costs the same per second whatever the fleet's size
+/// (a 10-instance service is looked at every 50 ms, a 10,000-instance
+/// simulation every 50 s).
+pub fn glance_ms(watched: usize) -> u64 {
+    GLANCE_MS * (watched as u64 / 10).max(1)
 }
 
 /// A new instance that failed, and why.
@@ -151,7 +164,11 @@ pub fn replace(host: &mut impl Host, info: &RolloutInfo, strategy: &impl Strateg
                 }
             };
             let ids: Vec<_> = fresh.into_iter().map(|i| i.id).collect();
-            for result in host.wait_ready(&ids, strategy.ready_timeout_ms()) {
+            let results = match wait_watching(host, &mut state, strategy, &ids, to) {
+                Ok(results) => results,
+                Err(why) => return roll_back(host, info, strategy, why),
+            };
+            for result in results {
                 match result.verdict {
                     Verdict::Healthy => batch_ready.push(result.instance),
                     Verdict::Unhealthy(why) | Verdict::Unknown(why) => {
@@ -203,6 +220,50 @@ pub fn replace(host: &mut impl Host, info: &RolloutInfo, strategy: &impl Strateg
     Outcome::Completed
 }
 
+/// Wait until `ids` are ready (or failed, or past the strategy's ready
+/// timeout), looking every [`glance_ms`] at the earlier batches' instances:
+/// one that stops being ready meanwhile fails at once, and `Err` is the
+/// strategy's reason to roll back if that warrants one (rather than after
+/// this batch's wait).
+fn wait_watching(
+    host: &mut impl Host,
+    state: &mut State,
+    strategy: &impl Strategy,
+    ids: &[InstanceId],
+    to: &str,
+) -> Result<Vec<ProbeResult>, String> {
+    let until = host.now_ms().saturating_add(strategy.ready_timeout_ms());
+    loop {
+        let now = host.now_ms();
+        let glance = match state.new.is_empty() {
+            true => until.saturating_sub(now),
+            false => until
+                .saturating_sub(now)
+                .min(glance_ms(ids.len() + state.new.len())),
+        };
+        let results = host.wait_ready(ids, glance);
+        let pending = results
+            .iter()
+            .any(|r| matches!(r.verdict, Verdict::Unknown(_)));
+        if !pending || host.now_ms() >= until {
+            return Ok(results);
+        }
+        let ready: HashSet<String> = ids_of(&host.list(), to, |s| s == InstanceState::Ready)
+            .into_iter()
+            .collect();
+        let (kept, lost): (Vec<_>, Vec<_>) = std::mem::take(&mut state.new)
+            .into_iter()
+            .partition(|id| ready.contains(id));
+        state.new = kept;
+        for id in lost {
+            fail(host, state, id, "no longer ready".into());
+        }
+        if let Some(why) = strategy.roll_back(state) {
+            return Err(why);
+        }
+    }
+}
+
 /// Record a failed new instance and stop it.
 fn fail(host: &mut impl Host, state: &mut State, id: InstanceId, reason: String) {
     host.log(Level::Warn, &format!("instance {id} failed: {reason}"));
@@ -228,12 +289,18 @@ pub fn roll_back(
 }
 
 /// The body of [`roll_back`], for policies that are not a [`Strategy`]:
-/// bring `from-revision` back to `replicas` ready instances (one at a time
-/// when the surge guardrail is tight, each given `ready_timeout_ms`), then
-/// stop every instance of `to-revision`. Returns
-/// [`Outcome::RolledBack`]`(reason)`, or [`Outcome::Failed`] when the old
-/// revision does not come back or there is none (a first deploy: the new
+/// bring `from-revision` back to `replicas` ready instances, then stop every
+/// instance of `to-revision`. Returns [`Outcome::RolledBack`]`(reason)`, or
+/// [`Outcome::Failed`] when the old revision does not come back (an old
+/// instance started here not ready within `ready_timeout_ms`, more than
+/// `2 x replicas + 2` times) or there is none (a first deploy: the new
 /// instances are stopped). Logs nothing itself.
+///
+/// It keeps as many old instances starting as the host's surge guardrail
+/// lets, and looks at the fleet every [`glance_ms`] while they start: a new
+/// instance that stops being ready serves nothing and goes at once, which
+/// frees room for another old one without waiting for the ones starting;
+/// each old instance that becomes ready retires a ready new one.
 pub fn restore(
     host: &mut impl Host,
     info: &RolloutInfo,
@@ -251,76 +318,93 @@ pub fn restore(
             Err(e) => Outcome::Failed(format!("{reason}; stopping instances of {to}: {e}")),
         };
     };
-    let mut attempts = 0;
+    let replicas = info.replicas as usize;
+    // Old instances started here, and when.
+    let mut starting: Vec<(InstanceId, u64)> = Vec::new();
+    let mut failed_starts = 0;
+    // Whether a start may fit under the surge guardrail: false after a
+    // refusal, true again once something stopped.
+    let mut room = true;
     loop {
-        // Instances of the new revision that are not ready (any more)
-        // serve nothing: they go at once, each round, which also frees
-        // room under the surge guardrail for more old ones at a time.
-        let unready = ids_of(&host.list(), to, |s| {
+        let fleet = host.list();
+        let state_of = |id: &str| fleet.iter().find(|i| i.id == id).map(|i| i.state);
+        let now = host.now_ms();
+        // New instances that are not ready serve nothing: they go at once.
+        let mut leaving = ids_of(&fleet, to, |s| {
             !matches!(s, InstanceState::Ready | InstanceState::Stopped)
         });
-        if let Err(e) = host.stop(&unready) {
-            host.log(Level::Warn, &format!("stopping unready instances: {e}"));
-        }
-        let fleet = host.list();
-        let old = ids_of(&fleet, from, alive).len() as u32;
-        let new = ids_of(&fleet, to, |s| s != InstanceState::Stopped);
-        if old >= info.replicas {
-            if let Err(e) = host.stop(&new) {
-                return Outcome::Failed(format!("{reason}; rollback: stopping {to}: {e}"));
+        // So do old ones started here that failed or took too long.
+        starting.retain(|(id, since)| match state_of(id) {
+            Some(InstanceState::Ready) => false,
+            Some(InstanceState::Starting) if now < since + ready_timeout_ms => true,
+            _ => {
+                failed_starts += 1;
+                leaving.push(id.clone());
+                false
             }
-            return Outcome::RolledBack(reason);
-        }
-        attempts += 1;
-        if attempts > 2 * info.replicas + 2 {
+        });
+        if failed_starts > 2 * replicas + 2 {
             return Outcome::Failed(format!(
-                "{reason}; rollback failed: {from} did not come back to {} ready instance(s)",
-                info.replicas
+                "{reason}; rollback failed: {from} did not come back to {replicas} ready instance(s)"
             ));
         }
-        let fresh = match start_within_surge(host, from, info.replicas - old, &new) {
-            Ok(fresh) => fresh,
-            Err(e) => return Outcome::Failed(format!("{reason}; rollback: starting {from}: {e}")),
-        };
-        let mut ready = 0;
-        for result in host.wait_ready(&fresh, ready_timeout_ms) {
-            if result.verdict.is_healthy() {
-                ready += 1;
-            } else if let Err(e) = host.stop(std::slice::from_ref(&result.instance)) {
-                host.log(
-                    Level::Warn,
-                    &format!("rollback: stopping {}: {e}", result.instance),
-                );
-            }
+        let old_ready = ids_of(&fleet, from, |s| s == InstanceState::Ready).len();
+        let new_ready = ids_of(&fleet, to, |s| s == InstanceState::Ready);
+        if old_ready >= replicas {
+            // Done: every new instance goes, and old ones beyond `replicas`
+            // that are not ready.
+            let surplus = ids_of(&fleet, from, |s| alive(s) && s != InstanceState::Ready);
+            let rest: Vec<_> = new_ready
+                .into_iter()
+                .chain(leaving)
+                .chain(surplus)
+                .collect();
+            return match host.stop(&rest) {
+                Ok(()) => Outcome::RolledBack(reason),
+                Err(e) => Outcome::Failed(format!("{reason}; rollback: stopping {to}: {e}")),
+            };
         }
-        let retire: Vec<_> = new.into_iter().take(ready).collect();
-        if let Err(e) = host.stop(&retire) {
-            host.log(Level::Warn, &format!("rollback: retiring {to}: {e}"));
+        // Each old instance ready beyond what the new ones lack retires one.
+        let retire = (old_ready + new_ready.len()).saturating_sub(replicas);
+        leaving.extend(new_ready.into_iter().take(retire));
+        if !leaving.is_empty() {
+            if let Err(e) = host.stop(&leaving) {
+                host.log(Level::Warn, &format!("rollback: stopping {leaving:?}: {e}"));
+            }
+            room = true;
+        }
+        let missing = replicas.saturating_sub(old_ready + starting.len()) as u32;
+        if missing > 0 && room {
+            let fresh = match start_fitting(host, from, missing) {
+                Ok(fresh) => fresh,
+                Err(e) => {
+                    return Outcome::Failed(format!("{reason}; rollback: starting {from}: {e}"));
+                }
+            };
+            room = fresh.len() == missing as usize;
+            starting.extend(fresh.into_iter().map(|id| (id, now)));
+        }
+        let glance = glance_ms(fleet.len());
+        match starting.is_empty() {
+            true => host.sleep(glance),
+            false => {
+                let ids: Vec<_> = starting.iter().map(|(id, _)| id.clone()).collect();
+                host.wait_ready(&ids, glance);
+            }
         }
     }
 }
 
-/// Start `count` instances, or fewer when the host's surge guardrail refuses
-/// (half as many each time), and if even one is refused, after stopping one
-/// of `spare`.
-fn start_within_surge(
+/// Start `count` instances, or as many as the host's surge guardrail lets
+/// (half as many after each refusal; none if even one is refused).
+fn start_fitting(
     host: &mut impl Host,
     revision: &str,
     count: u32,
-    spare: &[InstanceId],
 ) -> Result<Vec<InstanceId>, EffectError> {
-    let ids = |v: Vec<Instance>| v.into_iter().map(|i| i.id).collect();
     match host.start(revision, count) {
-        Err(EffectError::Guardrail(_)) if count > 1 => {
-            start_within_surge(host, revision, count / 2, spare)
-        }
-        Err(EffectError::Guardrail(why)) => {
-            let Some(victim) = spare.first() else {
-                return Err(EffectError::Guardrail(why));
-            };
-            host.stop(std::slice::from_ref(victim))?;
-            host.start(revision, 1).map(ids)
-        }
-        other => other.map(ids),
+        Err(EffectError::Guardrail(_)) if count > 1 => start_fitting(host, revision, count / 2),
+        Err(EffectError::Guardrail(_)) => Ok(Vec::new()),
+        other => other.map(|v| v.into_iter().map(|i| i.id).collect()),
     }
 }

@@ -51,46 +51,51 @@ impl Container {
         self.watch.mirror(&log, replay, stream).await;
     }
 
-    /// Note how the container ended, once it has. A wait cut short (the
-    /// daemon restarting, a dropped socket) is not an end: the container
-    /// is looked at, and waited for again while it runs.
+    /// Note how the container ended, once it has.
     async fn wait(self: Arc<Self>) {
-        loop {
-            let how = match self.docker.wait_container(&self.name, None).next().await {
-                Some(Ok(answer)) => Some(format!("exit status: {}", answer.status_code)),
-                Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => {
-                    Some(format!("exit status: {code}"))
-                }
-                Some(Err(_)) | None => self.looked_at().await,
-            };
-            if let Some(how) = how {
-                self.watch.end(how);
-                return;
-            }
-            tokio::time::sleep(REWAIT).await;
-        }
-    }
-
-    /// How the container ended, if it has (`None`: it runs, or the daemon
-    /// cannot say now).
-    async fn looked_at(&self) -> Option<String> {
-        match self.docker.inspect_container(&self.name, None).await {
-            Ok(inspected) => {
-                let state = inspected.state.unwrap_or_default();
-                match state.running {
-                    Some(true) => None,
-                    _ => Some(format!("exit status: {}", state.exit_code.unwrap_or(-1))),
-                }
-            }
-            Err(e) if is_status(&e, 404) => Some("its container was removed".to_string()),
-            Err(_) => None,
-        }
+        self.watch.end(end_of(&self.docker, &self.name).await);
     }
 
     async fn signal(&self, signal: &str) {
         let options = KillContainerOptionsBuilder::new().signal(signal).build();
         // Not running any more is what was wanted.
         let _ = self.docker.kill_container(&self.name, Some(options)).await;
+    }
+}
+
+/// How container `name` ended, once it has (its wait endpoint answers the
+/// moment it exits). A wait cut short (the daemon restarting, a dropped
+/// socket) is not an end: the container is looked at, and waited for again
+/// while it runs.
+pub async fn end_of(docker: &Docker, name: &str) -> String {
+    loop {
+        let how = match docker.wait_container(name, None).next().await {
+            Some(Ok(answer)) => Some(format!("exit status: {}", answer.status_code)),
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => {
+                Some(format!("exit status: {code}"))
+            }
+            Some(Err(_)) | None => looked_at(docker, name).await,
+        };
+        if let Some(how) = how {
+            return how;
+        }
+        tokio::time::sleep(REWAIT).await;
+    }
+}
+
+/// How container `name` ended, if it has (`None`: it runs, or the daemon
+/// cannot say now).
+async fn looked_at(docker: &Docker, name: &str) -> Option<String> {
+    match docker.inspect_container(name, None).await {
+        Ok(inspected) => {
+            let state = inspected.state.unwrap_or_default();
+            match state.running {
+                Some(true) => None,
+                _ => Some(format!("exit status: {}", state.exit_code.unwrap_or(-1))),
+            }
+        }
+        Err(e) if is_status(&e, 404) => Some("its container was removed".to_string()),
+        Err(_) => None,
     }
 }
 

@@ -13,7 +13,7 @@
 //! Images must already be on the Docker host: the backend never pulls.
 
 mod client;
-mod container;
+pub(crate) mod container;
 mod owner;
 pub(crate) mod watch;
 

@@ -14,12 +14,18 @@ use bollard::query_parameters::{
 };
 
 use crate::backend::BackendError;
+use crate::backend::docker::container::end_of;
 use crate::backend::docker::watch::Watch;
 use crate::backend::docker::{api_error, is_status};
 use crate::backend::live::Running;
 
 /// How often a task's state is read from the manager.
 const POLL: Duration = Duration::from_millis(50);
+/// How long a stop waits for a task still starting to run on the agent's
+/// node, so it can be signalled there rather than removed through Swarm.
+const START_WAIT: Duration = Duration::from_secs(1);
+/// How often that wait tries again.
+const START_RETRY: Duration = Duration::from_millis(10);
 
 /// A task the fleet runs.
 pub struct Task {
@@ -130,18 +136,33 @@ impl Task {
         }
     }
 
-    /// Remember the task's container if it runs on the agent's own node.
-    fn note_container(&self, task: &bollard::models::Task) {
-        let container = task
+    /// Remember the task's container if it runs on the agent's own node,
+    /// and from then on wait for its end there: the container's wait
+    /// answers the moment it exits, where the task's state reaches the
+    /// manager later (the node reports it in batches).
+    fn note_container(self: &Arc<Self>, task: &bollard::models::Task) {
+        let Some(container) = task
             .status
             .as_ref()
             .and_then(|s| s.container_status.as_ref())
-            .and_then(|c| c.container_id.clone());
-        if container.is_some() && task.node_id.is_some() && task.node_id == self.local_node {
-            *self
-                .local_container
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = container;
+            .and_then(|c| c.container_id.clone())
+        else {
+            return;
+        };
+        if task.node_id.is_none() || task.node_id != self.local_node {
+            return;
+        }
+        let mut local = self
+            .local_container
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if local.is_none() {
+            *local = Some(container.clone());
+            let task = self.clone();
+            tokio::spawn(async move {
+                let how = end_of(&task.docker, &container).await;
+                task.watch.end(how);
+            });
         }
     }
 
@@ -168,8 +189,8 @@ impl Task {
         }
     }
 
-    /// Signal the task's container directly, if it is on the agent's own
-    /// node; false if it is not (or not known yet).
+    /// Signal the task's container directly, if it runs on the agent's own
+    /// node; false if it does not (or not yet, or not any more).
     async fn signal_locally(&self, signal: &str) -> bool {
         let container = self
             .local_container
@@ -180,9 +201,18 @@ impl Task {
             return false;
         };
         let options = KillContainerOptionsBuilder::new().signal(signal).build();
-        // Not running any more is what was wanted.
-        let _ = self.docker.kill_container(&container, Some(options)).await;
-        true
+        self.docker
+            .kill_container(&container, Some(options))
+            .await
+            .is_ok()
+    }
+
+    /// Whether the task runs on another node.
+    fn remote(&self) -> bool {
+        self.node_addr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
     }
 
     async fn remove_service(&self) {
@@ -208,13 +238,23 @@ impl Running for Task {
     /// SIGTERM its container when it runs on the agent's own node: removing
     /// the service would first make Swarm wait a fixed 2 s for its routing
     /// mesh to converge (moby's `defaultGossipConvergeDelay`), which the
-    /// front door, already drained, does not need. On another node: remove
-    /// its service, and Swarm sends SIGTERM, then SIGKILL after the
-    /// service's stop grace period (the spec's `stop-grace`).
+    /// front door, already drained, does not need. A task still starting
+    /// (a rollback stops those) is given [`START_WAIT`] to run there. On
+    /// another node, or if it never runs: remove its service, and Swarm
+    /// sends SIGTERM, then SIGKILL after the service's stop grace period
+    /// (the spec's `stop-grace`).
     async fn terminate(&self) {
-        if !self.signal_locally("SIGTERM").await {
-            self.remove_service().await;
+        let deadline = tokio::time::Instant::now() + START_WAIT;
+        while !self.remote() && self.watch.exited().is_none() {
+            if self.signal_locally("SIGTERM").await {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(START_RETRY).await;
         }
+        self.remove_service().await;
     }
 
     /// SIGKILL its container on the agent's own node; elsewhere Swarm
