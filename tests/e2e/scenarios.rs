@@ -76,6 +76,18 @@ fn progress_deadline_aborts() {
 }
 
 #[test]
+fn the_rollout_deadline_stops_the_policy_and_restores_the_old_revision() {
+    let json = passes("rollout-deadline");
+    assert_eq!(json["step"], 2);
+    let reason = json["reason"].as_str().unwrap();
+    assert_contains(
+        reason,
+        "policy rolling stopped by the host: rollout deadline of 60000 ms exceeded, at step 2/3",
+    );
+    assert_contains(reason, "fleet restored: 3 instance(s) of v1 ready");
+}
+
+#[test]
 fn first_deploy() {
     passes("first-deploy");
 }
