@@ -2,7 +2,7 @@
 //!
 //! [`replace`] moves a service from `from-revision` to `to-revision` batch by
 //! batch. At each batch it passes a checkpoint (the operator may abort or
-//! promote), reports progress, stops old instances the plan retires first,
+//! promote, see below), reports progress, stops old instances the plan retires first,
 //! starts new ones, waits for them to be ready, lets them run for
 //! [`Strategy::min_ready_ms`], judges the batch's instances with
 //! [`Strategy::verdict`] (and checks with one listing that earlier batches
@@ -10,6 +10,13 @@
 //! warrant a rollback, and retires old instances the new ones replace. Each
 //! batch costs a constant number of host calls plus one per new instance, so
 //! a 10,000-instance rollout stays linear.
+//!
+//! A promote (`rollout promote`, as Argo Rollouts' `promote --full`) skips
+//! what is left of the waiting: from the next batch on, every missing new
+//! instance starts at once (halved while the host's surge guardrail
+//! refuses, never below the planned batch) and [`Strategy::min_ready_ms`]
+//! is no longer waited for. New instances must still become ready and pass
+//! [`Strategy::verdict`]; only the delays go.
 //!
 //! A rollback restores the old revision to `replicas` ready instances first
 //! (one at a time when the host's surge guardrail is tight), then stops every
@@ -62,7 +69,8 @@ pub struct State {
     pub new: Vec<InstanceId>,
     /// Every new instance that failed so far.
     pub failures: Vec<Failure>,
-    /// The operator asked to skip the remaining steps.
+    /// The operator promoted the rollout: [`replace`] starts the rest at
+    /// once and no longer waits [`Strategy::min_ready_ms`].
     pub promoted: bool,
 }
 
@@ -123,7 +131,7 @@ pub fn replace(host: &mut impl Host, info: &RolloutInfo, strategy: &impl Strateg
                 "batch plan {plan:?} makes no progress with {missing} instance(s) missing"
             ));
         }
-        if steps < state.step {
+        if steps < state.step || state.promoted {
             steps = state.step - 1 + missing.div_ceil(batch.start.max(1));
         }
         host.report(Progress {
@@ -143,7 +151,12 @@ pub fn replace(host: &mut impl Host, info: &RolloutInfo, strategy: &impl Strateg
         }
         let mut batch_ready = Vec::new();
         if batch.start > 0 {
-            let fresh = match host.start(to, batch.start) {
+            // Promoted: everything missing at once, as far as the host allows.
+            let fresh = match state.promoted {
+                true => start_halving(host, to, missing, batch.start),
+                false => host.start(to, batch.start),
+            };
+            let fresh = match fresh {
                 Ok(fresh) => fresh,
                 Err(e) => {
                     let why = format!("starting {} instance(s) of {to}: {e}", batch.start);
@@ -160,7 +173,7 @@ pub fn replace(host: &mut impl Host, info: &RolloutInfo, strategy: &impl Strateg
                 }
             }
         }
-        if strategy.min_ready_ms() > 0 {
+        if strategy.min_ready_ms() > 0 && !state.promoted {
             host.sleep(strategy.min_ready_ms());
         }
         // Instances of earlier batches were judged already; one listing
@@ -300,6 +313,22 @@ pub fn restore(
     }
 }
 
+/// Start `count` instances of `revision`, or fewer when the host's surge
+/// guardrail refuses (half as many each time, down to `floor`).
+fn start_halving(
+    host: &mut impl Host,
+    revision: &str,
+    count: u32,
+    floor: u32,
+) -> Result<Vec<Instance>, EffectError> {
+    match host.start(revision, count) {
+        Err(EffectError::Guardrail(_)) if count > floor => {
+            start_halving(host, revision, (count / 2).max(floor), floor)
+        }
+        other => other,
+    }
+}
+
 /// Start `count` instances, or fewer when the host's surge guardrail refuses
 /// (half as many each time), and if even one is refused, after stopping one
 /// of `spare`.
@@ -310,10 +339,7 @@ fn start_within_surge(
     spare: &[InstanceId],
 ) -> Result<Vec<InstanceId>, EffectError> {
     let ids = |v: Vec<Instance>| v.into_iter().map(|i| i.id).collect();
-    match host.start(revision, count) {
-        Err(EffectError::Guardrail(_)) if count > 1 => {
-            start_within_surge(host, revision, count / 2, spare)
-        }
+    match start_halving(host, revision, count, 1) {
         Err(EffectError::Guardrail(why)) => {
             let Some(victim) = spare.first() else {
                 return Err(EffectError::Guardrail(why));
