@@ -270,6 +270,125 @@ fn pause_holds_the_rollout_until_resume() {
     assert_serving(&agent, "web", "r2", "v2");
 }
 
+#[test]
+fn promote_during_a_rollout_skips_the_delay_and_status_watch_follows_it_to_the_end() {
+    let agent = Agent::start();
+    run(
+        &agent,
+        &["--spec", agent.spec("web", "v1", "").to_str().unwrap()],
+        0,
+    );
+    // Batches held 3 s each (under the 4 s progress deadline); room for
+    // two new instances at once.
+    let v2 = agent.spec("web", "v2", "");
+    let spec = v2.to_str().unwrap();
+    let args = [
+        "run",
+        "--spec",
+        spec,
+        "--set",
+        "guardrails.max-surge=2",
+        "--param",
+        "min-ready-ms=3s",
+        "--output",
+        "json",
+    ];
+    let piped = std::process::Stdio::piped;
+    let follower = agent.command(&args).stdout(piped()).spawn().unwrap();
+    wait_for_step(&agent, "web");
+    let watch = ["status", "web", "--watch", "--output", "json"];
+    let watcher = agent.command(&watch).stdout(piped()).spawn().unwrap();
+    let promote = agent.rollout(&["promote", "web"]);
+    assert_eq!(promote.code, 0, "{promote:#?}");
+    // The watcher ends with the rollout, with its outcome and journal.
+    let watched = watcher.wait_with_output().unwrap();
+    assert_eq!(watched.status.code(), Some(0), "{watched:#?}");
+    let summary: Value = serde_json::from_slice(&watched.stdout).unwrap();
+    assert_eq!(summary["outcome"], "completed", "{summary:#}");
+    let journal = summary["journal"].to_string();
+    // Promoted during batch 1's hold: batch 2 starts the two missing
+    // instances together.
+    assert_contains(&journal, r#"checkpoint \"batch 2\": promote"#);
+    assert_contains(&journal, "start r2 x2");
+    let out = follower.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:#?}");
+    assert_serving(&agent, "web", "r2", "v2");
+    // With no rollout in progress, --watch prints the status and returns.
+    let idle = agent.rollout(&["status", "web", "--watch"]);
+    assert_eq!(idle.code, 0, "{idle:#?}");
+    assert_contains(&idle.stdout, "web: revision 2, 3/3 ready");
+}
+
+#[test]
+fn status_watch_exits_with_the_outcome_of_a_rolled_back_rollout() {
+    let agent = Agent::start();
+    run(
+        &agent,
+        &["--spec", agent.spec("web", "v1", "").to_str().unwrap()],
+        0,
+    );
+    let follower = roll_v2_slowly(&agent);
+    let watcher = agent
+        .command(&["status", "web", "--watch"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert_eq!(agent.rollout(&["abort", "web"]).code, 0);
+    let watched = watcher.wait_with_output().unwrap();
+    assert_eq!(watched.status.code(), Some(2), "{watched:#?}");
+    assert_contains(
+        &String::from_utf8_lossy(&watched.stdout),
+        "aborted by the operator",
+    );
+    assert_eq!(follower.wait_with_output().unwrap().status.code(), Some(2));
+}
+
+#[test]
+fn undo_to_a_revision_history_causes_and_instance_logs() {
+    let agent = Agent::start();
+    for (version, cause) in [("v1", "first release"), ("v2", "ship v2"), ("v3", "")] {
+        let spec = agent.spec("web", version, "");
+        let mut args = vec!["--spec", spec.to_str().unwrap()];
+        if !cause.is_empty() {
+            args.extend(["--cause", cause]);
+        }
+        run(&agent, &args, 0);
+    }
+    let history = agent.rollout(&["history", "web"]);
+    assert_eq!(history.code, 0, "{history:#?}");
+    assert_contains(&history.stdout, "first release");
+    assert_contains(&history.stdout, "ship v2");
+    let json = agent
+        .rollout(&["history", "web", "--output", "json"])
+        .json();
+    let causes: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["cause"].as_str().unwrap())
+        .collect();
+    assert_eq!(causes[..2], ["first release", "ship v2"]);
+    assert_contains(causes[2], "v3\"");
+
+    // Back past the previous revision, to the first one.
+    let undo = agent.rollout(&["undo", "web", "--to-revision", "1"]);
+    assert_eq!(undo.code, 0, "{undo:#?}");
+    assert_serving(&agent, "web", "r4", "v1");
+    let fourth = agent.rollout(&["history", "web", "--revision", "4"]);
+    assert_contains(&fourth.stdout, "undo: back to revision 1");
+    assert_contains(&fourth.stdout, r#"VERSION = "v1""#);
+
+    // Each instance's own output, started with its id in the environment.
+    for (id, ..) in instances(&agent, "web") {
+        let logs = agent.rollout(&["logs", &id]);
+        assert_eq!(logs.code, 0, "{logs:#?}");
+        assert_contains(&logs.stdout, "demo-app v1 listening on");
+        assert_contains(&logs.stdout, &format!("(instance {id})"));
+    }
+    let unknown = agent.rollout(&["logs", "web-r9-99"]);
+    assert_eq!(unknown.code, 1, "{unknown:#?}");
+}
+
 fn abort_during_a_rollout_rolls_back(agent: Agent) {
     run(
         &agent,

@@ -76,6 +76,43 @@ fn progress_deadline_aborts() {
 }
 
 #[test]
+fn the_rollout_deadline_stops_the_policy_and_restores_the_old_revision() {
+    let json = passes("rollout-deadline");
+    assert_eq!(json["step"], 2);
+    let reason = json["reason"].as_str().unwrap();
+    assert_contains(
+        reason,
+        "policy rolling stopped by the host: rollout deadline of 60000 ms exceeded, at step 2/3",
+    );
+    assert_contains(reason, "fleet restored: 3 instance(s) of v1 ready");
+}
+
+#[test]
+fn promote_starts_the_rest_at_once_and_skips_the_readiness_delay() {
+    let json = passes("rolling-promote");
+    assert_eq!(json["virtual_ms"], 40_000);
+    // The same scenario without the promote takes three full batches.
+    let text = std::fs::read_to_string(scenario("rolling-promote")).unwrap();
+    let command = "[[commands]]\nat = \"10s\"\naction = \"promote\"\n";
+    assert_contains(&text, command);
+    let dir = tempfile::tempdir().unwrap();
+    let unpromoted = dir.path().join("unpromoted.toml");
+    std::fs::write(&unpromoted, text.replace(command, "")).unwrap();
+    let run = rollout(&[
+        "test",
+        "--policy",
+        "rolling",
+        "--scenario",
+        unpromoted.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    let json = run.json();
+    assert_eq!(json["outcome"], "completed", "{json:#}");
+    assert_eq!(json["virtual_ms"], 105_000);
+}
+
+#[test]
 fn first_deploy() {
     passes("first-deploy");
 }

@@ -30,7 +30,7 @@ pub async fn execute(
     let (mut session, result) = runtime.run(policy, session).await;
     session.close_operator();
     let outcome = match result {
-        Ok(outcome) => session.verify(outcome).await,
+        Ok(outcome) => session.verify(&policy.name, outcome).await,
         Err(
             error @ PolicyError::Halted {
                 halt: Halt::PausedForever,

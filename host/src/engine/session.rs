@@ -558,10 +558,10 @@ impl Session {
         self.operator.close();
     }
 
-    /// Check what the policy claims against the fleet: a `completed` with
-    /// the new revision short of its replicas is a failure, and the host
-    /// restores the old revision.
-    pub async fn verify(&mut self, outcome: Outcome) -> Outcome {
+    /// Check what `policy` (its name, for the message) claims against the
+    /// fleet: a `completed` with the new revision short of its replicas is a
+    /// failure, and the host restores the old revision.
+    pub async fn verify(&mut self, policy: &str, outcome: Outcome) -> Outcome {
         self.observe();
         let Outcome::Completed = outcome else {
             return outcome;
@@ -570,7 +570,7 @@ impl Session {
         let ready = self.count_ready(&to).await;
         if ready < self.info.replicas {
             let why = format!(
-                "policy reported completed, but only {ready} of {} instances of {to} are ready",
+                "policy {policy} reported completed, but only {ready} of {} instances of {to} are ready",
                 self.info.replicas
             );
             self.note(why.clone());

@@ -8,6 +8,13 @@
 //! Each batch is judged once, after `min-ready-ms`; later, a listing per
 //! batch catches earlier new instances that crashed or turned unhealthy.
 //!
+//! `rollout promote` means what Argo Rollouts' `promote --full` does: from
+//! the next batch on, every missing new instance starts at once (as many as
+//! the host's max-surge guardrail allows, never fewer than a planned batch)
+//! and `min-ready-ms` is no longer waited for. New instances must still
+//! become ready and pass their probe and log check (whose window is then
+//! shorter).
+//!
 //! | param               | default   | meaning                                                    |
 //! |---------------------|-----------|------------------------------------------------------------|
 //! | `max-surge`         | `1`       | instances above `replicas` during the update (count or %) |
@@ -265,6 +272,45 @@ mod tests {
         rolled_back(&outcome);
         assert_eq!((fleet.count("v1"), fleet.count("v2")), (3, 0));
         assert_eq!(fleet.max_instances(), 4);
+    }
+
+    #[test]
+    fn promote_starts_the_rest_at_once_without_the_readiness_delay() {
+        let fleet = || {
+            FakeFleet::new()
+                .serving("v1", 3)
+                .behaviour("v2", Behaviour::ready_after(5_000))
+        };
+        let params = [("min-ready-ms", "30s")];
+        // Unpromoted: three batches of 5 s to ready plus 30 s.
+        let mut slow = fleet();
+        assert_eq!(run(&mut slow, &params), Outcome::Completed);
+        assert_eq!(slow.elapsed_ms(), 105_000);
+        // Promoted during batch 1's delay: batch 2 (at 35 s) starts both
+        // missing instances and judges them once ready, at 40 s.
+        let mut promoted = fleet().command_at(10_000, Command::Promote);
+        assert_eq!(run(&mut promoted, &params), Outcome::Completed);
+        assert_eq!((promoted.count("v1"), promoted.count("v2")), (0, 3));
+        assert_eq!(promoted.elapsed_ms(), 40_000, "{}", promoted.journal_text());
+        assert_eq!(promoted.max_instances(), 5);
+        assert_eq!(promoted.min_ready(), 3);
+        // A host surge limit of 4 still holds: one at a time, no delay.
+        let mut tight = fleet().max_total(4).command_at(10_000, Command::Promote);
+        assert_eq!(run(&mut tight, &params), Outcome::Completed);
+        assert_eq!(tight.elapsed_ms(), 45_000, "{}", tight.journal_text());
+        assert_eq!(tight.max_instances(), 4);
+    }
+
+    #[test]
+    fn promoted_instances_are_still_judged() {
+        let mut fleet = FakeFleet::new()
+            .serving("v1", 3)
+            .behaviour("v2", Behaviour::never_ready())
+            .command_at(0, Command::Promote);
+        let outcome = run(&mut fleet, &[("ready-timeout-ms", "10s")]);
+        assert!(rolled_back(&outcome).contains("not ready after 10000 ms"));
+        assert_eq!((fleet.count("v1"), fleet.count("v2")), (3, 0));
+        assert_eq!(fleet.min_ready(), 3);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! [`replace`] moves a service from `from-revision` to `to-revision` batch by
 //! batch. At each batch it passes a checkpoint (the operator may abort or
-//! promote), reports progress, stops old instances the plan retires first,
+//! promote, see below), reports progress, stops old instances the plan retires first,
 //! starts new ones, waits for them to be ready, lets them run for
 //! [`Strategy::min_ready_ms`], judges the batch's instances with
 //! [`Strategy::verdict`] (and checks with one listing that earlier batches
@@ -10,6 +10,13 @@
 //! warrant a rollback, and retires old instances the new ones replace. Each
 //! batch costs a constant number of host calls plus one per new instance, so
 //! a 10,000-instance rollout stays linear.
+//!
+//! A promote (`rollout promote`, as Argo Rollouts' `promote --full`) skips
+//! what is left of the waiting: from the next batch on, every missing new
+//! instance starts at once (halved while the host's surge guardrail
+//! refuses, never below the planned batch) and [`Strategy::min_ready_ms`]
+//! is no longer waited for. New instances must still become ready and pass
+//! [`Strategy::verdict`]; only the delays go.
 //!
 //! A rollback restores the old revision to `replicas` ready instances first
 //! (as many at a time as the host's surge guardrail lets, with new
@@ -22,8 +29,8 @@ use std::fmt;
 
 use crate::shift::{alive, ids_of};
 use crate::{
-    Command, EffectError, Host, InstanceId, InstanceState, Level, Outcome, ProbeResult, Progress,
-    RolloutInfo, Verdict,
+    Command, EffectError, Host, Instance, InstanceId, InstanceState, Level, Outcome, ProbeResult,
+    Progress, RolloutInfo, Verdict,
 };
 
 /// What one batch does.
@@ -75,7 +82,8 @@ pub struct State {
     pub new: Vec<InstanceId>,
     /// Every new instance that failed so far.
     pub failures: Vec<Failure>,
-    /// The operator asked to skip the remaining steps.
+    /// The operator promoted the rollout: [`replace`] starts the rest at
+    /// once and no longer waits [`Strategy::min_ready_ms`].
     pub promoted: bool,
 }
 
@@ -136,7 +144,7 @@ pub fn replace(host: &mut impl Host, info: &RolloutInfo, strategy: &impl Strateg
                 "batch plan {plan:?} makes no progress with {missing} instance(s) missing"
             ));
         }
-        if steps < state.step {
+        if steps < state.step || state.promoted {
             steps = state.step - 1 + missing.div_ceil(batch.start.max(1));
         }
         host.report(Progress {
@@ -156,7 +164,12 @@ pub fn replace(host: &mut impl Host, info: &RolloutInfo, strategy: &impl Strateg
         }
         let mut batch_ready = Vec::new();
         if batch.start > 0 {
-            let fresh = match host.start(to, batch.start) {
+            // Promoted: everything missing at once, as far as the host allows.
+            let fresh = match state.promoted {
+                true => start_halving(host, to, missing, batch.start),
+                false => host.start(to, batch.start),
+            };
+            let fresh = match fresh {
                 Ok(fresh) => fresh,
                 Err(e) => {
                     let why = format!("starting {} instance(s) of {to}: {e}", batch.start);
@@ -177,22 +190,10 @@ pub fn replace(host: &mut impl Host, info: &RolloutInfo, strategy: &impl Strateg
                 }
             }
         }
-        if strategy.min_ready_ms() > 0 {
+        if strategy.min_ready_ms() > 0 && !state.promoted {
             host.sleep(strategy.min_ready_ms());
         }
-        // Instances of earlier batches were judged already; one listing
-        // tells whether any of them stopped being ready since.
-        if !state.new.is_empty() {
-            let ready: HashSet<String> = ids_of(&host.list(), to, |s| s == InstanceState::Ready)
-                .into_iter()
-                .collect();
-            for id in std::mem::take(&mut state.new) {
-                match ready.contains(&id) {
-                    true => state.new.push(id),
-                    false => fail(host, &mut state, id, "no longer ready".into()),
-                }
-            }
-        }
+        fail_lost(host, &mut state, to);
         // This batch: the strategy's verdict on each instance.
         for id in batch_ready {
             let probe = host.probe(&id);
@@ -248,19 +249,28 @@ fn wait_watching(
         if !pending || host.now_ms() >= until {
             return Ok(results);
         }
-        let ready: HashSet<String> = ids_of(&host.list(), to, |s| s == InstanceState::Ready)
-            .into_iter()
-            .collect();
-        let (kept, lost): (Vec<_>, Vec<_>) = std::mem::take(&mut state.new)
-            .into_iter()
-            .partition(|id| ready.contains(id));
-        state.new = kept;
-        for id in lost {
-            fail(host, state, id, "no longer ready".into());
-        }
+        fail_lost(host, state, to);
         if let Some(why) = strategy.roll_back(state) {
             return Err(why);
         }
+    }
+}
+
+/// Instances of earlier batches were judged already; one listing tells
+/// whether any of them stopped being ready since: those fail.
+fn fail_lost(host: &mut impl Host, state: &mut State, to: &str) {
+    if state.new.is_empty() {
+        return;
+    }
+    let ready: HashSet<String> = ids_of(&host.list(), to, |s| s == InstanceState::Ready)
+        .into_iter()
+        .collect();
+    let (kept, lost): (Vec<_>, Vec<_>) = std::mem::take(&mut state.new)
+        .into_iter()
+        .partition(|id| ready.contains(id));
+    state.new = kept;
+    for id in lost {
+        fail(host, state, id, "no longer ready".into());
     }
 }
 
@@ -395,6 +405,22 @@ pub fn restore(
     }
 }
 
+/// Start `count` instances of `revision`, or fewer when the host's surge
+/// guardrail refuses (half as many each time, down to `floor`).
+fn start_halving(
+    host: &mut impl Host,
+    revision: &str,
+    count: u32,
+    floor: u32,
+) -> Result<Vec<Instance>, EffectError> {
+    match host.start(revision, count) {
+        Err(EffectError::Guardrail(_)) if count > floor => {
+            start_halving(host, revision, (count / 2).max(floor), floor)
+        }
+        other => other,
+    }
+}
+
 /// Start `count` instances, or as many as the host's surge guardrail lets
 /// (half as many after each refusal; none if even one is refused).
 fn start_fitting(
@@ -402,8 +428,7 @@ fn start_fitting(
     revision: &str,
     count: u32,
 ) -> Result<Vec<InstanceId>, EffectError> {
-    match host.start(revision, count) {
-        Err(EffectError::Guardrail(_)) if count > 1 => start_fitting(host, revision, count / 2),
+    match start_halving(host, revision, count, 1) {
         Err(EffectError::Guardrail(_)) => Ok(Vec::new()),
         other => other.map(|v| v.into_iter().map(|i| i.id).collect()),
     }

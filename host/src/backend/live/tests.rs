@@ -70,6 +70,90 @@ async fn an_exit_marks_the_instance_failed_with_its_last_line() {
 }
 
 #[tokio::test]
+async fn an_instance_leads_its_own_process_group_and_is_told_its_revision_and_id() {
+    let (_dir, fleet) = fleet();
+    let script = "echo \"$ROLLOUT_REVISION $ROLLOUT_INSTANCE\"; sleep 30";
+    fleet.register(shell("r1", script, HealthSpec::default()));
+    let id = fleet.start("r1", 1).await.unwrap().remove(0).id;
+    let pid = fleet.store.instances("svc").unwrap()[0].pid as libc::pid_t;
+    // SAFETY: getpgid only reads the process table.
+    let (group, ours) = unsafe { (libc::getpgid(pid), libc::getpgid(0)) };
+    assert_eq!(group, pid, "{pid} leads its own process group");
+    assert_ne!(group, ours);
+    let mut lines = Vec::new();
+    for _ in 0..1_000 {
+        lines = fleet.logs(&id, 5).unwrap();
+        if !lines.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(lines, [format!("r1 {id}")]);
+    fleet.stop(&[id]).await.unwrap();
+}
+
+/// True while `pid` runs with no signal pending (one sent to it would be
+/// pending, or have ended it, as soon as kill(2) returned).
+fn untouched(pid: i64) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    os::start_ticks(pid).is_some()
+        && status
+            .lines()
+            .filter(|l| l.starts_with("SigPnd:") || l.starts_with("ShdPnd:"))
+            .all(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .is_some_and(|m| m.trim_start_matches('0').is_empty())
+            })
+}
+
+#[tokio::test]
+async fn a_recorded_pid_reused_by_another_process_is_neither_adopted_nor_signalled() {
+    let (_dir, fleet) = fleet();
+    fleet.register(shell("r1", "sleep 30", HealthSpec::default()));
+    use std::os::unix::process::CommandExt;
+    // Another program now has the pid of the recorded instance, leading
+    // its own process group as an instance would; the recorded process
+    // started earlier.
+    let mut other = std::process::Command::new("sleep")
+        .arg("30")
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let pid = i64::from(other.id());
+    let ticks = os::start_ticks(pid).unwrap();
+    fleet
+        .store
+        .add_instance(&InstanceRow {
+            id: "svc-r1-1".into(),
+            service: "svc".into(),
+            revision: "r1".into(),
+            pid,
+            start_ticks: ticks - 1,
+            port: 1,
+            started_ms: 0,
+        })
+        .unwrap();
+    let found = fleet.adopt().await.unwrap();
+    assert_eq!(
+        found,
+        Adoption {
+            adopted: Vec::new(),
+            gone: vec!["svc-r1-1".into()],
+            swept: Vec::new(),
+        }
+    );
+    assert!(fleet.list().is_empty());
+    assert!(fleet.store.instances("svc").unwrap().is_empty());
+    drop(fleet);
+    assert!(untouched(pid), "the unrelated process {pid} was signalled");
+    other.kill().unwrap();
+    other.wait().unwrap();
+}
+
+#[tokio::test]
 async fn a_late_result_of_an_older_probe_is_ignored() {
     let (_dir, fleet) = fleet();
     fleet.register(shell("r1", "sleep 30", HealthSpec::default()));
