@@ -35,6 +35,12 @@ pub struct ProxyFigures {
     pub nginx_rps: f64,
     /// `rps / nginx_rps`.
     pub throughput_ratio_vs_nginx: f64,
+    /// CPU time of the proxy's threads per request at full load (less
+    /// noisy than requests/s on a machine shared with wrk and the
+    /// instances).
+    pub cpu_us_per_request: f64,
+    /// CPU time of nginx's processes per request at full load.
+    pub nginx_cpu_us_per_request: f64,
     /// p99 through the proxy at full load (`connections`).
     pub p99_saturated_ms: f64,
     /// p99 through nginx at full load.
@@ -265,17 +271,22 @@ async fn measure(
     let nginx_port = free_port()?;
     let theirs = format!("http://127.0.0.1:{nginx_port}/");
     let direct_light = blocking(direct, seconds, LATENCY_CONNECTIONS).await??;
+    let cpu_before = proxy_cpu_ms()?;
     let ours_full = blocking(ours.clone(), seconds, connections).await??;
+    let ours_cpu_ms = proxy_cpu_ms()? - cpu_before;
     let ours_light = blocking(ours.clone(), seconds, LATENCY_CONNECTIONS).await??;
     let server = nginx(&tools.nginx, home, nginx_port, &backends)?;
+    let master = server.id();
     let nginx_runs = async {
+        let cpu_before = tree_cpu_ms(master)?;
         let full = blocking(theirs.clone(), seconds, connections).await??;
+        let nginx_cpu_ms = tree_cpu_ms(master)? - cpu_before;
         let light = blocking(theirs, seconds, LATENCY_CONNECTIONS).await??;
-        anyhow::Ok((full, light))
+        anyhow::Ok((full, light, nginx_cpu_ms))
     }
     .await;
     stop_nginx(server);
-    let (nginx_full, nginx_light) = nginx_runs?;
+    let (nginx_full, nginx_light, nginx_cpu_ms) = nginx_runs?;
 
     // A rolling update in the middle of a long load.
     let during = blocking(ours, seconds.max(10) + 4, connections);
@@ -289,6 +300,8 @@ async fn measure(
         rps: ours_full.rps,
         nginx_rps: nginx_full.rps,
         throughput_ratio_vs_nginx: ours_full.rps / nginx_full.rps,
+        cpu_us_per_request: ours_cpu_ms * 1e3 / ours_full.requests as f64,
+        nginx_cpu_us_per_request: nginx_cpu_ms * 1e3 / nginx_full.requests as f64,
         p99_saturated_ms: ours_full.p99_ms,
         nginx_p99_saturated_ms: nginx_full.p99_ms,
         direct_p99_ms: direct_light.p99_ms,
@@ -300,6 +313,54 @@ async fn measure(
         failed_requests: during.failed,
         rollout_outcome,
     })
+}
+
+/// User and system CPU time in `/proc/.../stat` (`stat` of one task or
+/// process), in ms, and its parent's pid.
+fn stat_cpu_ms(stat: &str) -> Option<(f64, u32)> {
+    // After the command name in parentheses: state, ppid, ... utime and
+    // stime are fields 14 and 15 (man 5 proc).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ppid = fields.get(1)?.parse().ok()?;
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf reads a constant of the system; no memory is touched.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some((ticks as f64 * 1e3 / hz, ppid))
+}
+
+/// CPU time so far of this process's front-door threads (named `proxy-`).
+fn proxy_cpu_ms() -> anyhow::Result<f64> {
+    let mut total = 0.0;
+    for task in std::fs::read_dir("/proc/self/task")?.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.starts_with("proxy-") {
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            total += stat_cpu_ms(&stat).map_or(0.0, |(ms, _)| ms);
+        }
+    }
+    Ok(total)
+}
+
+/// CPU time so far of process `pid` and its children (nginx's master and
+/// workers).
+fn tree_cpu_ms(pid: u32) -> anyhow::Result<f64> {
+    let mut total = 0.0;
+    for entry in std::fs::read_dir("/proc")?.flatten() {
+        let Some(this) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        if let Some((ms, ppid)) = stat_cpu_ms(&stat)
+            && (this == pid || ppid == pid)
+        {
+            total += ms;
+        }
+    }
+    Ok(total)
 }
 
 /// Find `name` on the PATH (or in /usr/sbin, where Debian puts nginx).
@@ -317,6 +378,18 @@ pub fn which(name: &str) -> anyhow::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_cpu_time_and_parent_from_a_stat_line() {
+        let stat = "4242 (nginx: worker (x)) S 4241 4241 4241 0 -1 4194624 100 0 0 0 \
+                    250 50 0 0 20 0 1 0 12345 0 0";
+        let (ms, ppid) = stat_cpu_ms(stat).unwrap();
+        // SAFETY: as in stat_cpu_ms.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        assert_eq!(ppid, 4241);
+        assert!((ms - 300.0 * 1e3 / hz).abs() < 1e-9);
+        assert!(proxy_cpu_ms().is_ok());
+    }
 
     #[test]
     fn reads_a_wrk_report() {

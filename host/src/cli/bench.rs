@@ -138,6 +138,12 @@ pub async fn run(_cli: &Cli, args: &BenchArgs) -> anyhow::Result<ExitCode> {
                         f.throughput_ratio_vs_nginx
                     );
                     println!(
+                        "  CPU per request           {:>10.1} us  (nginx {:.1} us, ratio {:.3})",
+                        f.cpu_us_per_request,
+                        f.nginx_cpu_us_per_request,
+                        f.nginx_cpu_us_per_request / f.cpu_us_per_request
+                    );
+                    println!(
                         "  p99 at full load          {:>10.3} ms  (nginx {:.3} ms)",
                         f.p99_saturated_ms, f.nginx_p99_saturated_ms
                     );

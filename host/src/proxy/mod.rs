@@ -110,20 +110,6 @@ impl Drop for Proxy {
     }
 }
 
-/// A non-blocking listener on `addr` that other listeners may share.
-fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let socket = match addr {
-        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-    };
-    socket.set_reuseaddr(true)?;
-    socket.set_reuseport(true)?;
-    socket.bind(addr)?;
-    // Handed over as a std listener: each worker registers its own with
-    // its own runtime.
-    socket.listen(1024)?.into_std()
-}
-
 /// The header that tells a client which revision answered.
 static REVISION_HEADER: HeaderName = HeaderName::from_static("x-rollout-revision");
 
@@ -132,47 +118,53 @@ impl Proxy {
     /// dropped.
     ///
     /// Like nginx's workers, one thread per core runs its own
-    /// single-threaded runtime with its own listener on the same port
-    /// (`SO_REUSEPORT`, the kernel spreads connections): a request and its
-    /// upstream connection stay on one thread, with no work stealing or
-    /// cross-core wake-ups on the request path.
+    /// single-threaded runtime: a connection, its requests and their
+    /// upstream connections stay on one thread, with no work stealing or
+    /// cross-core wake-ups on the request path. The first worker also
+    /// accepts, and hands connections to the workers in turn: an even
+    /// split, where `SO_REUSEPORT` listeners (the kernel hashing each
+    /// connection to one) can leave most of a few long-lived connections
+    /// on one core.
     pub fn bind(
         service: &str,
         addr: SocketAddr,
         sticky: Option<Sticky>,
     ) -> std::io::Result<Arc<Proxy>> {
-        // SO_REUSEPORT would let a second service (or agent) share the port
-        // and split its clients: a plain bind first proves it is free.
-        drop(std::net::TcpListener::bind(addr)?);
-        let first = reuseport_listener(addr)?;
-        let bound = first.local_addr()?;
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let mut listeners = vec![first];
-        for _ in 1..workers {
-            listeners.push(reuseport_listener(bound)?);
-        }
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
         let proxy = Arc::new(Proxy {
             service: service.to_string(),
-            addr: bound,
+            addr: listener.local_addr()?,
             sticky,
             state: Mutex::new(State::default()),
             table: RwLock::new(Arc::new(Table::default())),
             open: AtomicBool::new(true),
             closed: tokio::sync::watch::Sender::new(false),
         });
-        for (i, listener) in listeners.into_iter().enumerate() {
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (handoffs, inboxes): (Vec<_>, Vec<_>) = (0..workers)
+            .map(|_| tokio::sync::mpsc::unbounded_channel::<std::net::TcpStream>())
+            .unzip();
+        let mut acceptor = Some((listener, handoffs));
+        for (i, inbox) in inboxes.into_iter().enumerate() {
             let (weak, closed) = (Arc::downgrade(&proxy), proxy.closed.subscribe());
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
+            let accepts = acceptor.take();
             std::thread::Builder::new()
                 .name(format!("proxy-{service}-{i}"))
                 .spawn(move || {
                     runtime.block_on(async move {
-                        match tokio::net::TcpListener::from_std(listener) {
-                            Ok(l) => accept(weak, l, closed).await,
-                            Err(e) => eprintln!("proxy: cannot use its listener: {e}"),
+                        if let Some((listener, handoffs)) = accepts {
+                            match tokio::net::TcpListener::from_std(listener) {
+                                Ok(l) => {
+                                    tokio::spawn(accept(weak.clone(), l, closed.clone(), handoffs));
+                                }
+                                Err(e) => eprintln!("proxy: cannot use its listener: {e}"),
+                            }
                         }
+                        serve(weak, inbox, closed).await
                     })
                 })?;
         }
@@ -485,28 +477,53 @@ impl Drop for InFlight {
     }
 }
 
-/// Accept connections until the proxy is dropped or closed.
+/// Accept connections until the proxy is dropped or closed, handing them
+/// to the workers in turn.
 async fn accept(
     proxy: Weak<Proxy>,
     listener: tokio::net::TcpListener,
     mut closed: tokio::sync::watch::Receiver<bool>,
+    handoffs: Vec<tokio::sync::mpsc::UnboundedSender<std::net::TcpStream>>,
 ) {
-    loop {
+    for next in (0..handoffs.len()).cycle() {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = closed.wait_for(|c| *c) => return,
         };
-        let Some(p) = proxy.upgrade() else {
-            return;
-        };
-        if !p.open.load(Ordering::SeqCst) {
-            return;
+        match proxy.upgrade() {
+            Some(p) if p.open.load(Ordering::SeqCst) => {}
+            _ => return,
         }
         let Ok((stream, _)) = accepted else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let _ = stream.set_nodelay(true);
+        // A worker that is gone takes nothing: the connection closes.
+        if let Ok(stream) = stream.into_std() {
+            let _ = handoffs[next].send(stream);
+        }
+    }
+}
+
+/// Serve the connections handed to this worker until the proxy is dropped
+/// or closed.
+async fn serve(
+    proxy: Weak<Proxy>,
+    mut inbox: tokio::sync::mpsc::UnboundedReceiver<std::net::TcpStream>,
+    mut closed: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let stream = tokio::select! {
+            stream = inbox.recv() => stream,
+            _ = closed.wait_for(|c| *c) => return,
+        };
+        let Some(stream) = stream else {
+            return;
+        };
+        let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
+            continue;
+        };
         let weak = proxy.clone();
         tokio::spawn(async move {
             let conns = Arc::new(Upstreams::default());
@@ -708,7 +725,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_port_in_use_is_refused_despite_reuseport() {
+    async fn a_port_in_use_is_refused() {
         let proxy = Proxy::bind("one", "127.0.0.1:0".parse().unwrap(), None).unwrap();
         let taken = Proxy::bind("two", proxy.local_addr(), None);
         assert!(taken.is_err());
