@@ -53,8 +53,11 @@ const ROTATE_EVERY_MS: u64 = 1_000;
 /// each probe up to [`STARTUP_GAP_MAX_MS`] (or the spec's `interval`).
 const STARTUP_GAP_MS: u64 = 10;
 /// The longest gap between probes of a starting instance: its readiness is
-/// seen at most this late.
-const STARTUP_GAP_MAX_MS: u64 = 100;
+/// seen at most this late. A connection refused on the instance's port is
+/// all such a probe costs while it starts.
+const STARTUP_GAP_MAX_MS: u64 = 25;
+/// The same with an `exec` check, which starts a process per probe.
+const STARTUP_GAP_MAX_EXEC_MS: u64 = 100;
 /// How long a stop waits after SIGKILL before giving up on an instance.
 const KILL_WAIT: Duration = Duration::from_secs(2);
 
@@ -80,6 +83,15 @@ pub struct Launch {
     pub stop_grace_ms: u64,
     /// Log size that triggers rotation.
     pub log_max_bytes: u64,
+}
+
+/// The longest gap between probes of an instance starting with `health`.
+fn startup_gap_cap(health: &HealthSpec) -> u64 {
+    let most = match health.exec {
+        Some(_) => STARTUP_GAP_MAX_EXEC_MS,
+        None => STARTUP_GAP_MAX_MS,
+    };
+    health.interval.max(1).min(most)
 }
 
 /// One instance as the fleet tracks it.
@@ -141,15 +153,15 @@ impl Proc {
 
     /// Time until its next probe: the spec's `interval`, but a starting
     /// instance is probed sooner (after 10 ms, then twice as long each time
-    /// up to 100 ms or `interval`), so its readiness is seen at most 100 ms
-    /// late rather than up to an interval late (Docker 25's
-    /// `--health-start-interval` does the same).
+    /// up to 25 ms, 100 ms with an `exec` check, or `interval`), so its
+    /// readiness is seen at most that late rather than up to an interval
+    /// late (Docker 25's `--health-start-interval` does the same).
     fn probe_gap(&mut self) -> u64 {
         let interval = self.launch.health.interval.max(1);
         if self.state != InstanceState::Starting {
             return interval;
         }
-        let cap = interval.min(STARTUP_GAP_MAX_MS);
+        let cap = startup_gap_cap(&self.launch.health);
         let gap = self.startup_gap.min(cap);
         self.startup_gap = (self.startup_gap * 2).min(cap);
         gap

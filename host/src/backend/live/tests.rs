@@ -284,6 +284,25 @@ async fn a_new_fleet_re_adopts_running_instances_and_forgets_gone_ones() {
     again.stop(&[ids[0].clone(), next]).await.unwrap();
 }
 
+#[test]
+fn a_starting_instance_is_probed_every_25_ms_at_most_or_100_with_exec() {
+    let http = HealthSpec {
+        interval: 60_000,
+        ..HealthSpec::default()
+    };
+    assert_eq!(super::startup_gap_cap(&http), 25);
+    let exec = HealthSpec {
+        exec: Some(vec!["true".into()]),
+        ..http.clone()
+    };
+    assert_eq!(super::startup_gap_cap(&exec), 100);
+    let fast = HealthSpec {
+        interval: 5,
+        ..exec
+    };
+    assert_eq!(super::startup_gap_cap(&fast), 5);
+}
+
 #[tokio::test]
 async fn a_starting_instance_is_seen_ready_long_before_its_interval() {
     let (dir, fleet) = fleet();
