@@ -44,12 +44,12 @@ pub struct Batch {
 
 /// How long a wait on starting instances lasts before the fleet is looked
 /// at again, per 10 instances looked at (see [`glance_ms`]).
-pub const GLANCE_MS: u64 = 20;
+pub const GLANCE_MS: u64 = 50;
 
 /// The time between two looks at `watched` instances: [`GLANCE_MS`] per 10
 /// of them, so looking costs the same per second whatever the fleet's size
-/// (a 10-instance service is looked at every 20 ms, a 10,000-instance
-/// simulation every 20 s).
+/// (a 10-instance service is looked at every 50 ms, a 10,000-instance
+/// simulation every 50 s).
 pub fn glance_ms(watched: usize) -> u64 {
     GLANCE_MS * (watched as u64 / 10).max(1)
 }
