@@ -393,7 +393,7 @@ mod tests {
         addr
     }
 
-    async fn text(answer: Answer) -> String {
+    fn text(answer: Answer) -> String {
         match answer.body {
             Pending::Whole(b) => String::from_utf8(b.to_vec()).unwrap(),
             Pending::Streaming(_) => panic!("expected a whole body"),
@@ -401,85 +401,57 @@ mod tests {
     }
 
     const GET: &[u8] = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n";
+    const ONE: &str = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none";
+    const TWO: &str = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo";
+
+    /// One client connection's pool, an instance, and a table.
+    struct Client {
+        pool: Arc<Upstreams>,
+        up: Arc<Upstream>,
+        table: Arc<Table>,
+    }
+
+    impl Client {
+        fn of(addr: SocketAddr) -> Client {
+            Client {
+                pool: Arc::new(Upstreams::default()),
+                up: upstream(addr),
+                table: Arc::new(Table::default()),
+            }
+        }
+
+        /// A GET, resent once on a new connection if `resend`.
+        async fn get(&self, resend: bool) -> Result<Answer, Failed> {
+            let (pool, up, table) = (&self.pool, &self.up, &self.table);
+            pool.send(up, table, GET, None, &Method::GET, resend).await
+        }
+    }
 
     #[tokio::test]
     async fn a_kept_connection_carries_the_next_request() {
-        let addr = instance(
-            vec![
-                "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none",
-                "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo",
-            ],
-            2,
-        )
-        .await;
-        let (pool, up, table) = (
-            Arc::new(Upstreams::default()),
-            upstream(addr),
-            Arc::new(Table::default()),
-        );
-        let first = pool
-            .send(&up, &table, GET, None, &Method::GET, true)
-            .await
-            .unwrap();
-        assert_eq!(text(first).await, "one");
-        assert_eq!(pool.0.lock().unwrap().conns.len(), 1, "kept");
-        let second = pool
-            .send(&up, &table, GET, None, &Method::GET, true)
-            .await
-            .unwrap();
-        assert_eq!(text(second).await, "two");
+        let client = Client::of(instance(vec![ONE, TWO], 2).await);
+        assert_eq!(text(client.get(true).await.unwrap()), "one");
+        assert_eq!(client.pool.0.lock().unwrap().conns.len(), 1, "kept");
+        assert_eq!(text(client.get(true).await.unwrap()), "two");
     }
 
     #[tokio::test]
     async fn a_kept_connection_the_instance_closed_is_replaced() {
         // One answer per connection, then the instance closes it.
-        let addr = instance(
-            vec![
-                "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none",
-                "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo",
-            ],
-            1,
-        )
-        .await;
-        let (pool, up, table) = (
-            Arc::new(Upstreams::default()),
-            upstream(addr),
-            Arc::new(Table::default()),
-        );
-        let first = pool
-            .send(&up, &table, GET, None, &Method::GET, true)
-            .await
-            .unwrap();
-        assert_eq!(text(first).await, "one");
-        let second = pool
-            .send(&up, &table, GET, None, &Method::GET, true)
-            .await
-            .unwrap();
-        assert_eq!(text(second).await, "two");
+        let client = Client::of(instance(vec![ONE, TWO], 1).await);
+        assert_eq!(text(client.get(true).await.unwrap()), "one");
+        assert_eq!(text(client.get(true).await.unwrap()), "two");
     }
 
     #[tokio::test]
     async fn a_streamed_body_returns_its_connection_at_the_end() {
-        let addr = instance(
-            vec![
-                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\none\r\n0\r\n\r\n",
-                "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo",
-            ],
-            2,
-        )
-        .await;
-        let (pool, up, table) = (
-            Arc::new(Upstreams::default()),
-            upstream(addr),
-            Arc::new(Table::default()),
-        );
-        let first = pool
-            .send(&up, &table, GET, None, &Method::GET, true)
-            .await
-            .unwrap();
+        let chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\none\r\n0\r\n\r\n";
+        let client = Client::of(instance(vec![chunked, TWO], 2).await);
+        let first = client.get(true).await.unwrap();
         let Pending::Streaming(conn) = first.body else {
             panic!("a chunked body streams");
         };
+        let (pool, up, table) = (&client.pool, &client.up, &client.table);
         let body = Streamed::new(
             conn,
             &first.head,
@@ -490,36 +462,19 @@ mod tests {
         );
         let bytes = body.collect().await.unwrap().to_bytes();
         assert_eq!(&bytes[..], b"one");
-        let second = pool
-            .send(&up, &table, GET, None, &Method::GET, false)
-            .await
-            .unwrap();
-        assert_eq!(text(second).await, "two");
+        // Not resent: the kept connection carries it.
+        assert_eq!(text(client.get(false).await.unwrap()), "two");
     }
 
     #[tokio::test]
     async fn an_instance_that_closes_without_answering_is_unanswered() {
-        let addr = instance(vec![], 1).await;
-        let (pool, up, table) = (
-            Arc::new(Upstreams::default()),
-            upstream(addr),
-            Arc::new(Table::default()),
-        );
-        let failed = pool
-            .send(&up, &table, GET, None, &Method::GET, true)
-            .await
-            .err()
-            .unwrap();
+        let failed = Client::of(instance(vec![], 1).await).get(true).await;
+        let failed = failed.err().unwrap();
         assert!(failed.unanswered, "{}", failed.why);
-        let refused = {
-            let gone = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = gone.local_addr().unwrap();
-            drop(gone);
-            pool.send(&upstream(addr), &table, GET, None, &Method::GET, true)
-                .await
-                .err()
-                .unwrap()
-        };
+        let gone = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = gone.local_addr().unwrap();
+        drop(gone);
+        let refused = Client::of(addr).get(true).await.err().unwrap();
         assert!(
             refused.unanswered && refused.why.starts_with("connect"),
             "{}",
@@ -529,17 +484,8 @@ mod tests {
 
     #[tokio::test]
     async fn garbage_from_an_instance_is_answered_not_resent() {
-        let addr = instance(vec!["SSH-2.0-OpenSSH_9\r\n\r\n"], 1).await;
-        let (pool, up, table) = (
-            Arc::new(Upstreams::default()),
-            upstream(addr),
-            Arc::new(Table::default()),
-        );
-        let failed = pool
-            .send(&up, &table, GET, None, &Method::GET, true)
-            .await
-            .err()
-            .unwrap();
+        let client = Client::of(instance(vec!["SSH-2.0-OpenSSH_9\r\n\r\n"], 1).await);
+        let failed = client.get(true).await.err().unwrap();
         assert!(!failed.unanswered);
         assert!(failed.why.contains("malformed"), "{}", failed.why);
     }
