@@ -32,6 +32,17 @@ fn infinite_loop_hits_the_cpu_limit() {
 }
 
 #[test]
+fn a_loop_of_host_calls_that_never_waits_is_stopped() {
+    let reason = fails_safely("hostile-busy");
+    assert_contains(
+        &reason,
+        "made 1000000 host calls without letting virtual time pass",
+    );
+    assert_contains(&reason, "at step 1/1 (busy)");
+    assert_contains(&reason, "fleet restored");
+}
+
+#[test]
 fn memory_bomb_hits_the_memory_limit() {
     let reason = fails_safely("hostile-membomb");
     assert_contains(&reason, "exceeded its memory limit of 64 MiB");

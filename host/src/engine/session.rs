@@ -30,7 +30,15 @@ pub enum Halt {
     /// Paused with nothing scheduled to resume it (virtual clock only).
     #[error("paused by the operator and never resumed")]
     PausedForever,
+    /// Too many host calls without virtual time passing (virtual clock
+    /// only): each call gives the guest a fresh CPU budget, so only this
+    /// bound stops a loop that never waits.
+    #[error("made {0} host calls without letting virtual time pass (a busy loop)")]
+    Busy(u64),
 }
+
+/// Most host calls a policy may make at one instant of a virtual clock.
+const BUSY_CALLS: u64 = 1_000_000;
 
 /// The result of a host call that may halt the policy.
 pub type Call<T> = Result<T, Halt>;
@@ -50,6 +58,8 @@ pub struct Session {
     /// Restoring after the policy failed: the rollout deadline no longer
     /// cuts waits short (restore has its own bounds).
     restoring: bool,
+    /// The virtual instant of the last host call, and the calls made at it.
+    busy: (u64, u64),
 }
 
 impl Session {
@@ -88,6 +98,7 @@ impl Session {
             step: None,
             seen_ready: HashSet::new(),
             restoring: false,
+            busy: (0, 0),
         }
     }
 
@@ -171,6 +182,16 @@ impl Session {
     /// What every host call does first: observe, obey the operator, check
     /// the deadlines.
     async fn enter(&mut self) -> Call<()> {
+        if let Clock::Virtual(_) = self.clock {
+            let now = self.now_ms();
+            match self.busy.0 == now {
+                true => self.busy.1 += 1,
+                false => self.busy = (now, 1),
+            }
+            if self.busy.1 > BUSY_CALLS {
+                return Err(Halt::Busy(BUSY_CALLS));
+            }
+        }
         self.observe();
         self.apply_operator();
         let paused_at = self.now_ms();
