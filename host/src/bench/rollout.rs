@@ -38,7 +38,9 @@ pub struct RolloutFigures {
     pub ratio: f64,
     /// What each batch costs above its physical limit.
     pub overhead_per_batch_ms: f64,
-    /// How the rollout ended (it must complete for the figures to mean anything).
+    /// How the rollout ended, and why when it did not complete (it must
+    /// complete for the figures to mean anything; on a machine busy with
+    /// other work a probe may time out and roll it back).
     pub outcome: String,
 }
 
@@ -157,7 +159,10 @@ pub async fn rollout_figures(
     agent.stop_all().await?;
     let _ = std::fs::remove_dir_all(&home);
     let (ended, wall) = result?;
-    let outcome = ended.state;
+    let outcome = match ended.reason.is_empty() {
+        true => ended.state,
+        false => format!("{}: {}", ended.state, ended.reason),
+    };
     let per_batch = start + Duration::from_millis(ready_delay_ms);
     let physical = per_batch * replicas;
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
