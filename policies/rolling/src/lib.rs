@@ -237,6 +237,57 @@ mod tests {
         assert_eq!((fleet.count("v1"), fleet.count("v2")), (3, 0));
     }
 
+    /// v1 x3 rolling to a v2 whose first instance fails at 2.5 s, when
+    /// batch 3's instance (v2-6) is still starting, with the host allowing
+    /// `max_total` instances.
+    fn rollback_while_starting(max_total: u32) -> FakeFleet {
+        let mut fleet = FakeFleet::new()
+            .serving("v1", 3)
+            .max_total(max_total)
+            .behaviour("v1", Behaviour::ready_after(1_000))
+            .behaviour("v2", Behaviour::ready_after(1_000).failing_after(2_500));
+        let outcome = run(&mut fleet, &[("min-ready-ms", "0")]);
+        assert!(rolled_back(&outcome).contains("v2-4: no longer ready"));
+        assert_eq!((fleet.count("v1"), fleet.count("v2")), (3, 0));
+        fleet
+    }
+
+    /// The journal's stops, with when.
+    fn stops(fleet: &FakeFleet) -> Vec<(u64, String)> {
+        let stop = |e: &String| Some((at_ms(e)?, e.split_once("] stop ")?.1.to_string()));
+        fleet.journal().iter().filter_map(stop).collect()
+    }
+
+    #[test]
+    fn a_rollback_retires_a_new_instance_still_starting_rather_than_waiting_on_its_stop() {
+        // Room for both missing v1 at once: v2-6 is left to start (a
+        // Swarm task cannot be stopped before it runs) and goes with the
+        // rest at the end, each instance stopped once.
+        let fleet = rollback_while_starting(5);
+        let stops = stops(&fleet);
+        let journal = fleet.journal_text();
+        assert!(
+            journal.contains("[    2500ms] start v1 x2: v1-7 v1-8"),
+            "{journal}"
+        );
+        assert_eq!(
+            stops.last(),
+            Some(&(3_500, "v2-5 v2-6".to_string())),
+            "{journal}"
+        );
+        assert_eq!(
+            stops.iter().filter(|(_, ids)| ids.contains("v2-6")).count(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_rollback_stops_a_new_instance_still_starting_when_nothing_else_makes_room() {
+        let fleet = rollback_while_starting(4);
+        assert!(stops(&fleet).contains(&(2_500, "v2-6".to_string())));
+        assert_eq!(fleet.max_instances(), 4);
+    }
+
     #[test]
     fn failures_under_threshold_complete() {
         let flaky = || Behaviour::ready_after(1_000).crashing_first(2);

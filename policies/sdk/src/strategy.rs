@@ -372,12 +372,16 @@ pub fn restore(
         if old_ready >= replicas {
             // Done: every new instance goes, and old ones beyond `replicas`
             // that are not ready.
-            let surplus = ids_of(&fleet, from, |s| alive(s) && s != InstanceState::Ready);
-            let rest: Vec<_> = ids_of(&fleet, to, |s| s != InstanceState::Stopped)
+            let mut rest = ids_of(&fleet, to, |s| s != InstanceState::Stopped);
+            rest.extend(ids_of(&fleet, from, |s| {
+                alive(s) && s != InstanceState::Ready
+            }));
+            // Old ones started here that failed, unless in already.
+            let failed: Vec<_> = leaving
                 .into_iter()
-                .chain(leaving)
-                .chain(surplus)
+                .filter(|id| !rest.contains(id))
                 .collect();
+            rest.extend(failed);
             return match host.stop(&rest) {
                 Ok(()) => Outcome::RolledBack(reason),
                 Err(e) => Outcome::Failed(format!("{reason}; rollback: stopping {to}: {e}")),
