@@ -323,9 +323,13 @@ fn stat_cpu_ms(stat: &str) -> Option<(f64, u32)> {
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     let ppid = fields.get(1)?.parse().ok()?;
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some((ticks as f64 * 1e3 / ticks_per_second(), ppid))
+}
+
+/// The unit of CPU times in `/proc/.../stat`.
+fn ticks_per_second() -> f64 {
     // SAFETY: sysconf reads a constant of the system; no memory is touched.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    Some((ticks as f64 * 1e3 / hz, ppid))
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
 }
 
 /// CPU time so far of this process's front-door threads (named `proxy-`).
@@ -384,10 +388,8 @@ mod tests {
         let stat = "4242 (nginx: worker (x)) S 4241 4241 4241 0 -1 4194624 100 0 0 0 \
                     250 50 0 0 20 0 1 0 12345 0 0";
         let (ms, ppid) = stat_cpu_ms(stat).unwrap();
-        // SAFETY: as in stat_cpu_ms.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
         assert_eq!(ppid, 4241);
-        assert!((ms - 300.0 * 1e3 / hz).abs() < 1e-9);
+        assert!((ms - 300.0 * 1e3 / ticks_per_second()).abs() < 1e-9);
         assert!(proxy_cpu_ms().is_ok());
     }
 

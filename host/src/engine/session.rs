@@ -33,7 +33,10 @@ pub enum Halt {
     /// Too many host calls without virtual time passing (virtual clock
     /// only): each call gives the guest a fresh CPU budget, so only this
     /// bound stops a loop that never waits.
-    #[error("made {0} host calls without letting virtual time pass (a busy loop)")]
+    #[error(
+        "made {0} host calls without letting virtual time pass: a busy loop \
+         (wait between looks at the fleet with clock.sleep or health.wait-ready)"
+    )]
     Busy(u64),
 }
 

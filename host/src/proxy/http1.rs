@@ -10,7 +10,7 @@ use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, StatusCode};
 
 /// The largest response head accepted from an instance.
-pub const MAX_HEAD: usize = 64 * 1024;
+const MAX_HEAD: usize = 64 * 1024;
 /// The most header fields accepted in a response head.
 const MAX_HEADERS: usize = 128;
 /// The longest chunk-size or trailer line accepted.
@@ -22,7 +22,7 @@ const MAX_LINE: usize = 4096;
 pub struct Malformed(pub &'static str);
 
 /// Headers that belong to one connection, not to the message.
-pub const HOP_BY_HOP: [HeaderName; 7] = [
+const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,

@@ -32,13 +32,13 @@ use bytes::Bytes;
 use http_body_util::{Either, Full};
 use hyper::body::{Body, Incoming};
 use hyper::header::{HeaderName, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
 use crate::model::{InstanceId, RevisionId, RevisionStats};
 use metrics::RevisionMetrics;
 use table::{Table, Upstream};
-use upstream::{Pending, Streamed, Upstreams};
+use upstream::{Outgoing, Pending, Streamed, Upstreams};
 
 /// How a client is pinned to a revision.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -381,16 +381,7 @@ impl Proxy {
             .map(<[u8]>::to_vec);
         let (parts, body) = req.into_parts();
         let mut body = (!body.is_end_stream()).then_some(body);
-        // Resent to another instance only if idempotent and without body.
-        let resend = body.is_none()
-            && matches!(
-                parts.method,
-                Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-            );
-        let chunked = body
-            .as_ref()
-            .is_some_and(|b| b.size_hint().exact().is_none());
-        let head = http1::request_head(&parts, chunked);
+        let request = Outgoing::new(&parts, body.as_ref());
         let mut tried: Vec<InstanceId> = Vec::new();
         loop {
             // A fresh snapshot for each attempt: a retry sees the latest fleet.
@@ -415,9 +406,7 @@ impl Proxy {
                 continue;
             }
             let started = Instant::now();
-            let sent = conns
-                .send(&upstream, &table, &head, body.take(), &parts.method, resend)
-                .await;
+            let sent = conns.send(&upstream, &table, &request, body.take()).await;
             match sent {
                 Ok(answer) => {
                     metrics.record(answer.head.status.as_u16(), started.elapsed());
@@ -440,7 +429,7 @@ impl Proxy {
                     return res;
                 }
                 // Idempotent and unanswered: safe to try elsewhere.
-                Err(failed) if resend && failed.unanswered && tried.len() < 2 => {
+                Err(failed) if request.resend && failed.unanswered && tried.len() < 2 => {
                     metrics.connect_error(false);
                     tried.push(upstream.id.clone());
                 }
@@ -546,6 +535,7 @@ async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper::Method;
 
     fn member(id: &str, port: u16) -> Member {
         Member {

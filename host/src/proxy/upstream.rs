@@ -53,6 +53,36 @@ impl Failed {
     }
 }
 
+/// A request as it goes to instances, prepared once for every attempt.
+pub struct Outgoing {
+    /// Its head on the wire (see [`http1::request_head`]).
+    pub head: Bytes,
+    /// Its method (whether the answer has a body depends on it).
+    pub method: Method,
+    /// Its body goes chunked (the client's has no known length).
+    pub chunked: bool,
+    /// Idempotent and without body: safe to send again when the instance
+    /// did not answer.
+    pub resend: bool,
+}
+
+impl Outgoing {
+    /// The request of `parts` with `body` (none: it has no body).
+    pub fn new(parts: &hyper::http::request::Parts, body: Option<&Incoming>) -> Outgoing {
+        let chunked = body.is_some_and(|b| b.size_hint().exact().is_none());
+        Outgoing {
+            head: http1::request_head(parts, chunked),
+            method: parts.method.clone(),
+            chunked,
+            resend: body.is_none()
+                && matches!(
+                    parts.method,
+                    Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+                ),
+        }
+    }
+}
+
 /// An instance's answer: its head, and its body still to read (or read).
 pub struct Answer {
     /// The head.
@@ -99,18 +129,16 @@ impl Conn {
     /// Send a request and read the answer's head.
     async fn exchange(
         &mut self,
-        head: &[u8],
+        request: &Outgoing,
         body: Option<Incoming>,
-        chunked: bool,
-        method: &Method,
     ) -> Result<ResponseHead, Failed> {
         let lost = |e: io::Error| Failed::unanswered(format!("lost the connection: {e}"));
-        self.stream.write_all(head).await.map_err(lost)?;
+        self.stream.write_all(&request.head).await.map_err(lost)?;
         if let Some(body) = body {
-            self.send_body(body, chunked).await?;
+            self.send_body(body, request.chunked).await?;
         }
         loop {
-            match http1::response_head(&mut self.buf, method) {
+            match http1::response_head(&mut self.buf, &request.method) {
                 Ok(Some(head)) => return Ok(head),
                 Ok(None) => {}
                 Err(e) => {
@@ -203,23 +231,17 @@ impl Upstreams {
         kept.conns.push((upstream.clone(), conn));
     }
 
-    /// Send a request to `upstream` and read its answer's head: on a kept
-    /// connection if one is open, else a new one. A kept connection the
-    /// instance closed just as the request went out is retried once on a
-    /// new connection when `resend` (an idempotent request without body).
+    /// Send `request` (with `body`) to `upstream` and read its answer's
+    /// head: on a kept connection if one is open, else a new one. A kept
+    /// connection the instance closed just as the request went out is
+    /// retried once on a new connection when the request may be resent.
     pub async fn send(
         self: &Arc<Self>,
         upstream: &Arc<Upstream>,
         table: &Arc<Table>,
-        head: &[u8],
-        body: Option<Incoming>,
-        method: &Method,
-        resend: bool,
+        request: &Outgoing,
+        mut body: Option<Incoming>,
     ) -> Result<Answer, Failed> {
-        let chunked = body
-            .as_ref()
-            .is_some_and(|b| b.size_hint().exact().is_none());
-        let mut body = body;
         let mut kept = self.take(upstream);
         loop {
             let reused = kept.is_some();
@@ -227,9 +249,9 @@ impl Upstreams {
                 Some(conn) => conn,
                 None => Conn::connect(upstream).await?,
             };
-            let head = match conn.exchange(head, body.take(), chunked, method).await {
+            let head = match conn.exchange(request, body.take()).await {
                 Ok(head) => head,
-                Err(e) if reused && e.unanswered && resend => continue,
+                Err(e) if reused && e.unanswered && request.resend => continue,
                 Err(e) => return Err(e),
             };
             let body = match head.framing {
@@ -422,8 +444,14 @@ mod tests {
 
         /// A GET, resent once on a new connection if `resend`.
         async fn get(&self, resend: bool) -> Result<Answer, Failed> {
+            let request = Outgoing {
+                head: Bytes::from_static(GET),
+                method: Method::GET,
+                chunked: false,
+                resend,
+            };
             let (pool, up, table) = (&self.pool, &self.up, &self.table);
-            pool.send(up, table, GET, None, &Method::GET, resend).await
+            pool.send(up, table, &request, None).await
         }
     }
 
