@@ -1,17 +1,21 @@
-//! HTTP/1.1 on the wire to an instance: the request head the front door
-//! writes, the response head it reads, and how the response body is
-//! delimited (RFC 9112, sections 6 and 7).
+//! HTTP/1.1 on the wire (RFC 9112): the request the front door reads from
+//! a client and writes to an instance, the answer it reads from the
+//! instance and writes back, and how each body is delimited.
 //!
-//! Pure functions over byte buffers, so every framing case is unit-tested
-//! without a socket; [`super::upstream`] drives them on a connection.
+//! Heads are parsed by httparse into fields borrowed from the read buffer
+//! and rewritten straight into the bytes that go out: no header map is
+//! built for a request or its answer. Pure functions over byte buffers, so
+//! every case is unit-tested without a socket; [`super::downstream`] and
+//! [`super::upstream`] drive them on connections.
 
 use bytes::{Buf, Bytes, BytesMut};
-use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, StatusCode};
 
-/// The largest response head accepted from an instance.
+use super::Sticky;
+
+/// The largest request or response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
-/// The most header fields accepted in a response head.
+/// The most header fields accepted in a head.
 const MAX_HEADERS: usize = 128;
 /// The longest chunk-size or trailer line accepted.
 const MAX_LINE: usize = 4096;
@@ -21,60 +25,218 @@ const MAX_LINE: usize = 4096;
 #[error("malformed answer from the instance: {0}")]
 pub struct Malformed(pub &'static str);
 
-/// Headers that belong to one connection, not to the message.
-const HOP_BY_HOP: [HeaderName; 7] = [
-    header::CONNECTION,
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
+/// A client sent a request the front door will not forward; it is answered
+/// with `status` and its connection closed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{status}: {why}")]
+pub struct BadRequest {
+    /// 400, or 431 for a head too large.
+    pub status: StatusCode,
+    /// What is wrong with it.
+    pub why: &'static str,
+}
+
+fn bad(why: &'static str) -> BadRequest {
+    BadRequest {
+        status: StatusCode::BAD_REQUEST,
+        why,
+    }
+}
+
+fn too_large(why: &'static str) -> BadRequest {
+    BadRequest {
+        status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        why,
+    }
+}
+
+/// Fields that belong to one connection, not to the message.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
 ];
-/// `Keep-Alive`, hop-by-hop too (hyper has no constant for it).
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 
-/// Whether `name` is hop-by-hop and must not be forwarded.
-fn hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(name) || name == KEEP_ALIVE
+/// Whether field `name` is hop-by-hop, or named by the message's
+/// `Connection` field (`listed`): either way it is not forwarded.
+fn hop_by_hop(name: &str, listed: &[&[u8]]) -> bool {
+    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+        || listed
+            .iter()
+            .any(|l| l.eq_ignore_ascii_case(name.as_bytes()))
 }
 
-/// The fields `Connection` names in `headers`: hop-by-hop too.
-fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim_ascii()).ok())
-        .collect()
+/// The comma-separated tokens of a field value, trimmed.
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
 }
 
-/// The request head for an instance: `method target HTTP/1.1`, the
-/// client's headers (its `Host` included) minus hop-by-hop ones and
-/// `Expect` (the front door already answered it), and `Transfer-Encoding:
-/// chunked` when `chunked` (a body of unknown length).
-pub fn request_head(parts: &hyper::http::request::Parts, chunked: bool) -> Bytes {
-    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut head = Vec::with_capacity(256);
-    head.extend_from_slice(parts.method.as_str().as_bytes());
-    head.push(b' ');
-    head.extend_from_slice(target.as_bytes());
-    head.extend_from_slice(b" HTTP/1.1\r\n");
-    let listed = connection_listed(&parts.headers);
-    for (name, value) in &parts.headers {
-        if hop_by_hop(name) || name == header::EXPECT || listed.contains(name) {
-            continue;
+/// The fields of a head that say how its body is delimited and whether
+/// its connection stays open.
+struct Framed<'h> {
+    /// `Content-Length`, if given (the same each time it is).
+    length: Option<u64>,
+    /// `Transfer-Encoding`: whether its last coding is chunked.
+    chunked: Option<bool>,
+    /// `Connection: close`.
+    close: bool,
+    /// `Connection: keep-alive`.
+    keep_alive: bool,
+    /// Other fields `Connection` names: hop-by-hop too.
+    listed: Vec<&'h [u8]>,
+}
+
+/// Read the framing fields of `headers`; `Err` names a conflicting or
+/// invalid length.
+fn framed<'h>(headers: &[httparse::Header<'h>]) -> Result<Framed<'h>, &'static str> {
+    let mut f = Framed {
+        length: None,
+        chunked: None,
+        close: false,
+        keep_alive: false,
+        listed: Vec::new(),
+    };
+    for h in headers {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let n = std::str::from_utf8(h.value)
+                .ok()
+                .map(str::trim)
+                .filter(|v| v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or("invalid content-length")?;
+            if f.length.is_some_and(|l| l != n) {
+                return Err("conflicting content-length fields");
+            }
+            f.length = Some(n);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            // Only the last coding says whether the body is chunked.
+            let last = tokens(h.value).last();
+            f.chunked = Some(last.is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")));
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            for token in tokens(h.value) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    f.close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    f.keep_alive = true;
+                } else {
+                    f.listed.push(token);
+                }
+            }
         }
-        head.extend_from_slice(name.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
     }
-    if chunked {
-        head.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    Ok(f)
+}
+
+/// Append `name: value\r\n`.
+fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A request read from a client.
+#[derive(Debug)]
+pub struct RequestHead {
+    /// Its head as it goes to an instance: `method target HTTP/1.1`, the
+    /// client's fields (its `Host` included) minus hop-by-hop ones and
+    /// `Expect` (the front door answers it), and `Transfer-Encoding:
+    /// chunked` for a chunked body.
+    pub outgoing: Bytes,
+    /// Its method (whether the answer has a body depends on it).
+    pub method: Method,
+    /// How its body is delimited (`Length(0)`: none).
+    pub body: Framing,
+    /// HTTP/1.0: answered without chunked coding.
+    pub http10: bool,
+    /// The client keeps its connection open after the answer.
+    pub keep_alive: bool,
+    /// The client waits for `100 Continue` before sending its body.
+    pub expect_continue: bool,
+    /// Its sticky key, when the front door pins clients and it has one.
+    pub sticky: Option<Vec<u8>>,
+}
+
+/// Parse a client's request head from the front of `buf`, removing it.
+/// `Ok(None)`: not complete yet.
+pub fn request_head(
+    buf: &mut BytesMut,
+    sticky: Option<&Sticky>,
+) -> Result<Option<RequestHead>, BadRequest> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut fields);
+    let len = match request.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
+            return Err(too_large("request head too large"));
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(too_large("too many header fields")),
+        Err(_) => return Err(bad("unparsable request head")),
+    };
+    let method = request.method.unwrap_or_default();
+    let method = Method::from_bytes(method.as_bytes()).map_err(|_| bad("invalid method"))?;
+    let target = origin_form(request.path.unwrap_or_default()).ok_or(bad("invalid target"))?;
+    let http10 = request.version == Some(0);
+    let headers = request.headers;
+    let f = framed(headers).map_err(bad)?;
+    let body = match (f.chunked, f.length) {
+        (Some(_), Some(_)) => return Err(bad("both content-length and transfer-encoding")),
+        (Some(true), None) => Framing::Chunked(Chunked::Size),
+        (Some(false), None) => return Err(bad("transfer-encoding not ending in chunked")),
+        (None, length) => Framing::Length(length.unwrap_or(0)),
+    };
+    let mut expect_continue = false;
+    let mut out = Vec::with_capacity(len + 32);
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for h in headers.iter() {
+        if h.name.eq_ignore_ascii_case("expect") {
+            expect_continue |= h.value.eq_ignore_ascii_case(b"100-continue");
+        } else if !hop_by_hop(h.name, &f.listed) {
+            field(&mut out, h.name.as_bytes(), h.value);
+        }
     }
-    head.extend_from_slice(b"\r\n");
-    head.into()
+    if matches!(body, Framing::Chunked(_)) {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    let sticky = sticky.and_then(|s| s.key(headers)).map(<[u8]>::to_vec);
+    let head = RequestHead {
+        outgoing: out.into(),
+        method,
+        body,
+        http10,
+        keep_alive: !f.close && (!http10 || f.keep_alive),
+        expect_continue,
+        sticky,
+    };
+    buf.advance(len);
+    Ok(Some(head))
+}
+
+/// The path and query of a request target: an origin-form target as it
+/// is, an absolute-form one (`http://host/path`, as sent to a forward
+/// proxy) without its scheme and authority, `*` (for `OPTIONS`) as it is.
+fn origin_form(target: &str) -> Option<&str> {
+    if target.starts_with('/') || target == "*" {
+        return Some(target);
+    }
+    let (scheme, rest) = target.split_once("://")?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return None;
+    }
+    Some(rest.find('/').map_or("/", |at| &rest[at..]))
 }
 
 /// A parsed response head.
@@ -82,8 +244,10 @@ pub fn request_head(parts: &hyper::http::request::Parts, chunked: bool) -> Bytes
 pub struct ResponseHead {
     /// Status code.
     pub status: StatusCode,
-    /// End-to-end headers (hop-by-hop ones removed).
-    pub headers: HeaderMap,
+    /// Its status line and end-to-end fields on the wire, without the
+    /// empty line that ends a head; `Content-Length` is among them when
+    /// the instance sent one and the body is delimited by it.
+    pub fields: Vec<u8>,
     /// How the body is delimited.
     pub framing: Framing,
     /// Whether the connection may carry another request after this body.
@@ -121,99 +285,105 @@ pub fn response_head(
             continue;
         }
         let http10 = response.version == Some(0);
-        // Where each field lies in the head, so values are slices of it.
-        let base = buf.as_ptr() as usize;
-        let spans: Vec<(HeaderName, std::ops::Range<usize>)> = response
-            .headers
-            .iter()
-            .map(|h| {
-                let name = HeaderName::from_bytes(h.name.as_bytes())
-                    .map_err(|_| Malformed("invalid header name"))?;
-                let start = h.value.as_ptr() as usize - base;
-                Ok((name, start..start + h.value.len()))
-            })
-            .collect::<Result<_, Malformed>>()?;
-        let head = buf.split_to(len).freeze();
-        return parse_fields(head, spans, status, method, http10).map(Some);
+        let f = framed(response.headers).map_err(Malformed)?;
+        let bodiless = *method == Method::HEAD
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED;
+        let framing = match (bodiless, f.chunked, f.length) {
+            (true, _, _) => Framing::Length(0),
+            (false, Some(true), _) => Framing::Chunked(Chunked::Size),
+            // Another coding last: the body runs until the connection closes.
+            (false, Some(false), _) => Framing::Close,
+            (false, None, Some(n)) => Framing::Length(n),
+            (false, None, None) => Framing::Close,
+        };
+        // A length next to chunked is a smuggling attempt, and one next to
+        // a body that runs to the close says nothing: both are dropped.
+        let drop_length = matches!(framing, Framing::Chunked(_) | Framing::Close);
+        let mut out = Vec::with_capacity(len + 64);
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(response.reason.unwrap_or_default().as_bytes());
+        out.extend_from_slice(b"\r\n");
+        for h in response.headers.iter() {
+            let dropped = drop_length && h.name.eq_ignore_ascii_case("content-length");
+            if !dropped && !hop_by_hop(h.name, &f.listed) {
+                field(&mut out, h.name.as_bytes(), h.value);
+            }
+        }
+        // HTTP/1.0 closes unless told to keep alive; HTTP/1.1 keeps alive
+        // unless told to close.
+        let reusable = !f.close && (!http10 || f.keep_alive) && framing != Framing::Close;
+        buf.advance(len);
+        return Ok(Some(ResponseHead {
+            status,
+            fields: out,
+            framing,
+            reusable,
+        }));
     }
 }
 
-/// The end-to-end headers, framing and reusability of a response.
-fn parse_fields(
-    head: Bytes,
-    spans: Vec<(HeaderName, std::ops::Range<usize>)>,
-    status: StatusCode,
-    method: &Method,
-    http10: bool,
-) -> Result<ResponseHead, Malformed> {
-    let mut headers = HeaderMap::with_capacity(spans.len());
-    let mut listed = Vec::new();
-    let mut length: Option<u64> = None;
-    let mut chunked = None;
-    // HTTP/1.0 closes unless told to keep alive; HTTP/1.1 keeps alive
-    // unless told to close.
-    let mut reusable = !http10;
-    for (name, span) in spans {
-        let value = HeaderValue::from_maybe_shared(head.slice(span))
-            .map_err(|_| Malformed("invalid header value"))?;
-        if name == header::CONTENT_LENGTH {
-            let n = std::str::from_utf8(value.as_bytes())
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .ok_or(Malformed("invalid content-length"))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(Malformed("conflicting content-length headers"));
-            }
-            length = Some(n);
-        } else if name == header::TRANSFER_ENCODING {
-            // Only the last coding says whether the body is chunked.
-            let last = value.as_bytes().rsplit(|&b| b == b',').next();
-            chunked = Some(last.is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked")));
-        } else if name == header::CONNECTION {
-            for token in value.as_bytes().split(|&b| b == b',') {
-                let token = token.trim_ascii();
-                if token.eq_ignore_ascii_case(b"close") {
-                    reusable = false;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") && http10 {
-                    reusable = true;
-                } else if let Ok(field) = HeaderName::from_bytes(token) {
-                    listed.push(field);
-                }
-            }
-        }
-        if !hop_by_hop(&name) {
-            headers.append(name, value);
-        }
-    }
-    for field in listed {
-        headers.remove(field);
-    }
-    let bodiless = *method == Method::HEAD
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED;
-    let framing = match (bodiless, chunked, length) {
-        (true, _, _) => Framing::Length(0),
-        (false, Some(true), _) => {
-            // A length next to chunked is a smuggling attempt: drop it.
-            headers.remove(header::CONTENT_LENGTH);
-            Framing::Chunked(Chunked::Size)
-        }
-        // Another coding last: the body runs until the connection closes.
-        (false, Some(false), _) => Framing::Close,
-        (false, None, Some(n)) => Framing::Length(n),
-        (false, None, None) => Framing::Close,
-    };
-    if framing == Framing::Close {
-        reusable = false;
-        headers.remove(header::CONTENT_LENGTH);
-    }
-    Ok(ResponseHead {
-        status,
-        headers,
-        framing,
-        reusable,
-    })
+/// How an answer's body goes to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relay {
+    /// As the instance delimited it (by its `Content-Length`, or no body).
+    AsIs,
+    /// In chunks: its length is not known ahead.
+    Chunked,
+    /// Until the front door closes the connection (an HTTP/1.0 client).
+    UntilClose,
 }
+
+/// The head of `answer` for a client (`http10`, wanting to `keep_alive`),
+/// with `revision` (the `x-rollout-revision` field), into `out`; how its
+/// body goes, and whether the client connection stays open after it.
+pub fn answer_head(
+    answer: &ResponseHead,
+    revision: &[u8],
+    http10: bool,
+    keep_alive: bool,
+    out: &mut Vec<u8>,
+) -> (Relay, bool) {
+    let relay = match answer.framing {
+        Framing::Length(_) => Relay::AsIs,
+        _ if http10 => Relay::UntilClose,
+        _ => Relay::Chunked,
+    };
+    let keep_alive = keep_alive && relay != Relay::UntilClose;
+    out.extend_from_slice(&answer.fields);
+    field(out, b"x-rollout-revision", revision);
+    if relay == Relay::Chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    match (keep_alive, http10) {
+        (false, _) => out.extend_from_slice(b"connection: close\r\n"),
+        (true, true) => out.extend_from_slice(b"connection: keep-alive\r\n"),
+        (true, false) => {}
+    }
+    out.extend_from_slice(b"\r\n");
+    (relay, keep_alive)
+}
+
+/// The front door's own answer (`503`, `502`, `400`...) with a text body,
+/// into `out`.
+pub fn own_answer(status: StatusCode, text: &str, keep_alive: bool, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\ncontent-type: text/plain; charset=utf-8\r\n");
+    field(out, b"content-length", text.len().to_string().as_bytes());
+    if !keep_alive {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(text.as_bytes());
+}
+
+/// The interim answer to a client that expects `100 Continue`.
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// How a response body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -353,15 +523,19 @@ impl Chunked {
     }
 }
 
-/// Frame `data` as one chunk of a chunked request body.
-pub fn chunk(data: &[u8]) -> Vec<u8> {
-    let mut out = format!("{:x}\r\n", data.len()).into_bytes();
+/// Append `data` framed as one chunk of a chunked body (nothing for no
+/// data: an empty chunk would end the body).
+pub fn chunk(data: &[u8], out: &mut Vec<u8>) {
+    if data.is_empty() {
+        return;
+    }
+    use std::io::Write;
+    let _ = write!(out, "{:x}\r\n", data.len());
     out.extend_from_slice(data);
     out.extend_from_slice(b"\r\n");
-    out
 }
 
-/// The end of a chunked request body.
+/// The end of a chunked body.
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 #[cfg(test)]
@@ -397,25 +571,155 @@ mod tests {
         }
     }
 
+    /// The value of field `name` in an answer's head, if it is there.
+    fn value(h: &ResponseHead, name: &str) -> Option<String> {
+        let text = String::from_utf8(h.fields.clone()).unwrap();
+        text.lines().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(": ")?;
+            n.eq_ignore_ascii_case(name).then(|| v.to_string())
+        })
+    }
+
+    fn request(text: &str) -> Result<Option<RequestHead>, BadRequest> {
+        request_head(&mut BytesMut::from(text), None)
+    }
+
     #[test]
-    fn a_request_head_drops_hop_by_hop_headers_and_keeps_host() {
-        let req = hyper::Request::builder()
-            .method("POST")
-            .uri("http://example.test/a?b=1")
-            .header("host", "example.test")
-            .header("connection", "keep-alive, x-private")
-            .header("x-private", "secret")
-            .header("keep-alive", "timeout=5")
-            .header("expect", "100-continue")
-            .header("x-one", "1")
-            .body(())
-            .unwrap();
-        let (parts, ()) = req.into_parts();
-        let text = String::from_utf8(request_head(&parts, true).to_vec()).unwrap();
+    fn a_request_head_drops_hop_by_hop_fields_and_keeps_host() {
+        let mut buf = BytesMut::from(
+            "POST http://example.test/a?b=1 HTTP/1.1\r\nHost: example.test\r\n\
+             Connection: keep-alive, x-private\r\nX-Private: secret\r\nKeep-Alive: timeout=5\r\n\
+             Expect: 100-continue\r\nTransfer-Encoding: chunked\r\nX-One: 1\r\n\r\nnext",
+        );
+        let head = request_head(&mut buf, None).unwrap().unwrap();
         assert_eq!(
-            text,
-            "POST /a?b=1 HTTP/1.1\r\nhost: example.test\r\nx-one: 1\r\n\
+            String::from_utf8(head.outgoing.to_vec()).unwrap(),
+            "POST /a?b=1 HTTP/1.1\r\nHost: example.test\r\nX-One: 1\r\n\
              transfer-encoding: chunked\r\n\r\n"
+        );
+        assert_eq!(head.method, Method::POST);
+        assert_eq!(head.body, Framing::Chunked(Chunked::Size));
+        assert!(head.expect_continue && head.keep_alive && !head.http10);
+        assert_eq!(&buf[..], b"next", "the head is consumed, the body left");
+    }
+
+    #[test]
+    fn a_request_says_how_long_its_body_is_and_whether_the_client_stays() {
+        let head = request("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.body, Framing::Length(0));
+        assert!(head.keep_alive);
+        let head = request("PUT /x HTTP/1.1\r\nContent-Length: 12\r\nConnection: close\r\n\r\n");
+        let head = head.unwrap().unwrap();
+        assert_eq!(head.body, Framing::Length(12));
+        assert!(!head.keep_alive);
+        assert!(String::from_utf8_lossy(&head.outgoing).contains("Content-Length: 12\r\n"));
+        let head = request("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
+        assert!(head.http10 && !head.keep_alive);
+        let head = request("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n");
+        assert!(head.unwrap().unwrap().keep_alive);
+        assert!(request("GET / HTTP/1.1\r\nHost: a\r\n").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_sticky_key_is_read_from_its_header_or_cookie() {
+        let text = "GET / HTTP/1.1\r\nX-User: ann\r\nCookie: a=1; user=bob; c=3\r\n\r\n";
+        let by_header = Sticky::Header(hyper::header::HeaderName::from_static("x-user"));
+        let head = request_head(&mut BytesMut::from(text), Some(&by_header));
+        assert_eq!(head.unwrap().unwrap().sticky.as_deref(), Some(&b"ann"[..]));
+        let by_cookie = Sticky::Cookie("user".into());
+        let head = request_head(&mut BytesMut::from(text), Some(&by_cookie));
+        assert_eq!(head.unwrap().unwrap().sticky.as_deref(), Some(&b"bob"[..]));
+        let missing = Sticky::Cookie("nobody".into());
+        let head = request_head(&mut BytesMut::from(text), Some(&missing));
+        assert!(head.unwrap().unwrap().sticky.is_none());
+    }
+
+    #[test]
+    fn requests_that_cannot_be_framed_safely_are_refused() {
+        for bad in [
+            "GET / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+            "GET / HTTP/1.1\r\nContent-Length: +3\r\n\r\n",
+            "GET / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "GET ftp://a/b HTTP/1.1\r\n\r\n",
+            "\x16\x03\x01 TLS hello\r\n\r\n",
+        ] {
+            let refused = request(bad).err();
+            assert_eq!(
+                refused.map(|r| r.status),
+                Some(StatusCode::BAD_REQUEST),
+                "{bad:?}"
+            );
+        }
+        let mut endless = BytesMut::from("GET / HTTP/1.1\r\n");
+        endless.extend_from_slice(&b"x-a: b\r\n".repeat(MAX_HEAD / 8));
+        let refused = request_head(&mut endless, None).err().unwrap();
+        assert_eq!(refused.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    }
+
+    #[test]
+    fn an_answer_head_tells_the_client_how_its_body_comes() {
+        let (h, _) = head(
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi",
+            Method::GET,
+        );
+        let mut out = Vec::new();
+        assert_eq!(
+            answer_head(&h, b"r1", false, true, &mut out),
+            (Relay::AsIs, true)
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nx-rollout-revision: r1\r\n\r\n"
+        );
+        let (h, _) = head(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            Method::GET,
+        );
+        let mut out = Vec::new();
+        assert_eq!(
+            answer_head(&h, b"r1", false, true, &mut out),
+            (Relay::Chunked, true)
+        );
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .contains("transfer-encoding: chunked\r\n")
+        );
+        // An HTTP/1.0 client gets a body of unknown length until the close.
+        let mut out = Vec::new();
+        assert_eq!(
+            answer_head(&h, b"r1", true, true, &mut out),
+            (Relay::UntilClose, false)
+        );
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .ends_with("connection: close\r\n\r\n")
+        );
+        let (h, _) = head("HTTP/1.1 204 No Content\r\n\r\n", Method::GET);
+        let mut out = Vec::new();
+        assert_eq!(
+            answer_head(&h, b"r1", true, true, &mut out),
+            (Relay::AsIs, true)
+        );
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .ends_with("connection: keep-alive\r\n\r\n")
+        );
+    }
+
+    #[test]
+    fn the_front_doors_own_answer_is_complete() {
+        let mut out = Vec::new();
+        own_answer(StatusCode::BAD_GATEWAY, "no instance\n", false, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/plain; charset=utf-8\r\n\
+             content-length: 12\r\nconnection: close\r\n\r\nno instance\n"
         );
     }
 
@@ -427,8 +731,8 @@ mod tests {
         );
         assert_eq!(h.status, 200);
         assert!(h.reusable);
-        assert_eq!(h.headers["content-length"], "5");
-        assert!(h.headers.get("keep-alive").is_none());
+        assert_eq!(value(&h, "content-length").unwrap(), "5");
+        assert!(value(&h, "keep-alive").is_none());
         assert_eq!(body(&mut h.framing, &rest, 2, false).unwrap(), b"hello");
         let mut buf = BytesMut::from("hello, next answer");
         let mut framing = Framing::Length(5);
@@ -448,8 +752,8 @@ mod tests {
             b"4;ext=1\r\nWiki\r\n5\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-T: 1\r\n\r\n";
         for step in [1, 2, 3, 7, wire.len()] {
             let (mut h, _) = head(text, Method::GET);
-            assert!(h.headers.get("content-length").is_none());
-            assert!(h.headers.get("transfer-encoding").is_none());
+            assert!(value(&h, "content-length").is_none());
+            assert!(value(&h, "transfer-encoding").is_none());
             assert!(h.reusable);
             let got = body(&mut h.framing, wire, step, false).unwrap();
             assert_eq!(
@@ -480,7 +784,7 @@ mod tests {
             Method::HEAD,
         );
         assert!(h.framing.is_done());
-        assert_eq!(h.headers["content-length"], "10");
+        assert_eq!(value(&h, "content-length").unwrap(), "10");
         for status in ["204 No Content", "304 Not Modified"] {
             let (h, _) = head(&format!("HTTP/1.1 {status}\r\n\r\n"), Method::GET);
             assert!(h.framing.is_done(), "{status}");
@@ -505,8 +809,8 @@ mod tests {
             Method::GET,
         );
         assert!(!h.reusable);
-        assert!(h.headers.get("connection").is_none());
-        assert!(h.headers.get("x-hop").is_none());
+        assert!(value(&h, "connection").is_none());
+        assert!(value(&h, "x-hop").is_none());
         let (h, _) = head("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", Method::GET);
         assert!(!h.reusable);
         let (h, _) = head(
@@ -545,7 +849,10 @@ mod tests {
     }
 
     #[test]
-    fn a_request_chunk_frames_its_data() {
-        assert_eq!(chunk(b"hello, world"), b"c\r\nhello, world\r\n");
+    fn a_chunk_frames_its_data() {
+        let mut out = Vec::new();
+        chunk(b"hello, world", &mut out);
+        chunk(b"", &mut out);
+        assert_eq!(out, b"c\r\nhello, world\r\n");
     }
 }

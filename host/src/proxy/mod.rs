@@ -11,34 +11,29 @@
 //! - A failed connection to an instance is retried on another instance for
 //!   idempotent requests without a body; other requests get a 502, never a
 //!   silent second attempt.
-//! - Each client connection keeps its own keep-alive connections to the
-//!   instances it used (HTTP/1.1 serves one request at a time per
-//!   connection), so forwarding takes no lock and no shared pool; the
-//!   request's own task talks to the instance ([`upstream`]).
+//! - Each client connection is served by one task that parses its requests
+//!   in place and talks to the instances itself ([`downstream`]), over its
+//!   own keep-alive connections to the instances it used ([`upstream`]):
+//!   HTTP/1.1 serves one request at a time per connection, so forwarding
+//!   takes no lock and no shared pool.
 
+pub mod downstream;
 pub mod http1;
 pub mod metrics;
 pub mod table;
 pub mod upstream;
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{Either, Full};
-use hyper::body::{Body, Incoming};
 use hyper::header::{HeaderName, HeaderValue};
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 
 use crate::model::{InstanceId, RevisionId, RevisionStats};
 use metrics::RevisionMetrics;
 use table::{Table, Upstream};
-use upstream::{Outgoing, Pending, Streamed, Upstreams};
 
 /// How a client is pinned to a revision.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,19 +45,27 @@ pub enum Sticky {
 }
 
 impl Sticky {
-    /// The client's key in `req`, if it has one.
-    fn key<'a>(&self, req: &'a Request<Incoming>) -> Option<&'a [u8]> {
-        match self {
-            Sticky::Header(name) => req.headers().get(name).map(HeaderValue::as_bytes),
-            Sticky::Cookie(name) => req
-                .headers()
-                .get_all(hyper::header::COOKIE)
+    /// The client's key among a request's `fields`, if it has one.
+    fn key<'a>(&self, fields: &[httparse::Header<'a>]) -> Option<&'a [u8]> {
+        let named = |name: &'static str| {
+            fields
                 .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(';'))
-                .filter_map(|kv| kv.trim().split_once('='))
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_bytes()),
+                .filter(move |f| f.name.eq_ignore_ascii_case(name))
+                .map(|f| f.value)
+        };
+        match self {
+            Sticky::Header(name) => fields
+                .iter()
+                .find(|f| f.name.eq_ignore_ascii_case(name.as_str()))
+                .map(|f| f.value),
+            Sticky::Cookie(name) => named("cookie")
+                .flat_map(|v| v.split(|&b| b == b';'))
+                .filter_map(|kv| {
+                    let at = kv.iter().position(|&b| b == b'=')?;
+                    Some((kv[..at].trim_ascii(), kv[at + 1..].trim_ascii()))
+                })
+                .find(|(k, _)| *k == name.as_bytes())
+                .map(|(_, v)| v),
         }
     }
 }
@@ -88,11 +91,6 @@ struct State {
     metrics: HashMap<RevisionId, Arc<RevisionMetrics>>,
 }
 
-/// An answer to a client: an instance's body streamed while its request
-/// stays in flight, or a body read whole (an instance's, or the proxy's own
-/// 503 and 502).
-type Answer = Either<Streamed<InFlight>, Full<Bytes>>;
-
 /// The front door of one service.
 pub struct Proxy {
     service: String,
@@ -109,9 +107,6 @@ impl Drop for Proxy {
         self.closed.send_replace(true);
     }
 }
-
-/// The header that tells a client which revision answered.
-static REVISION_HEADER: HeaderName = HeaderName::from_static("x-rollout-revision");
 
 impl Proxy {
     /// Listen on `addr` for `service`; the proxy serves until closed or
@@ -371,83 +366,6 @@ impl Proxy {
             let _ = writeln!(out, "rollout_traffic_weight{{{labels}}} {weight}");
         }
     }
-
-    /// Forward one request of a client connection.
-    async fn forward(&self, req: Request<Incoming>, conns: &Arc<Upstreams>) -> Response<Answer> {
-        let sticky = self
-            .sticky
-            .as_ref()
-            .and_then(|s| s.key(&req))
-            .map(<[u8]>::to_vec);
-        let (parts, body) = req.into_parts();
-        let mut body = (!body.is_end_stream()).then_some(body);
-        let request = Outgoing::new(&parts, body.as_ref());
-        let mut tried: Vec<InstanceId> = Vec::new();
-        loop {
-            // A fresh snapshot for each attempt: a retry sees the latest fleet.
-            let table = self.table.read().unwrap_or_else(|p| p.into_inner()).clone();
-            let Some(group) = table.pick_group(sticky.as_deref()) else {
-                return answer(StatusCode::SERVICE_UNAVAILABLE, "no ready instance\n");
-            };
-            let upstream = table.pick_upstream(group, &tried).or_else(|| {
-                table
-                    .groups
-                    .iter()
-                    .find_map(|g| table.pick_upstream(g, &tried))
-            });
-            let Some(upstream) = upstream else {
-                return answer(StatusCode::BAD_GATEWAY, "no instance could be reached\n");
-            };
-            let metrics = table.metrics(&upstream.revision);
-            let guard = InFlight::enter(upstream.clone());
-            if upstream.draining.load(Ordering::SeqCst) {
-                // Lost a race with a drain: it may already have stopped.
-                tried.push(upstream.id.clone());
-                continue;
-            }
-            let started = Instant::now();
-            let sent = conns.send(&upstream, &table, &request, body.take()).await;
-            match sent {
-                Ok(answer) => {
-                    metrics.record(answer.head.status.as_u16(), started.elapsed());
-                    let body = match answer.body {
-                        Pending::Whole(bytes) => Either::Right(Full::new(bytes)),
-                        Pending::Streaming(conn) => Either::Left(Streamed::new(
-                            conn,
-                            &answer.head,
-                            conns.clone(),
-                            upstream.clone(),
-                            table.clone(),
-                            guard,
-                        )),
-                    };
-                    let mut res = Response::new(body);
-                    *res.status_mut() = answer.head.status;
-                    *res.headers_mut() = answer.head.headers;
-                    res.headers_mut()
-                        .insert(REVISION_HEADER.clone(), upstream.revision_header.clone());
-                    return res;
-                }
-                // Idempotent and unanswered: safe to try elsewhere.
-                Err(failed) if request.resend && failed.unanswered && tried.len() < 2 => {
-                    metrics.connect_error(false);
-                    tried.push(upstream.id.clone());
-                }
-                Err(failed) => {
-                    metrics.connect_error(true);
-                    let why = format!("instance {} failed: {}\n", upstream.id, failed.why);
-                    return answer(StatusCode::BAD_GATEWAY, &why);
-                }
-            }
-        }
-    }
-}
-
-fn answer(status: StatusCode, text: &str) -> Response<Answer> {
-    let body = Either::Right(Full::new(Bytes::from(text.to_string())));
-    let mut res = Response::new(body);
-    *res.status_mut() = status;
-    res
 }
 
 /// A request in flight on an upstream, until dropped.
@@ -513,29 +431,22 @@ async fn serve(
         let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
             continue;
         };
-        let weak = proxy.clone();
-        tokio::spawn(async move {
-            let conns = Arc::new(Upstreams::default());
-            let service = hyper::service::service_fn(move |req| {
-                let (weak, conns) = (weak.clone(), conns.clone());
-                async move {
-                    Ok::<_, Infallible>(match weak.upgrade() {
-                        Some(p) => p.forward(req, &conns).await,
-                        None => answer(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
-                    })
-                }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
+        let Some(sticky) = proxy.upgrade().map(|p| p.sticky.clone()) else {
+            return;
+        };
+        tokio::spawn(downstream::serve(proxy.clone(), sticky, stream));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hyper::Method;
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use hyper::body::Incoming;
+    use hyper::{Method, Request, Response, StatusCode};
+    use hyper_util::rt::TokioIo;
+    use std::convert::Infallible;
 
     fn member(id: &str, port: u16) -> Member {
         Member {
@@ -712,6 +623,117 @@ mod tests {
         }
         // Every request has left the instance.
         assert_eq!(proxy.drain(&["a".into()], Duration::ZERO).await, 0);
+    }
+
+    /// A proxy for `svc` in front of one echo instance.
+    async fn proxied() -> Arc<Proxy> {
+        let proxy = Proxy::bind("svc", "127.0.0.1:0".parse().unwrap(), None).unwrap();
+        let instance = echo_instance().await;
+        proxy.set_members(&[Member {
+            id: "a".into(),
+            revision: "r1".into(),
+            addr: instance,
+        }]);
+        proxy
+    }
+
+    /// Write `text` on a raw connection, then read until `done` holds for
+    /// what came back (or the proxy closes the connection).
+    async fn raw(
+        stream: &mut tokio::net::TcpStream,
+        text: &str,
+        done: impl Fn(&str) -> bool,
+    ) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        stream.write_all(text.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !done(&String::from_utf8_lossy(&got)) {
+            match stream.read(&mut buf).await.unwrap() {
+                0 => break,
+                n => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8(got).unwrap()
+    }
+
+    async fn connect(proxy: &Proxy) -> tokio::net::TcpStream {
+        tokio::net::TcpStream::connect(proxy.local_addr())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn pipelined_requests_are_answered_in_order() {
+        let proxy = proxied().await;
+        let mut stream = connect(&proxy).await;
+        let one = "POST / HTTP/1.1\r\nhost: svc\r\ncontent-length: 3\r\n\r\none";
+        let two = "POST / HTTP/1.1\r\nhost: svc\r\ncontent-length: 3\r\n\r\ntwo";
+        let got = raw(&mut stream, &format!("{one}{two}"), |t| t.ends_with("two")).await;
+        let one_at = got.find("\r\n\r\none").expect(&got);
+        let two_at = got.find("\r\n\r\ntwo").expect(&got);
+        assert!(one_at < two_at, "{got}");
+        assert_eq!(got.matches("x-rollout-revision: r1").count(), 2, "{got}");
+    }
+
+    #[tokio::test]
+    async fn a_client_expecting_100_continue_is_told_to_go_on() {
+        let proxy = proxied().await;
+        let mut stream = connect(&proxy).await;
+        let head =
+            "POST / HTTP/1.1\r\nhost: svc\r\ncontent-length: 5\r\nexpect: 100-continue\r\n\r\n";
+        let interim = raw(&mut stream, head, |t| t.contains("\r\n\r\n")).await;
+        assert_eq!(interim, "HTTP/1.1 100 Continue\r\n\r\n");
+        let got = raw(&mut stream, "hello", |t| t.ends_with("hello")).await;
+        assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+    }
+
+    #[tokio::test]
+    async fn an_http10_client_gets_a_body_of_unknown_length_until_the_close() {
+        let proxy = proxied().await;
+        let mut stream = connect(&proxy).await;
+        // The instance answers a GET in chunks; HTTP/1.0 has no chunks.
+        let got = raw(&mut stream, "GET / HTTP/1.0\r\nhost: svc\r\n\r\n", |_| {
+            false
+        })
+        .await;
+        let (head, body) = got.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains("connection: close"), "{head}");
+        assert!(
+            !head.to_ascii_lowercase().contains("transfer-encoding"),
+            "{head}"
+        );
+        assert_eq!(body.len(), 64 * 16384);
+    }
+
+    #[tokio::test]
+    async fn a_bad_request_is_refused_and_its_connection_closed() {
+        let proxy = proxied().await;
+        let mut stream = connect(&proxy).await;
+        let smuggled = "POST / HTTP/1.1\r\nhost: svc\r\ncontent-length: 3\r\n\
+                        transfer-encoding: chunked\r\n\r\n0\r\n\r\n";
+        let got = raw(&mut stream, smuggled, |_| false).await;
+        assert!(got.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{got}");
+        assert!(got.contains("connection: close"), "{got}");
+        assert!(
+            got.ends_with("both content-length and transfer-encoding\n"),
+            "{got}"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_ready_instance_the_answer_is_503_and_the_connection_stays() {
+        let proxy = Proxy::bind("svc", "127.0.0.1:0".parse().unwrap(), None).unwrap();
+        let mut stream = connect(&proxy).await;
+        let get = "GET / HTTP/1.1\r\nhost: svc\r\n\r\n";
+        for _ in 0..2 {
+            let got = raw(&mut stream, get, |t| t.ends_with("no ready instance\n")).await;
+            assert!(
+                got.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+                "{got}"
+            );
+            assert!(!got.contains("connection: close"), "{got}");
+        }
     }
 
     #[tokio::test]
