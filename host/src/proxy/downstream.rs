@@ -167,21 +167,24 @@ impl Client {
                         request.keep_alive && body.done,
                         &mut self.out,
                     );
+                    // The request leaves the instance once its answer is
+                    // read (`guard` dropped): a drain need not wait for the
+                    // client to take it.
                     match answer.body {
                         Pending::Whole(bytes) => {
+                            drop(guard);
                             self.out.extend_from_slice(&bytes);
                             self.flush().await?;
                         }
                         Pending::Streaming(conn) => {
                             let framing = answer.head.framing;
-                            if let Some(conn) = self.relay(conn, framing, relay).await?
+                            if let Some(conn) = self.relay(conn, framing, relay, guard).await?
                                 && answer.head.reusable
                             {
                                 pool.keep(&upstream, conn, &table);
                             }
                         }
                     }
-                    drop(guard);
                     return Ok(keep);
                 }
                 // Idempotent and unanswered: safe to try elsewhere.
@@ -201,13 +204,14 @@ impl Client {
     }
 
     /// Relay an answer's body from `conn` as `relay` says, after the head
-    /// gathered in `out`; the connection back when the body was read to
-    /// its end with nothing after it.
+    /// gathered in `out`, releasing `guard` once it is read; the connection
+    /// back when the body was read to its end with nothing after it.
     async fn relay(
         &mut self,
         mut conn: Conn,
         mut framing: Framing,
         relay: Relay,
+        guard: InFlight,
     ) -> io::Result<Option<Conn>> {
         let mut eof = false;
         loop {
@@ -232,6 +236,7 @@ impl Client {
                     eof = !conn.fill().await?;
                 }
                 Step::End => {
+                    drop(guard);
                     if relay == Relay::Chunked {
                         self.out.extend_from_slice(http1::LAST_CHUNK);
                     }

@@ -135,6 +135,28 @@ fn framed<'h>(headers: &[httparse::Header<'h>]) -> Result<Framed<'h>, &'static s
     Ok(f)
 }
 
+/// Why a head cannot be taken.
+enum Unfit {
+    /// Still incomplete at [`MAX_HEAD`] bytes.
+    TooLarge,
+    /// More than [`MAX_HEADERS`] fields.
+    TooManyFields,
+    /// Not HTTP/1.x.
+    Unparsable,
+}
+
+/// The length of a head httparse `parsed` from `buffered` bytes;
+/// `Ok(None)`: incomplete, more may come.
+fn head_len(parsed: httparse::Result<usize>, buffered: usize) -> Result<Option<usize>, Unfit> {
+    match parsed {
+        Ok(httparse::Status::Complete(len)) => Ok(Some(len)),
+        Ok(httparse::Status::Partial) if buffered >= MAX_HEAD => Err(Unfit::TooLarge),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => Err(Unfit::TooManyFields),
+        Err(_) => Err(Unfit::Unparsable),
+    }
+}
+
 /// Append `name: value\r\n`.
 fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
@@ -173,14 +195,12 @@ pub fn request_head(
 ) -> Result<Option<RequestHead>, BadRequest> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut fields);
-    let len = match request.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
-            return Err(too_large("request head too large"));
-        }
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(too_large("too many header fields")),
-        Err(_) => return Err(bad("unparsable request head")),
+    let len = match head_len(request.parse(buf), buf.len()) {
+        Ok(Some(len)) => len,
+        Ok(None) => return Ok(None),
+        Err(Unfit::TooLarge) => return Err(too_large("request head too large")),
+        Err(Unfit::TooManyFields) => return Err(too_large("too many header fields")),
+        Err(Unfit::Unparsable) => return Err(bad("unparsable request head")),
     };
     let method = request.method.unwrap_or_default();
     let method = Method::from_bytes(method.as_bytes()).map_err(|_| bad("invalid method"))?;
@@ -264,14 +284,12 @@ pub fn response_head(
     loop {
         let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut response = httparse::Response::new(&mut fields);
-        let len = match response.parse(buf) {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
-                return Err(Malformed("response head too large"));
-            }
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(httparse::Error::TooManyHeaders) => return Err(Malformed("too many headers")),
-            Err(_) => return Err(Malformed("unparsable response head")),
+        let len = match head_len(response.parse(buf), buf.len()) {
+            Ok(Some(len)) => len,
+            Ok(None) => return Ok(None),
+            Err(Unfit::TooLarge) => return Err(Malformed("response head too large")),
+            Err(Unfit::TooManyFields) => return Err(Malformed("too many headers")),
+            Err(Unfit::Unparsable) => return Err(Malformed("unparsable response head")),
         };
         let code = response.code.unwrap_or(0);
         let status = StatusCode::from_u16(code).map_err(|_| Malformed("invalid status code"))?;
@@ -659,57 +677,35 @@ mod tests {
         assert_eq!(refused.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
     }
 
+    /// The head `answer` gets for a client (`http10`, wanting to keep
+    /// its connection): how its body goes, whether it stays, the text.
+    fn for_client(answer: &str, http10: bool) -> (Relay, bool, String) {
+        let (h, _) = head(answer, Method::GET);
+        let mut out = Vec::new();
+        let (relay, keep) = answer_head(&h, b"r1", http10, true, &mut out);
+        (relay, keep, String::from_utf8(out).unwrap())
+    }
+
     #[test]
     fn an_answer_head_tells_the_client_how_its_body_comes() {
-        let (h, _) = head(
-            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi",
-            Method::GET,
-        );
-        let mut out = Vec::new();
+        let (relay, keep, text) =
+            for_client("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi", false);
+        assert_eq!((relay, keep), (Relay::AsIs, true));
         assert_eq!(
-            answer_head(&h, b"r1", false, true, &mut out),
-            (Relay::AsIs, true)
-        );
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
+            text,
             "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nx-rollout-revision: r1\r\n\r\n"
         );
-        let (h, _) = head(
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
-            Method::GET,
-        );
-        let mut out = Vec::new();
-        assert_eq!(
-            answer_head(&h, b"r1", false, true, &mut out),
-            (Relay::Chunked, true)
-        );
-        assert!(
-            String::from_utf8(out)
-                .unwrap()
-                .contains("transfer-encoding: chunked\r\n")
-        );
+        let chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let (relay, keep, text) = for_client(chunked, false);
+        assert_eq!((relay, keep), (Relay::Chunked, true));
+        assert!(text.contains("transfer-encoding: chunked\r\n"), "{text}");
         // An HTTP/1.0 client gets a body of unknown length until the close.
-        let mut out = Vec::new();
-        assert_eq!(
-            answer_head(&h, b"r1", true, true, &mut out),
-            (Relay::UntilClose, false)
-        );
-        assert!(
-            String::from_utf8(out)
-                .unwrap()
-                .ends_with("connection: close\r\n\r\n")
-        );
-        let (h, _) = head("HTTP/1.1 204 No Content\r\n\r\n", Method::GET);
-        let mut out = Vec::new();
-        assert_eq!(
-            answer_head(&h, b"r1", true, true, &mut out),
-            (Relay::AsIs, true)
-        );
-        assert!(
-            String::from_utf8(out)
-                .unwrap()
-                .ends_with("connection: keep-alive\r\n\r\n")
-        );
+        let (relay, keep, text) = for_client(chunked, true);
+        assert_eq!((relay, keep), (Relay::UntilClose, false));
+        assert!(text.ends_with("connection: close\r\n\r\n"), "{text}");
+        let (relay, keep, text) = for_client("HTTP/1.1 204 No Content\r\n\r\n", true);
+        assert_eq!((relay, keep), (Relay::AsIs, true));
+        assert!(text.ends_with("connection: keep-alive\r\n\r\n"), "{text}");
     }
 
     #[test]

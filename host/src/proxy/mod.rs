@@ -553,16 +553,8 @@ mod tests {
     #[tokio::test]
     async fn bodies_of_every_framing_pass_through() {
         use http_body_util::BodyExt;
-        let proxy = Proxy::bind("svc", "127.0.0.1:0".parse().unwrap(), None).unwrap();
-        let instance = echo_instance().await;
-        proxy.set_members(&[Member {
-            id: "a".into(),
-            revision: "r1".into(),
-            addr: instance,
-        }]);
-        let stream = tokio::net::TcpStream::connect(proxy.local_addr())
-            .await
-            .unwrap();
+        let proxy = proxied().await;
+        let stream = connect(&proxy).await;
         let (mut client, conn) =
             hyper::client::conn::http1::handshake::<_, TestBody>(TokioIo::new(stream))
                 .await
