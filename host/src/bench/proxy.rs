@@ -4,10 +4,13 @@
 //! An in-process agent runs two `demo-app` instances behind its proxy. wrk
 //! (from Debian's `wrk` package) loads the proxy and nginx (Debian's
 //! `nginx-light`, a keep-alive reverse proxy to the same two instances)
-//! twice each: at full load for throughput, and with 4 connections for the
-//! latency a hop adds (against one instance directly, the floor). Then wrk
-//! runs against the proxy while the service rolls to v2, counting every
-//! request that did not get a 2xx.
+//! at full load for throughput, and with 4 connections for the latency a
+//! hop adds (against one instance directly, the floor). The runs are
+//! interleaved over several rounds, each round in the other order, and
+//! the medians reported: on a shared machine the load of the moment
+//! drifts, and a drift then falls on both sides alike. Then wrk runs
+//! against the proxy while the service rolls to v2, counting every request
+//! that did not get a 2xx.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -29,12 +32,19 @@ use crate::spec::ServiceSpec;
 pub struct ProxyFigures {
     /// wrk threads and connections.
     pub connections: u32,
+    /// Rounds of interleaved runs; the figures below are medians over them
+    /// (CPU per request: over all of them).
+    pub rounds: u32,
     /// Requests per second through the proxy.
     pub rps: f64,
     /// Through nginx, same backends, same load.
     pub nginx_rps: f64,
-    /// `rps / nginx_rps`.
+    /// The median over rounds of each round's proxy/nginx requests/s.
     pub throughput_ratio_vs_nginx: f64,
+    /// The lowest round's ratio.
+    pub throughput_ratio_min: f64,
+    /// The highest round's ratio.
+    pub throughput_ratio_max: f64,
     /// CPU time of the proxy's threads per request at full load (less
     /// noisy than requests/s on a machine shared with wrk and the
     /// instances).
@@ -51,7 +61,7 @@ pub struct ProxyFigures {
     pub p99_ms: f64,
     /// p99 through nginx, light load.
     pub nginx_p99_ms: f64,
-    /// `p99_ms - direct_p99_ms`.
+    /// `p99_ms - direct_p99_ms` (of the medians).
     pub p99_added_ms: f64,
     /// `nginx_p99_ms - direct_p99_ms`.
     pub nginx_p99_added_ms: f64,
@@ -224,28 +234,114 @@ params = {{ min-ready-ms = "2s" }}
     Ok(ServiceSpec::parse(&text, "bench", Path::new("/"))?.to_toml())
 }
 
-/// Measure the proxy against nginx and a rollout under load.
+/// Measure the proxy against nginx, in `rounds` interleaved rounds, and a
+/// rollout under load.
 pub async fn proxy_figures(
     runtime: Runtime,
     tools: &Tools,
-    seconds: u32,
-    connections: u32,
+    load: Load,
 ) -> anyhow::Result<ProxyFigures> {
     let home = std::env::temp_dir().join(format!("rollout-bench-proxy-{}", std::process::id()));
     std::fs::create_dir_all(&home)?;
     let (agent, _) = Agent::open(&home, runtime).await?;
-    let result = measure(&agent, &home, tools, seconds, connections).await;
+    let result = measure(&agent, &home, tools, load).await;
     agent.stop_all().await?;
     let _ = std::fs::remove_dir_all(&home);
     result
+}
+
+/// How hard and how long `rollout bench proxy` loads each side.
+#[derive(Debug, Clone, Copy)]
+pub struct Load {
+    /// Seconds of each wrk run.
+    pub seconds: u32,
+    /// wrk connections at full load.
+    pub connections: u32,
+    /// Rounds of interleaved runs.
+    pub rounds: u32,
+}
+
+/// What receives the load, and whose CPU time it costs.
+#[derive(Clone, Copy)]
+enum Target {
+    /// One instance, straight (the floor).
+    Direct,
+    /// The front door (this process's `proxy-` threads).
+    Proxy,
+    /// nginx (its master process and workers).
+    Nginx(u32),
+}
+
+impl Target {
+    /// CPU time it has used so far, in ms.
+    fn cpu_ms(self) -> anyhow::Result<f64> {
+        match self {
+            Target::Direct => Ok(0.0),
+            Target::Proxy => proxy_cpu_ms(),
+            Target::Nginx(master) => tree_cpu_ms(master),
+        }
+    }
+}
+
+/// One wrk run against `target` at `url`, and the CPU time it cost there.
+async fn run(
+    wrk: &Path,
+    target: Target,
+    url: &str,
+    seconds: u32,
+    connections: u32,
+) -> anyhow::Result<(Wrk, f64)> {
+    let (wrk, url) = (wrk.to_path_buf(), url.to_string());
+    let before = target.cpu_ms()?;
+    let report =
+        tokio::task::spawn_blocking(move || load(&wrk, &url, seconds, connections)).await??;
+    Ok((report, target.cpu_ms()? - before))
+}
+
+/// The median of `values` (0 for none).
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// What the runs of one side measured, round after round.
+#[derive(Default)]
+struct Side {
+    full: Vec<Wrk>,
+    light: Vec<Wrk>,
+    cpu_ms: f64,
+}
+
+impl Side {
+    fn rps(&self) -> f64 {
+        median(&self.full.iter().map(|w| w.rps).collect::<Vec<_>>())
+    }
+
+    fn p99_full_ms(&self) -> f64 {
+        median(&self.full.iter().map(|w| w.p99_ms).collect::<Vec<_>>())
+    }
+
+    fn p99_light_ms(&self) -> f64 {
+        median(&self.light.iter().map(|w| w.p99_ms).collect::<Vec<_>>())
+    }
+
+    /// CPU time per request over all full-load runs.
+    fn cpu_us_per_request(&self) -> f64 {
+        let requests: u64 = self.full.iter().map(|w| w.requests).sum();
+        self.cpu_ms * 1e3 / requests.max(1) as f64
+    }
 }
 
 async fn measure(
     agent: &Arc<Agent>,
     home: &Path,
     tools: &Tools,
-    seconds: u32,
-    connections: u32,
+    load: Load,
 ) -> anyhow::Result<ProxyFigures> {
     let port = free_port()?;
     let (v1, _) = roll(agent, spec(&tools.app, port, "v1")?).await?;
@@ -262,53 +358,84 @@ async fn measure(
         .filter_map(|i| i.address.clone())
         .collect();
 
-    let blocking = |url: String, secs: u32, conns: u32| {
-        let wrk = tools.wrk.clone();
-        tokio::task::spawn_blocking(move || load(&wrk, &url, secs, conns))
-    };
     let direct = format!("http://{}/", backends[0]);
     let ours = format!("http://127.0.0.1:{port}/");
     let nginx_port = free_port()?;
     let theirs = format!("http://127.0.0.1:{nginx_port}/");
-    let direct_light = blocking(direct, seconds, LATENCY_CONNECTIONS).await??;
-    let cpu_before = proxy_cpu_ms()?;
-    let ours_full = blocking(ours.clone(), seconds, connections).await??;
-    let ours_cpu_ms = proxy_cpu_ms()? - cpu_before;
-    let ours_light = blocking(ours.clone(), seconds, LATENCY_CONNECTIONS).await??;
     let server = nginx(&tools.nginx, home, nginx_port, &backends)?;
     let master = server.id();
-    let nginx_runs = async {
-        let cpu_before = tree_cpu_ms(master)?;
-        let full = blocking(theirs.clone(), seconds, connections).await??;
-        let nginx_cpu_ms = tree_cpu_ms(master)? - cpu_before;
-        let light = blocking(theirs, seconds, LATENCY_CONNECTIONS).await??;
-        anyhow::Ok((full, light, nginx_cpu_ms))
+    let (seconds, connections) = (load.seconds, load.connections);
+    let rounds = async {
+        let (mut floor, mut proxy, mut nginx) = (Side::default(), Side::default(), Side::default());
+        for round in 0..load.rounds.max(1) {
+            let mut sides = [
+                (Target::Proxy, &ours, &mut proxy),
+                (Target::Nginx(master), &theirs, &mut nginx),
+            ];
+            if round % 2 == 1 {
+                sides.reverse();
+            }
+            for (target, url, side) in &mut sides {
+                let (full, cpu_ms) = run(&tools.wrk, *target, url, seconds, connections).await?;
+                side.full.push(full);
+                side.cpu_ms += cpu_ms;
+            }
+            let (light, _) = run(
+                &tools.wrk,
+                Target::Direct,
+                &direct,
+                seconds,
+                LATENCY_CONNECTIONS,
+            )
+            .await?;
+            floor.light.push(light);
+            for (target, url, side) in &mut sides {
+                let (light, _) =
+                    run(&tools.wrk, *target, url, seconds, LATENCY_CONNECTIONS).await?;
+                side.light.push(light);
+            }
+        }
+        anyhow::Ok((floor, proxy, nginx))
     }
     .await;
     stop_nginx(server);
-    let (nginx_full, nginx_light, nginx_cpu_ms) = nginx_runs?;
+    let (floor, proxy, nginx) = rounds?;
+    let ratios: Vec<f64> = proxy
+        .full
+        .iter()
+        .zip(&nginx.full)
+        .map(|(p, n)| p.rps / n.rps)
+        .collect();
 
     // A rolling update in the middle of a long load.
-    let during = blocking(ours, seconds.max(10) + 4, connections);
+    let during = {
+        let (wrk, ours) = (tools.wrk.clone(), ours.clone());
+        let seconds = seconds.max(10) + 4;
+        tokio::task::spawn_blocking(move || self::load(&wrk, &ours, seconds, connections))
+    };
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (v2, _) = roll(agent, spec(&tools.app, port, "v2")?).await?;
     let rollout_outcome = v2.state;
     let during = during.await??;
 
+    let direct_p99_ms = floor.p99_light_ms();
     Ok(ProxyFigures {
         connections,
-        rps: ours_full.rps,
-        nginx_rps: nginx_full.rps,
-        throughput_ratio_vs_nginx: ours_full.rps / nginx_full.rps,
-        cpu_us_per_request: ours_cpu_ms * 1e3 / ours_full.requests as f64,
-        nginx_cpu_us_per_request: nginx_cpu_ms * 1e3 / nginx_full.requests as f64,
-        p99_saturated_ms: ours_full.p99_ms,
-        nginx_p99_saturated_ms: nginx_full.p99_ms,
-        direct_p99_ms: direct_light.p99_ms,
-        p99_ms: ours_light.p99_ms,
-        nginx_p99_ms: nginx_light.p99_ms,
-        p99_added_ms: ours_light.p99_ms - direct_light.p99_ms,
-        nginx_p99_added_ms: nginx_light.p99_ms - direct_light.p99_ms,
+        rounds: ratios.len() as u32,
+        rps: proxy.rps(),
+        nginx_rps: nginx.rps(),
+        throughput_ratio_vs_nginx: median(&ratios),
+        throughput_ratio_min: ratios.iter().copied().fold(f64::INFINITY, f64::min),
+        throughput_ratio_max: ratios.iter().copied().fold(0.0, f64::max),
+        cpu_us_per_request: proxy.cpu_us_per_request(),
+        nginx_cpu_us_per_request: nginx.cpu_us_per_request(),
+        p99_saturated_ms: proxy.p99_full_ms(),
+        nginx_p99_saturated_ms: nginx.p99_full_ms(),
+        direct_p99_ms,
+        p99_ms: proxy.p99_light_ms(),
+        nginx_p99_ms: nginx.p99_light_ms(),
+        p99_added_ms: proxy.p99_light_ms() - direct_p99_ms,
+        nginx_p99_added_ms: nginx.p99_light_ms() - direct_p99_ms,
         total_requests: during.requests,
         failed_requests: during.failed,
         rollout_outcome,
@@ -391,6 +518,13 @@ mod tests {
         assert_eq!(ppid, 4241);
         assert!((ms - 300.0 * 1e3 / ticks_per_second()).abs() < 1e-9);
         assert!(proxy_cpu_ms().is_ok());
+    }
+
+    #[test]
+    fn a_median_is_the_middle_value_or_the_mean_of_the_two() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(&[]), 0.0);
     }
 
     #[test]

@@ -33,6 +33,10 @@ pub struct BenchArgs {
     /// `proxy`: concurrent connections of the load generator (wrk).
     #[arg(long, default_value_t = 32)]
     connections: u32,
+    /// `proxy`: rounds of runs, the proxy and nginx in turn (the other
+    /// order each round); medians are reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
     /// `swarm`: the image deployed first.
     #[arg(long, default_value = "rollout-bench-demo:v1", value_name = "IMAGE")]
     image_v1: String,
@@ -122,20 +126,25 @@ pub async fn run(_cli: &Cli, args: &BenchArgs) -> anyhow::Result<ExitCode> {
                 nginx: bench::proxy::which("nginx")?,
                 app: demo_app(args)?,
             };
-            let f = bench::proxy::proxy_figures(runtime, &tools, args.seconds, args.connections)
-                .await?;
+            let load = bench::proxy::Load {
+                seconds: args.seconds,
+                connections: args.connections,
+                rounds: args.rounds,
+            };
+            let f = bench::proxy::proxy_figures(runtime, &tools, load).await?;
             match args.output {
                 Output::Json => println!("{}", serde_json::to_string(&f)?),
                 Output::Human => {
                     println!(
-                        "front door vs nginx, 2 demo-app instances, wrk -t2 -c{}",
-                        f.connections
+                        "front door vs nginx, 2 demo-app instances, wrk -t2 -c{}, \
+                         medians of {} interleaved rounds",
+                        f.connections, f.rounds
                     );
                     println!("  requests/s  rollout proxy {:>10.0}", f.rps);
                     println!("  requests/s  nginx         {:>10.0}", f.nginx_rps);
                     println!(
-                        "  throughput ratio          {:>10.3}",
-                        f.throughput_ratio_vs_nginx
+                        "  throughput ratio          {:>10.3}  (rounds {:.3}-{:.3})",
+                        f.throughput_ratio_vs_nginx, f.throughput_ratio_min, f.throughput_ratio_max
                     );
                     println!(
                         "  CPU per request           {:>10.1} us  (nginx {:.1} us, ratio {:.3})",
