@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::http1::{self, Framing, Malformed, Relay, RequestHead, Step};
-use super::upstream::{Conn, Pending, Upstreams};
+use super::upstream::{self, Conn, Pending};
 use super::{InFlight, Proxy, Sticky};
 
 /// Bytes read from a client at a time.
@@ -35,8 +35,7 @@ pub(super) async fn serve(proxy: Weak<Proxy>, sticky: Option<Sticky>, stream: Tc
         buf: BytesMut::with_capacity(READ_SIZE),
         out: Vec::with_capacity(4096),
     };
-    let mut pool = Upstreams::default();
-    while let Ok(true) = client.serve_one(&proxy, sticky.as_ref(), &mut pool).await {}
+    while let Ok(true) = client.serve_one(&proxy, sticky.as_ref()).await {}
 }
 
 /// A client connection.
@@ -55,7 +54,6 @@ impl Client {
         &mut self,
         proxy: &Weak<Proxy>,
         sticky: Option<&Sticky>,
-        pool: &mut Upstreams,
     ) -> io::Result<bool> {
         let request = loop {
             match http1::request_head(&mut self.buf, sticky) {
@@ -72,7 +70,7 @@ impl Client {
         // The proxy is held only while a request is in hand: an idle
         // connection does not keep a closed service's proxy alive.
         match proxy.upgrade() {
-            Some(proxy) => self.forward(&proxy, pool, request).await,
+            Some(proxy) => self.forward(&proxy, request).await,
             None => {
                 let keep = false;
                 self.own(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n", keep)
@@ -102,12 +100,7 @@ impl Client {
     /// A failed exchange is tried again on another instance only when the
     /// request is idempotent, has no body and the instance did not answer;
     /// otherwise the client gets a 502, never a silent second attempt.
-    async fn forward(
-        &mut self,
-        proxy: &Proxy,
-        pool: &mut Upstreams,
-        request: RequestHead,
-    ) -> io::Result<bool> {
+    async fn forward(&mut self, proxy: &Proxy, request: RequestHead) -> io::Result<bool> {
         let mut body = BodyLeft::of(&request);
         let resend = body.done
             && matches!(
@@ -153,10 +146,7 @@ impl Client {
                 buf: &mut self.buf,
                 left: &mut body,
             });
-            match pool
-                .send(&upstream, &table, &request, sending, resend)
-                .await
-            {
+            match upstream::send(&upstream, &table, &request, sending, resend).await {
                 Ok(answer) => {
                     metrics.record(answer.head.status.as_u16(), started.elapsed());
                     self.out.clear();
@@ -181,7 +171,7 @@ impl Client {
                             if let Some(conn) = self.relay(conn, framing, relay, guard).await?
                                 && answer.head.reusable
                             {
-                                pool.keep(&upstream, conn, &table);
+                                upstream::keep(&upstream, conn, &table);
                             }
                         }
                     }

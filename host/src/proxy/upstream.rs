@@ -5,11 +5,12 @@
 //! answer's head in its client connection's task; that task also relays
 //! the body ([`super::downstream`]). There is no connection task and no
 //! channel between tasks (as a hyper client connection has), so a request
-//! costs no cross-task wake-up. A connection goes back to its client
-//! connection's [`Upstreams`] when its body has been read to the end; an
-//! answer that fits the buffer already read is handed over whole, and its
+//! costs no cross-task wake-up. A connection goes back to its worker
+//! thread's idle pool when its body has been read to the end; an answer
+//! that fits the buffer already read is handed over whole, and its
 //! connection returned at once.
 
+use std::cell::RefCell;
 use std::io;
 use std::sync::Arc;
 use std::task::Context;
@@ -172,79 +173,106 @@ impl Conn {
     }
 }
 
-/// The kept connections of one client connection, by instance, and the
-/// routing table they were last checked against. HTTP/1.1 carries one
-/// request at a time, so a client connection needs at most one connection
-/// per instance at a time, and forwarding takes no shared pool and no lock.
+/// Idle connections kept per instance by one worker thread; more are closed.
+const MAX_IDLE: usize = 128;
+
+thread_local! {
+    /// This worker thread's idle keep-alive connections to instances, which
+    /// every client connection the thread serves draws from (as an nginx
+    /// worker's keepalive cache). A worker is single-threaded, so the pool
+    /// takes no lock; a connection is out of it while a request uses it.
+    static IDLE: RefCell<Idle> = RefCell::new(Idle::default());
+}
+
+/// Idle connections by instance, most recently used last.
 #[derive(Default)]
-pub struct Upstreams {
-    conns: Vec<(Arc<Upstream>, Conn)>,
-    /// The table (by address) `conns` were last checked against.
+struct Idle {
+    by_upstream: Vec<(Arc<Upstream>, Vec<Conn>)>,
+    /// The table (by address) they were last checked against.
     checked: usize,
 }
 
-impl Upstreams {
-    /// A kept connection to `upstream` still open, if there is one.
-    fn take(&mut self, upstream: &Arc<Upstream>) -> Option<Conn> {
-        // A handful of instances per client connection: a scan beats a hash.
-        let at = self
-            .conns
-            .iter()
-            .position(|(u, _)| Arc::ptr_eq(u, upstream))?;
-        let (_, conn) = self.conns.swap_remove(at);
-        conn.idle_and_open().then_some(conn)
-    }
+/// The most recently used idle connection to `upstream` still open, if
+/// there is one. Taking the newest (last in, first out) keeps the set of
+/// connections in use as small as the requests in flight, as nginx does:
+/// an instance serving a thread per connection keeps as few threads busy.
+fn take(upstream: &Arc<Upstream>) -> Option<Conn> {
+    IDLE.with_borrow_mut(|idle| {
+        // A handful of instances per service: a scan beats a hash.
+        let (_, conns) = idle
+            .by_upstream
+            .iter_mut()
+            .find(|(u, _)| Arc::ptr_eq(u, upstream))?;
+        // Closed while idle (the instance stopped or timed it out): dropped.
+        std::iter::from_fn(|| conns.pop()).find(Conn::idle_and_open)
+    })
+}
 
-    /// Keep `conn` for the next request of this client connection, and
-    /// close kept connections to instances no longer routed to (so an
-    /// instance being stopped is not held by idle ones).
-    pub fn keep(&mut self, upstream: &Arc<Upstream>, conn: Conn, table: &Arc<Table>) {
+/// Keep `conn` idle for the next request to `upstream` on this thread, and
+/// close idle connections to instances no longer routed to in `table` (so
+/// an instance being stopped is not held by idle ones).
+pub fn keep(upstream: &Arc<Upstream>, conn: Conn, table: &Arc<Table>) {
+    IDLE.with_borrow_mut(|idle| {
         let current = Arc::as_ptr(table) as usize;
-        if self.checked != current {
-            self.conns.retain(|(u, _)| table.routes_to(&u.id));
-            self.checked = current;
+        if idle.checked != current {
+            idle.by_upstream.retain(|(u, _)| table.routes_to(&u.id));
+            idle.checked = current;
         }
-        self.conns.push((upstream.clone(), conn));
-    }
+        let at = match idle
+            .by_upstream
+            .iter()
+            .position(|(u, _)| Arc::ptr_eq(u, upstream))
+        {
+            Some(at) => at,
+            None => {
+                idle.by_upstream.push((upstream.clone(), Vec::new()));
+                idle.by_upstream.len() - 1
+            }
+        };
+        let conns = &mut idle.by_upstream[at].1;
+        if conns.len() >= MAX_IDLE {
+            conns.remove(0);
+        }
+        conns.push(conn);
+    });
+}
 
-    /// Send `request` (with `body`) to `upstream` and read its answer's
-    /// head: on a kept connection if one is open, else a new one. A kept
-    /// connection the instance closed just as the request went out is
-    /// retried once on a new connection when the request may be sent
-    /// again (`resend`). An answer read whole returns its connection to
-    /// the pool, checked against `table`.
-    pub async fn send(
-        &mut self,
-        upstream: &Arc<Upstream>,
-        table: &Arc<Table>,
-        request: &RequestHead,
-        mut body: Option<ClientBody<'_>>,
-        resend: bool,
-    ) -> Result<Answer, Failed> {
-        let mut kept = self.take(upstream);
-        loop {
-            let reused = kept.is_some();
-            let mut conn = match kept.take() {
-                Some(conn) => conn,
-                None => Conn::connect(upstream).await?,
-            };
-            let head = match conn.exchange(request, body.take()).await {
-                Ok(head) => head,
-                Err(e) if reused && e.unanswered && resend => continue,
-                Err(e) => return Err(e),
-            };
-            let body = match head.framing {
-                Framing::Length(n) if n as usize <= conn.buf.len() => {
-                    let whole = conn.buf.split_to(n as usize).freeze();
-                    if head.reusable && conn.buf.is_empty() {
-                        self.keep(upstream, conn, table);
-                    }
-                    Pending::Whole(whole)
+/// Send `request` (with `body`) to `upstream` and read its answer's head:
+/// on an idle kept connection if one is open, else a new one. A kept
+/// connection the instance closed just as the request went out is retried
+/// once on a new connection when the request may be sent again
+/// (`resend`). An answer read whole returns its connection to the pool,
+/// checked against `table`.
+pub async fn send(
+    upstream: &Arc<Upstream>,
+    table: &Arc<Table>,
+    request: &RequestHead,
+    mut body: Option<ClientBody<'_>>,
+    resend: bool,
+) -> Result<Answer, Failed> {
+    let mut kept = take(upstream);
+    loop {
+        let reused = kept.is_some();
+        let mut conn = match kept.take() {
+            Some(conn) => conn,
+            None => Conn::connect(upstream).await?,
+        };
+        let head = match conn.exchange(request, body.take()).await {
+            Ok(head) => head,
+            Err(e) if reused && e.unanswered && resend => continue,
+            Err(e) => return Err(e),
+        };
+        let body = match head.framing {
+            Framing::Length(n) if n as usize <= conn.buf.len() => {
+                let whole = conn.buf.split_to(n as usize).freeze();
+                if head.reusable && conn.buf.is_empty() {
+                    keep(upstream, conn, table);
                 }
-                _ => Pending::Streaming(conn),
-            };
-            return Ok(Answer { head, body });
-        }
+                Pending::Whole(whole)
+            }
+            _ => Pending::Streaming(conn),
+        };
+        return Ok(Answer { head, body });
     }
 }
 
@@ -291,6 +319,17 @@ mod tests {
         addr
     }
 
+    /// Idle connections to `up` in this thread's pool.
+    fn idle(up: &Arc<Upstream>) -> usize {
+        IDLE.with_borrow(|idle| {
+            idle.by_upstream
+                .iter()
+                .filter(|(u, _)| Arc::ptr_eq(u, up))
+                .map(|(_, conns)| conns.len())
+                .sum()
+        })
+    }
+
     fn text(answer: Answer) -> String {
         match answer.body {
             Pending::Whole(b) => String::from_utf8(b.to_vec()).unwrap(),
@@ -302,9 +341,8 @@ mod tests {
     const ONE: &str = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none";
     const TWO: &str = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo";
 
-    /// One client connection's pool, an instance, and a table.
+    /// An instance, and a table.
     struct Client {
-        pool: Upstreams,
         up: Arc<Upstream>,
         table: Arc<Table>,
     }
@@ -312,7 +350,6 @@ mod tests {
     impl Client {
         fn of(addr: SocketAddr) -> Client {
             Client {
-                pool: Upstreams::default(),
                 up: upstream(addr),
                 table: Arc::new(Table::default()),
             }
@@ -323,7 +360,7 @@ mod tests {
             let mut buf = BytesMut::from(GET);
             let request = http1::request_head(&mut buf, None).unwrap().unwrap();
             let (up, table) = (&self.up, &self.table);
-            self.pool.send(up, table, &request, None, resend).await
+            send(up, table, &request, None, resend).await
         }
     }
 
@@ -331,7 +368,7 @@ mod tests {
     async fn a_kept_connection_carries_the_next_request() {
         let mut client = Client::of(instance(vec![ONE, TWO], 2).await);
         assert_eq!(text(client.get(true).await.unwrap()), "one");
-        assert_eq!(client.pool.conns.len(), 1, "kept");
+        assert_eq!(idle(&client.up), 1, "kept");
         assert_eq!(text(client.get(true).await.unwrap()), "two");
     }
 
@@ -361,9 +398,44 @@ mod tests {
             }
         }
         assert_eq!(&bytes[..], b"one");
-        client.pool.keep(&client.up, conn, &client.table);
+        keep(&client.up, conn, &client.table);
         // Not resent: the kept connection carries it.
         assert_eq!(text(client.get(false).await.unwrap()), "two");
+    }
+
+    #[tokio::test]
+    async fn idle_connections_are_reused_newest_first_and_capped() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = Client::of(listener.local_addr().unwrap());
+        let mut accepted = Vec::new();
+        for _ in 0..=MAX_IDLE {
+            let conn = Conn::connect(&client.up).await.unwrap();
+            accepted.push(listener.accept().await.unwrap().0);
+            keep(&client.up, conn, &client.table);
+        }
+        assert_eq!(idle(&client.up), MAX_IDLE, "the oldest was closed");
+        let newest = accepted.last().unwrap().peer_addr().unwrap();
+        let taken = take(&client.up).unwrap();
+        assert_eq!(taken.stream.local_addr().unwrap(), newest);
+        assert_eq!(idle(&client.up), MAX_IDLE - 1);
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_the_instance_closed_is_passed_over() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = Client::of(listener.local_addr().unwrap());
+        let open = Conn::connect(&client.up).await.unwrap();
+        let _open_end = listener.accept().await.unwrap();
+        let closed = Conn::connect(&client.up).await.unwrap();
+        drop(listener.accept().await.unwrap());
+        // The reactor has seen the close.
+        closed.stream.readable().await.unwrap();
+        let open_addr = open.stream.local_addr().unwrap();
+        keep(&client.up, open, &client.table);
+        keep(&client.up, closed, &client.table);
+        let taken = take(&client.up).unwrap();
+        assert_eq!(taken.stream.local_addr().unwrap(), open_addr);
+        assert_eq!(idle(&client.up), 0, "the closed one is gone");
     }
 
     #[tokio::test]
