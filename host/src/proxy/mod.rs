@@ -12,10 +12,10 @@
 //!   idempotent requests without a body; other requests get a 502, never a
 //!   silent second attempt.
 //! - Each client connection is served by one task that parses its requests
-//!   in place and talks to the instances itself ([`downstream`]), over its
-//!   own keep-alive connections to the instances it used ([`upstream`]):
-//!   HTTP/1.1 serves one request at a time per connection, so forwarding
-//!   takes no lock and no shared pool.
+//!   in place and talks to the instances itself ([`downstream`]), over
+//!   keep-alive connections drawn from its worker thread's idle pool
+//!   ([`upstream`]): a worker is single-threaded, so forwarding takes no
+//!   lock.
 
 pub mod downstream;
 pub mod http1;
