@@ -13,6 +13,7 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 
 use super::client::is_status;
+use super::process::{self, Direct};
 use super::watch::Watch;
 use crate::backend::live::Running;
 
@@ -24,6 +25,7 @@ pub struct Container {
     docker: Docker,
     name: String,
     watch: Watch,
+    direct: Direct,
 }
 
 impl Container {
@@ -34,6 +36,7 @@ impl Container {
             docker,
             name,
             watch: Watch::default(),
+            direct: Direct::default(),
         });
         tokio::spawn(container.clone().mirror(log.to_path_buf(), replay));
         tokio::spawn(container.clone().wait());
@@ -56,8 +59,13 @@ impl Container {
         self.watch.end(end_of(&self.docker, &self.name).await);
     }
 
-    async fn signal(&self, signal: &str) {
-        let options = KillContainerOptionsBuilder::new().signal(signal).build();
+    /// Send `signal` (named `name` for the API) to the container: to its
+    /// process when the agent reaches it, else through the API.
+    async fn signal(&self, name: &str, signal: libc::c_int) {
+        if self.direct.signal(&self.docker, &self.name, signal).await {
+            return;
+        }
+        let options = KillContainerOptionsBuilder::new().signal(name).build();
         // Not running any more is what was wanted.
         let _ = self.docker.kill_container(&self.name, Some(options)).await;
     }
@@ -106,15 +114,16 @@ impl Running for Container {
     }
 
     fn exited(&self) -> Option<String> {
-        self.watch.exited()
+        let stopped = || self.direct.exited().then(|| process::STOPPED.to_string());
+        self.watch.exited().or_else(stopped)
     }
 
     async fn terminate(&self) {
-        self.signal("SIGTERM").await;
+        self.signal("SIGTERM", libc::SIGTERM).await;
     }
 
     async fn kill(&self) {
-        self.signal("SIGKILL").await;
+        self.signal("SIGKILL", libc::SIGKILL).await;
     }
 
     async fn remove(&self) {

@@ -9,12 +9,15 @@
 //! finds it again. Its output is mirrored from the API into the instance's
 //! log file, so `rollout logs` and the log-pattern probe read containers and
 //! processes alike; its exit is watched through the API's wait endpoint.
+//! A stop on the agent's own machine signals the container's process
+//! directly and sees it exit at once ([`process`]).
 //!
 //! Images must already be on the Docker host: the backend never pulls.
 
 mod client;
 pub(crate) mod container;
 mod owner;
+pub(crate) mod process;
 pub(crate) mod watch;
 
 pub use client::Connection;

@@ -15,6 +15,7 @@ use bollard::query_parameters::{
 
 use crate::backend::BackendError;
 use crate::backend::docker::container::end_of;
+use crate::backend::docker::process::{self, Direct};
 use crate::backend::docker::watch::Watch;
 use crate::backend::docker::{api_error, is_status};
 use crate::backend::live::Running;
@@ -39,6 +40,7 @@ pub struct Task {
     /// The address of its node, once it runs on another one.
     node_addr: Mutex<Option<std::net::IpAddr>>,
     watch: Watch,
+    direct: Direct,
 }
 
 impl Task {
@@ -59,6 +61,7 @@ impl Task {
             local_container: Mutex::new(None),
             node_addr: Mutex::new(None),
             watch: Watch::default(),
+            direct: Direct::default(),
         });
         tokio::spawn(task.clone().follow(log.to_path_buf(), replay));
         task
@@ -190,8 +193,9 @@ impl Task {
     }
 
     /// Signal the task's container directly, if it runs on the agent's own
-    /// node; false if it does not (or not yet, or not any more).
-    async fn signal_locally(&self, signal: &str) -> bool {
+    /// node (to its process when the agent reaches it, else through the
+    /// daemon); false if it does not (or not yet, or not any more).
+    async fn signal_locally(&self, name: &str, signal: libc::c_int) -> bool {
         let container = self
             .local_container
             .lock()
@@ -200,7 +204,10 @@ impl Task {
         let Some(container) = container else {
             return false;
         };
-        let options = KillContainerOptionsBuilder::new().signal(signal).build();
+        if self.direct.signal(&self.docker, &container, signal).await {
+            return true;
+        }
+        let options = KillContainerOptionsBuilder::new().signal(name).build();
         self.docker
             .kill_container(&container, Some(options))
             .await
@@ -232,7 +239,8 @@ impl Running for Task {
     }
 
     fn exited(&self) -> Option<String> {
-        self.watch.exited()
+        let stopped = || self.direct.exited().then(|| process::STOPPED.to_string());
+        self.watch.exited().or_else(stopped)
     }
 
     /// SIGTERM its container when it runs on the agent's own node: removing
@@ -246,7 +254,7 @@ impl Running for Task {
     async fn terminate(&self) {
         let deadline = tokio::time::Instant::now() + START_WAIT;
         while !self.remote() && self.watch.exited().is_none() {
-            if self.signal_locally("SIGTERM").await {
+            if self.signal_locally("SIGTERM", libc::SIGTERM).await {
                 return;
             }
             if tokio::time::Instant::now() >= deadline {
@@ -260,7 +268,7 @@ impl Running for Task {
     /// SIGKILL its container on the agent's own node; elsewhere Swarm
     /// kills the task when its grace period ends.
     async fn kill(&self) {
-        self.signal_locally("SIGKILL").await;
+        self.signal_locally("SIGKILL", libc::SIGKILL).await;
     }
 
     async fn remove(&self) {
