@@ -322,7 +322,12 @@ fn canary(agent: &Agent, sets: &[String], env: &str, extra: &[&str]) -> (crate::
 fn a_healthy_canary_gets_its_share_at_each_step_and_completes(agent: Agent) {
     let (sets, addr) = front_door(&agent, &[]);
     let load = Load::start(&addr, 4, Duration::from_millis(1), |_| get_request(""));
-    let (run, id) = canary(&agent, &sets, "", &[]);
+    // The canary is as fast as the stable revision, but on a loaded machine
+    // a fresh instance's p99 over a few hundred requests can be 6 ms above
+    // the stable one's (seen: 11.3 ms against 5.1 ms, rolled back under the
+    // default 5 ms slack). Latency analysis itself is tested by
+    // `a_slow_canary_is_rolled_back` (200 ms) and the policy's own tests.
+    let (run, id) = canary(&agent, &sets, "", &["--param", "p99-slack-ms=50ms"]);
     let tally = load.finish();
     assert_eq!(run.code, 0, "{run:#?}");
     tally.assert_no_failure();
