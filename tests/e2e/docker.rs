@@ -50,6 +50,52 @@ fn get_when_up(addr: &str, path: &str) -> String {
 }
 
 #[test]
+fn a_container_on_this_machine_is_signalled_through_its_process() {
+    use rollout::backend::docker::process::Direct;
+    if !docker_ready() {
+        return;
+    }
+    let container = run_container(&format!("{}:v1", demo_images()), free_port(), &[]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let docker = bollard::Docker::connect_with_local_defaults().unwrap();
+        let direct = Direct::default();
+        assert!(
+            !direct
+                .signal(&docker, "no-such-container", libc::SIGKILL)
+                .await,
+            "a container that does not exist is left to the API"
+        );
+        assert_eq!(direct.end(None), None, "nothing signalled yet");
+        // demo-app is PID 1 here, without a handler: from outside its PID
+        // namespace only SIGKILL reaches it.
+        assert!(
+            direct.signal(&docker, &container.0, libc::SIGKILL).await,
+            "the container's process was not reached through a pidfd"
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while direct.end(None).is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "its exit was not seen"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        let watched = Some("exit status: 137".to_string());
+        assert_eq!(
+            direct.end(watched.clone()),
+            watched,
+            "the wait endpoint's word wins"
+        );
+    });
+    // Docker sees the same end.
+    assert_eq!(docker(&["wait", &container.0]), "137");
+}
+
+#[test]
 fn images_serve_their_version() {
     if !docker_ready() {
         return;

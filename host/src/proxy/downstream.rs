@@ -15,15 +15,13 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use hyper::{Method, StatusCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::http1::{self, Framing, Malformed, Relay, RequestHead, Step};
 use super::upstream::{self, Conn, Pending};
-use super::{InFlight, Proxy, Sticky};
+use super::{InFlight, Proxy, READ_SIZE, Sticky, read_more};
 
-/// Bytes read from a client at a time.
-const READ_SIZE: usize = 16 * 1024;
 /// Body bytes gathered before they are written to the client.
 const WRITE_SIZE: usize = 64 * 1024;
 
@@ -58,7 +56,7 @@ impl Client {
         let request = loop {
             match http1::request_head(&mut self.buf, sticky) {
                 Ok(Some(request)) => break request,
-                Ok(None) if fill(&mut self.stream, &mut self.buf).await? => {}
+                Ok(None) if read_more(&mut self.stream, &mut self.buf).await? => {}
                 Ok(None) => return Ok(false),
                 Err(bad) => {
                     let why = format!("{}\n", bad.why);
@@ -116,7 +114,7 @@ impl Client {
                 .unwrap_or_else(|p| p.into_inner())
                 .clone();
             let Some(group) = table.pick_group(request.sticky.as_deref()) else {
-                let keep = request.keep_alive && body.done;
+                let keep = carries_on(&request, &body);
                 self.own(StatusCode::SERVICE_UNAVAILABLE, "no ready instance\n", keep)
                     .await?;
                 return Ok(keep);
@@ -128,7 +126,7 @@ impl Client {
                     .find_map(|g| table.pick_upstream(g, &tried))
             });
             let Some(upstream) = upstream else {
-                let keep = request.keep_alive && body.done;
+                let keep = carries_on(&request, &body);
                 let text = "no instance could be reached\n";
                 self.own(StatusCode::BAD_GATEWAY, text, keep).await?;
                 return Ok(keep);
@@ -154,7 +152,7 @@ impl Client {
                         &answer.head,
                         upstream.revision_header.as_bytes(),
                         request.http10,
-                        request.keep_alive && body.done,
+                        carries_on(&request, &body),
                         &mut self.out,
                     );
                     // The request leaves the instance once its answer is
@@ -185,7 +183,7 @@ impl Client {
                 Err(failed) => {
                     metrics.connect_error(true);
                     let why = format!("instance {} failed: {}\n", upstream.id, failed.why);
-                    let keep = request.keep_alive && body.done;
+                    let keep = carries_on(&request, &body);
                     self.own(StatusCode::BAD_GATEWAY, &why, keep).await?;
                     return Ok(keep);
                 }
@@ -238,10 +236,11 @@ impl Client {
     }
 }
 
-/// Read more from `stream` into `buf`; `Ok(false)` at its end.
-async fn fill(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<bool> {
-    buf.reserve(READ_SIZE);
-    Ok(stream.read_buf(buf).await? > 0)
+/// Whether the client connection may carry another request after the
+/// answer to `request`: the client wants it to, and the request's body was
+/// read to its end (else the rest of it would be taken for a request).
+fn carries_on(request: &RequestHead, body: &BodyLeft) -> bool {
+    request.keep_alive && body.done
 }
 
 /// What is left of a request's body to read from its client.
@@ -251,8 +250,6 @@ pub struct BodyLeft {
     done: bool,
     /// The client waits for `100 Continue`, not sent yet.
     expect_continue: bool,
-    /// It goes on to the instance in chunks.
-    chunked: bool,
 }
 
 impl BodyLeft {
@@ -261,7 +258,6 @@ impl BodyLeft {
             framing: request.body,
             done: request.body.is_done(),
             expect_continue: request.expect_continue,
-            chunked: matches!(request.body, Framing::Chunked(_)),
         }
     }
 }
@@ -296,7 +292,7 @@ impl ClientBody<'_> {
 
     /// Whether it goes on in chunks (its length is not known ahead).
     pub fn chunked(&self) -> bool {
-        self.left.chunked
+        matches!(self.left.framing, Framing::Chunked(_))
     }
 
     /// Read more of it from the client, first telling a client that waits
@@ -305,7 +301,7 @@ impl ClientBody<'_> {
         if std::mem::take(&mut self.left.expect_continue) {
             self.stream.write_all(http1::CONTINUE).await?;
         }
-        match fill(self.stream, self.buf).await? {
+        match read_more(self.stream, self.buf).await? {
             true => Ok(()),
             false => Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,

@@ -29,7 +29,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use hyper::header::{HeaderName, HeaderValue};
+use tokio::io::AsyncReadExt;
 
 use crate::model::{InstanceId, RevisionId, RevisionStats};
 use metrics::RevisionMetrics;
@@ -47,19 +49,15 @@ pub enum Sticky {
 impl Sticky {
     /// The client's key among a request's `fields`, if it has one.
     fn key<'a>(&self, fields: &[httparse::Header<'a>]) -> Option<&'a [u8]> {
-        let named = |name: &'static str| {
-            fields
-                .iter()
-                .filter(move |f| f.name.eq_ignore_ascii_case(name))
-                .map(|f| f.value)
-        };
         match self {
             Sticky::Header(name) => fields
                 .iter()
                 .find(|f| f.name.eq_ignore_ascii_case(name.as_str()))
                 .map(|f| f.value),
-            Sticky::Cookie(name) => named("cookie")
-                .flat_map(|v| v.split(|&b| b == b';'))
+            Sticky::Cookie(name) => fields
+                .iter()
+                .filter(|f| f.name.eq_ignore_ascii_case("cookie"))
+                .flat_map(|f| f.value.split(|&b| b == b';'))
                 .filter_map(|kv| {
                     let at = kv.iter().position(|&b| b == b'=')?;
                     Some((kv[..at].trim_ascii(), kv[at + 1..].trim_ascii()))
@@ -366,6 +364,18 @@ impl Proxy {
             let _ = writeln!(out, "rollout_traffic_weight{{{labels}}} {weight}");
         }
     }
+}
+
+/// Bytes read from a socket at a time, from clients and instances alike.
+const READ_SIZE: usize = 16 * 1024;
+
+/// Read more from `stream` into `buf`; `Ok(false)` at its end.
+async fn read_more(
+    stream: &mut tokio::net::TcpStream,
+    buf: &mut BytesMut,
+) -> std::io::Result<bool> {
+    buf.reserve(READ_SIZE);
+    Ok(stream.read_buf(buf).await? > 0)
 }
 
 /// A request in flight on an upstream, until dropped.

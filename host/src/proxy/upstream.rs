@@ -16,15 +16,13 @@ use std::sync::Arc;
 use std::task::Context;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::downstream::ClientBody;
 use super::http1::{self, Framing, RequestHead, ResponseHead};
 use super::table::{Table, Upstream};
-
-/// Bytes read from an instance at a time.
-const READ_SIZE: usize = 16 * 1024;
+use super::{READ_SIZE, read_more};
 
 /// An open connection to one instance.
 pub struct Conn {
@@ -99,8 +97,7 @@ impl Conn {
 
     /// Read more from the instance into the buffer; `Ok(false)` at its end.
     pub async fn fill(&mut self) -> io::Result<bool> {
-        self.buf.reserve(READ_SIZE);
-        Ok(self.stream.read_buf(&mut self.buf).await? > 0)
+        read_more(&mut self.stream, &mut self.buf).await
     }
 
     /// Send a request (and its body) and read the answer's head.
@@ -281,6 +278,7 @@ mod tests {
     use super::*;
     use std::net::SocketAddr;
     use std::sync::atomic::{AtomicBool, AtomicU64};
+    use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
 
     fn upstream(addr: SocketAddr) -> Arc<Upstream> {

@@ -13,7 +13,7 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 
 use super::client::is_status;
-use super::process::{self, Direct};
+use super::process::Direct;
 use super::watch::Watch;
 use crate::backend::live::Running;
 
@@ -59,13 +59,15 @@ impl Container {
         self.watch.end(end_of(&self.docker, &self.name).await);
     }
 
-    /// Send `signal` (named `name` for the API) to the container: to its
-    /// process when the agent reaches it, else through the API.
-    async fn signal(&self, name: &str, signal: libc::c_int) {
+    /// Send `signal` to the container: to its process when the agent
+    /// reaches it, else through the API (which takes signal numbers too).
+    async fn signal(&self, signal: libc::c_int) {
         if self.direct.signal(&self.docker, &self.name, signal).await {
             return;
         }
-        let options = KillContainerOptionsBuilder::new().signal(name).build();
+        let options = KillContainerOptionsBuilder::new()
+            .signal(&signal.to_string())
+            .build();
         // Not running any more is what was wanted.
         let _ = self.docker.kill_container(&self.name, Some(options)).await;
     }
@@ -114,16 +116,15 @@ impl Running for Container {
     }
 
     fn exited(&self) -> Option<String> {
-        let stopped = || self.direct.exited().then(|| process::STOPPED.to_string());
-        self.watch.exited().or_else(stopped)
+        self.direct.end(self.watch.exited())
     }
 
     async fn terminate(&self) {
-        self.signal("SIGTERM", libc::SIGTERM).await;
+        self.signal(libc::SIGTERM).await;
     }
 
     async fn kill(&self) {
-        self.signal("SIGKILL", libc::SIGKILL).await;
+        self.signal(libc::SIGKILL).await;
     }
 
     async fn remove(&self) {

@@ -17,7 +17,7 @@
 mod client;
 pub(crate) mod container;
 mod owner;
-pub(crate) mod process;
+pub mod process;
 pub(crate) mod watch;
 
 pub use client::Connection;

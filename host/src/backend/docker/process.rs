@@ -105,15 +105,14 @@ impl Direct {
         process.signal(signal)
     }
 
-    /// Whether a process signalled here has exited (false if none was).
-    pub fn exited(&self) -> bool {
+    /// How the container ended: as `watched` (its wait endpoint) says, or,
+    /// before that answers, once a process signalled here has exited.
+    pub fn end(&self, watched: Option<String>) -> Option<String> {
         let process = self.process.lock().unwrap_or_else(|p| p.into_inner());
-        process.as_ref().is_some_and(|p| p.exited())
+        let exited = process.as_ref().is_some_and(|p| p.exited());
+        watched.or_else(|| exited.then(|| "its process exited after the stop signal".into()))
     }
 }
-
-/// What an instance stopped through its process reports as its end.
-pub const STOPPED: &str = "its process exited after the stop signal";
 
 #[cfg(test)]
 mod tests {

@@ -15,7 +15,7 @@ use bollard::query_parameters::{
 
 use crate::backend::BackendError;
 use crate::backend::docker::container::end_of;
-use crate::backend::docker::process::{self, Direct};
+use crate::backend::docker::process::Direct;
 use crate::backend::docker::watch::Watch;
 use crate::backend::docker::{api_error, is_status};
 use crate::backend::live::Running;
@@ -195,7 +195,7 @@ impl Task {
     /// Signal the task's container directly, if it runs on the agent's own
     /// node (to its process when the agent reaches it, else through the
     /// daemon); false if it does not (or not yet, or not any more).
-    async fn signal_locally(&self, name: &str, signal: libc::c_int) -> bool {
+    async fn signal_locally(&self, signal: libc::c_int) -> bool {
         let container = self
             .local_container
             .lock()
@@ -207,7 +207,9 @@ impl Task {
         if self.direct.signal(&self.docker, &container, signal).await {
             return true;
         }
-        let options = KillContainerOptionsBuilder::new().signal(name).build();
+        let options = KillContainerOptionsBuilder::new()
+            .signal(&signal.to_string())
+            .build();
         self.docker
             .kill_container(&container, Some(options))
             .await
@@ -239,8 +241,7 @@ impl Running for Task {
     }
 
     fn exited(&self) -> Option<String> {
-        let stopped = || self.direct.exited().then(|| process::STOPPED.to_string());
-        self.watch.exited().or_else(stopped)
+        self.direct.end(self.watch.exited())
     }
 
     /// SIGTERM its container when it runs on the agent's own node: removing
@@ -254,7 +255,7 @@ impl Running for Task {
     async fn terminate(&self) {
         let deadline = tokio::time::Instant::now() + START_WAIT;
         while !self.remote() && self.watch.exited().is_none() {
-            if self.signal_locally("SIGTERM", libc::SIGTERM).await {
+            if self.signal_locally(libc::SIGTERM).await {
                 return;
             }
             if tokio::time::Instant::now() >= deadline {
@@ -268,7 +269,7 @@ impl Running for Task {
     /// SIGKILL its container on the agent's own node; elsewhere Swarm
     /// kills the task when its grace period ends.
     async fn kill(&self) {
-        self.signal_locally("SIGKILL", libc::SIGKILL).await;
+        self.signal_locally(libc::SIGKILL).await;
     }
 
     async fn remove(&self) {
