@@ -214,6 +214,21 @@ fn blue_green_bad_after_the_switch_switches_back() {
 }
 
 #[test]
+fn blue_green_that_degrades_during_the_delay_switches_back_without_stopping_the_old_set() {
+    let json = passes_with("blue-green", "blue-green-degrades-during-delay");
+    let lines = timeline(&json);
+    assert!(!lines.iter().any(|l| l.starts_with("stop web-v1-")));
+    // Switched back at the first watch that saw the errors: 50-55 s.
+    let back = json["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rfind(|e| e["text"] == "weights v1=100 v2=0")
+        .expect("switched back");
+    assert_eq!(back["at_ms"], 55_000, "{back}");
+}
+
+#[test]
 fn blue_green_without_room_for_two_sets_says_to_raise_max_surge() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("tight.toml");

@@ -51,6 +51,10 @@ pub struct Behaviour {
     pub logs: Vec<LogLine>,
     /// Share of requests that fail (0..=1).
     pub error_rate: f64,
+    /// The errors begin this long after the revision's first instance
+    /// started (a revision that degrades); default: from the start.
+    #[serde(with = "crate::duration::option")]
+    pub errors_after: Option<u64>,
     /// Median latency of a request.
     #[serde(with = "crate::duration")]
     pub latency: u64,
@@ -68,6 +72,7 @@ impl Default for Behaviour {
             flaky: 0.0,
             logs: Vec::new(),
             error_rate: 0.0,
+            errors_after: None,
             latency: 10,
             p99_latency: None,
         }
@@ -379,10 +384,19 @@ impl Backend for SimBackend {
                 ..RevisionStats::default()
             };
         };
+        let now = self.clock.now_ms();
+        let first = self
+            .instances
+            .iter()
+            .filter(|i| i.revision == revision)
+            .map(|i| i.started_ms)
+            .min();
+        let onset = b.errors_after.map(|ms| first.unwrap_or(now) + ms);
+        let erring = requests as f64 * share_after(onset, now, window_ms);
         RevisionStats {
             revision: revision.to_string(),
             requests,
-            errors: (requests as f64 * b.error_rate).round() as u64,
+            errors: (erring * b.error_rate).round() as u64,
             p50_us: b.latency * 1_000,
             p99_us: b.p99_latency.unwrap_or(b.latency * 2) * 1_000,
         }
@@ -403,6 +417,17 @@ impl Backend for SimBackend {
     fn take_observations(&mut self) -> Vec<Observation> {
         self.sync();
         std::mem::take(&mut self.observations)
+    }
+}
+
+/// The share of the window of `window_ms` ending at `now` that lies after
+/// `onset` (all of it without one): the part of its requests that err.
+fn share_after(onset: Option<u64>, now: u64, window_ms: u64) -> f64 {
+    let Some(onset) = onset else { return 1.0 };
+    let start = now.saturating_sub(window_ms);
+    match window_ms {
+        0 => 0.0,
+        _ => now.saturating_sub(onset.max(start)) as f64 / window_ms as f64,
     }
 }
 
@@ -504,5 +529,27 @@ mod tests {
             .unwrap();
         let s = sim.stats("v2", 10_000).await;
         assert_eq!((s.requests, s.errors), (250, 50));
+    }
+
+    #[tokio::test]
+    async fn a_degrading_revision_errs_only_after_its_onset() {
+        let b = Behaviour {
+            error_rate: 0.5,
+            errors_after: Some(20_000),
+            ..Behaviour::default()
+        };
+        let (clock, mut sim) = sim(b);
+        sim.start("v2", 1).await.unwrap();
+        sim.set_weights(&[("v2".into(), 100)]).await.unwrap();
+        clock.sleep_until(20_000).await;
+        let s = sim.stats("v2", 10_000).await;
+        assert_eq!((s.requests, s.errors), (1_000, 0));
+        // Half of the window lies after the onset, at half errors.
+        clock.sleep_until(25_000).await;
+        let s = sim.stats("v2", 10_000).await;
+        assert_eq!((s.requests, s.errors), (1_000, 250));
+        clock.sleep_until(40_000).await;
+        let s = sim.stats("v2", 10_000).await;
+        assert_eq!((s.requests, s.errors), (1_000, 500));
     }
 }

@@ -15,8 +15,11 @@
 //!    requests count as healthy unless `require-traffic` is `true`. On
 //!    failure, switch back `[(old, 100), (new, 0)]` and stop the new set:
 //!    rolled back.
-//! 3. Keep the old set for `scale-down-delay-ms` (an operator `abort` at the
-//!    checkpoint after it still switches back), then stop it: completed.
+//! 3. Keep the old set for `scale-down-delay-ms`, watching the new revision
+//!    every `watch-interval-ms` meanwhile: an instance that crashes or an
+//!    error rate over `max-error-rate` in the last interval switches back at
+//!    once, as does an operator `abort` (the old set is still there, so
+//!    switching back is instant). Then stop the old set: completed.
 //!
 //! Two full sets run at once, so the host's max-surge guardrail must allow
 //! 100%: when it refuses to start the new set, the rollout is rolled back
@@ -32,6 +35,7 @@
 //! | `min-requests`        | `20`    | fewer requests after the switch: verdict unknown               |
 //! | `require-traffic`     | `false` | `true`: an unknown verdict (too few requests) fails the rollout; `false`: it counts as healthy |
 //! | `scale-down-delay-ms` | `30s`   | how long the old set is kept after a successful analysis (skipped after an operator `promote`) |
+//! | `watch-interval-ms`   | `10s`   | during that delay, how often the new revision is judged again (over the interval just past; too few requests is not a failure then) |
 //! | `ready-timeout-ms`    | `60s`   | how long a new instance may take to become ready              |
 
 use rollout_policy::analysis::Analysis;
@@ -57,6 +61,8 @@ pub struct BlueGreen {
     pub require_traffic: bool,
     /// How long the old set is kept after a successful analysis, in ms.
     pub scale_down_delay_ms: u64,
+    /// How often the new revision is judged during that delay, in ms.
+    pub watch_interval_ms: u64,
     /// How long a new instance may take to become ready, in ms.
     pub ready_timeout_ms: u64,
 }
@@ -70,6 +76,10 @@ impl BlueGreen {
             analysis: Analysis::from_params(&p)?,
             require_traffic: p.bool("require-traffic", false)?,
             scale_down_delay_ms: p.millis("scale-down-delay-ms", 30_000)?,
+            watch_interval_ms: match p.millis("watch-interval-ms", 10_000)? {
+                0 => return Err("param watch-interval-ms: expected a duration above 0".into()),
+                ms => ms,
+            },
             ready_timeout_ms: p.millis("ready-timeout-ms", 60_000)?,
         })
     }
@@ -133,8 +143,8 @@ impl BlueGreen {
         let message = match promoted {
             true => format!("promoted: stop {from} now"),
             false => format!(
-                "keep {from} for {} ms, then stop it",
-                self.scale_down_delay_ms
+                "keep {from} for {} ms, judging {to} every {} ms, then stop it",
+                self.scale_down_delay_ms, self.watch_interval_ms
             ),
         };
         host.report(Progress {
@@ -142,18 +152,15 @@ impl BlueGreen {
             steps: STEPS,
             message,
         });
-        if !promoted {
-            host.sleep(self.scale_down_delay_ms);
+        if !promoted && let Err(why) = self.watch(host, to) {
+            return self.roll_back(host, info, why);
         }
         // Switching back is still instant: the old set is there.
         if let Command::Abort(why) = host.checkpoint(&format!("stop {from}")) {
             return self.roll_back(host, info, why);
         }
-        if let Some(f) = shift::broken(&host.list(), to).first() {
-            let why = format!(
-                "after the switch: instance {} of {to} {}",
-                f.instance, f.reason
-            );
+        let at = format!("after the switch: {to}");
+        if let Err(why) = self.check(host, to, &at) {
             return self.roll_back(host, info, why);
         }
         let down = shift::stop_all(host, from, STOP_RETRIES, 1_000);
@@ -171,13 +178,59 @@ impl BlueGreen {
         Outcome::Completed
     }
 
+    /// An instance of `to` that crashed or failed is `Err`, described
+    /// after `at`.
+    fn check(&self, host: &mut impl Host, to: &str, at: &str) -> Result<(), String> {
+        match shift::broken(&host.list(), to).first() {
+            Some(f) => Err(format!("{at}: instance {} {}", f.instance, f.reason)),
+            None => Ok(()),
+        }
+    }
+
+    /// Wait out the scale-down delay, judging `to` every watch interval
+    /// over the interval just past: a broken instance or too many errors is
+    /// `Err`. Too few requests is not: the analysis after the switch was
+    /// the gate. Returns early, `Ok`, when the operator aborts (the
+    /// checkpoint that follows sees it).
+    fn watch(&self, host: &mut impl Host, to: &str) -> Result<(), String> {
+        let start = host.now_ms();
+        let end = start.saturating_add(self.scale_down_delay_ms);
+        let at = format!("{to} during the scale-down delay");
+        let mut judged = 0;
+        loop {
+            let now = host.now_ms();
+            if now >= end {
+                break;
+            }
+            let window = self.watch_interval_ms.min(end - now);
+            host.sleep(window);
+            if host.now_ms() < now.saturating_add(window) {
+                return Ok(());
+            }
+            self.check(host, to, &at)?;
+            let m = self.analysis.measure(host, "green", to, None, window);
+            judged += 1;
+            if let Verdict::Unhealthy(why) = &m.verdict {
+                host.log(Level::Warn, &format!("{at}: {}", m.summary()));
+                return Err(format!("{at}: {why}"));
+            }
+        }
+        host.log(
+            Level::Info,
+            &format!(
+                "{at}: no crash, error rate within {:.3} in {judged} interval(s) over {} ms",
+                self.analysis.max_error_rate,
+                end - start
+            ),
+        );
+        Ok(())
+    }
+
     /// Hold after the switch, then judge the new revision's traffic.
     fn analyse(&self, host: &mut impl Host, to: &str) -> Result<(), String> {
         host.sleep(self.post_switch_ms);
         let at = format!("analysis of {to} after the switch");
-        if let Some(f) = shift::broken(&host.list(), to).first() {
-            return Err(format!("{at}: instance {} {}", f.instance, f.reason));
-        }
+        self.check(host, to, &at)?;
         let m = self
             .analysis
             .measure(host, "green", to, None, self.post_switch_ms);
@@ -298,6 +351,52 @@ mod tests {
     }
 
     #[test]
+    fn a_crash_during_the_delay_switches_back_within_a_watch_interval() {
+        // Analysed healthy at 35 s; an instance crashes at 48 s.
+        let mut fleet = fleet(Behaviour::ready_after(5_000).failing_after(48_000));
+        let outcome = run(&mut fleet, &[]);
+        assert_eq!(
+            rolled_back(&outcome),
+            "v2 during the scale-down delay: instance v2-5 is failed"
+        );
+        assert_eq!(time_of(&fleet, "stop v2-5"), 55_000);
+        assert_eq!((fleet.count("v1"), fleet.count("v2")), (4, 0));
+        assert_eq!(fleet.min_ready(), 4);
+        assert!(!fleet.journal_text().contains("stop v1"));
+    }
+
+    #[test]
+    fn errors_that_begin_during_the_delay_switch_back() {
+        // Healthy at the analysis (35 s); errs from 50 s on.
+        let v2 = Behaviour::ready_after(5_000)
+            .erroring(0.3)
+            .erroring_after(50_000);
+        let mut fleet = fleet(v2);
+        let outcome = run(&mut fleet, &[("watch-interval-ms", "5s")]);
+        assert_eq!(
+            rolled_back(&outcome),
+            "v2 during the scale-down delay: green error rate 0.300 > 0.050 over 500 requests"
+        );
+        assert_eq!(time_of(&fleet, "stop v2-5"), 55_000);
+        assert_eq!((fleet.count("v1"), fleet.count("v2")), (4, 0));
+        assert!(!fleet.journal_text().contains("stop v1"));
+    }
+
+    #[test]
+    fn a_healthy_delay_is_judged_every_interval_and_says_so() {
+        let mut fleet = fleet(Behaviour::ready_after(5_000));
+        assert_eq!(run(&mut fleet, &[]), Outcome::Completed);
+        assert!(
+            fleet.journal_text().contains(
+                "v2 during the scale-down delay: no crash, error rate within 0.050 \
+                 in 3 interval(s) over 30000 ms"
+            ),
+            "{}",
+            fleet.journal_text()
+        );
+    }
+
+    #[test]
     fn without_room_for_a_second_set_it_says_to_raise_max_surge() {
         let mut fleet = fleet(Behaviour::ready_after(5_000)).max_total(5);
         let outcome = run(&mut fleet, &[]);
@@ -371,6 +470,7 @@ mod tests {
             ("min-requests", "many"),
             ("require-traffic", "yes"),
             ("ready-timeout-ms", "1 day"),
+            ("watch-interval-ms", "0"),
         ] {
             let outcome = run(&mut fleet, &[(key, value)]);
             assert!(

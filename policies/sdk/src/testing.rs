@@ -37,6 +37,9 @@ pub struct Behaviour {
     pub crash_first: u32,
     /// Share of the revision's requests that fail (0..=1); default 0.
     pub error_rate: f64,
+    /// The errors begin this long after the revision's first instance
+    /// started; `None`: from the start.
+    pub errors_after_ms: Option<u64>,
     /// Median latency of a request in ms; default 10, as in the `sim` backend.
     pub latency_ms: u64,
     /// 99th percentile latency in ms; default twice the median.
@@ -53,6 +56,7 @@ impl Default for Behaviour {
             logs: Vec::new(),
             crash_first: 0,
             error_rate: 0.0,
+            errors_after_ms: None,
             latency_ms: 10,
             p99_latency_ms: None,
         }
@@ -94,6 +98,13 @@ impl Behaviour {
     /// A share `rate` (0..=1) of the revision's requests fail.
     pub fn erroring(mut self, rate: f64) -> Self {
         self.error_rate = rate;
+        self
+    }
+
+    /// The errors of [`Behaviour::erroring`] begin `ms` after the
+    /// revision's first instance started (a revision that degrades).
+    pub fn erroring_after(mut self, ms: u64) -> Self {
+        self.errors_after_ms = Some(ms);
         self
     }
 
@@ -139,6 +150,17 @@ impl FakeInstance {
             .into_iter()
             .flatten()
             .map(|ms| self.started_ms + ms)
+    }
+}
+
+/// The share of the window of `window_ms` ending at `now` that lies after
+/// `onset` (all of it without one), as the `sim` backend counts errors.
+fn share_after(onset: Option<u64>, now: u64, window_ms: u64) -> f64 {
+    let Some(onset) = onset else { return 1.0 };
+    let start = now.saturating_sub(window_ms);
+    match window_ms {
+        0 => 0.0,
+        _ => now.saturating_sub(onset.max(start)) as f64 / window_ms as f64,
     }
 }
 
@@ -508,10 +530,18 @@ impl Traffic for FakeFleet {
             _ => self.requests_per_second * window_ms / 1_000 * part / whole,
         };
         let b = self.behaviours.get(revision).cloned().unwrap_or_default();
+        let first = self
+            .instances
+            .iter()
+            .filter(|i| i.revision == revision)
+            .map(|i| i.started_ms)
+            .min();
+        let onset = b.errors_after_ms.map(|ms| first.unwrap_or(self.now) + ms);
+        let erring = requests as f64 * share_after(onset, self.now, window_ms);
         RevisionStats {
             revision: revision.into(),
             requests,
-            errors: (requests as f64 * b.error_rate).round() as u64,
+            errors: (erring * b.error_rate).round() as u64,
             p50_us: b.latency_ms * 1_000,
             p99_us: b.p99_latency_ms.unwrap_or(b.latency_ms * 2) * 1_000,
         }
