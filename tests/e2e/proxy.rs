@@ -410,6 +410,28 @@ fn a_pinned_client_never_flips_back_during_a_canary() {
     }
 }
 
+#[test]
+fn the_specs_timeouts_let_idle_and_slow_clients_go() {
+    let agent = Agent::start();
+    let (_, addr) = front_door(
+        &agent,
+        &["traffic.idle-timeout=300ms", "traffic.head-timeout=300ms"],
+    );
+    // Idle: closed without a word once the timeout passes.
+    let mut idle = TcpStream::connect(&addr).unwrap();
+    let opened = std::time::Instant::now();
+    let mut got = Vec::new();
+    idle.read_to_end(&mut got).unwrap();
+    assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
+    assert!(opened.elapsed() >= Duration::from_millis(250));
+    // A head that never ends: 408.
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nhost: web\r\n").unwrap();
+    let mut got = String::new();
+    slow.read_to_string(&mut got).unwrap();
+    assert!(got.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{got}");
+}
+
 fn blue_green_under_load_fails_no_request(agent: Agent) {
     let (sets, addr) = front_door(&agent, &[]);
     let load = Load::start(&addr, 4, Duration::from_millis(1), |_| get_request(""));

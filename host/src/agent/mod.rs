@@ -11,6 +11,7 @@ mod rollout;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use base64::Engine as _;
 use tokio::sync::Notify;
@@ -26,7 +27,7 @@ use crate::backend::swarm::SwarmRunner;
 use crate::engine::journal::Kind;
 use crate::engine::operator::{Action, Inbox};
 use crate::model::InstanceState;
-use crate::proxy::{Proxy, Sticky};
+use crate::proxy::{Door, Proxy, Sticky};
 use crate::runtime::{LoadedPolicy, PolicySource, Runtime};
 use crate::spec::{BackendKind, ServiceSpec};
 use crate::store::{RolloutRow, Store, StoreError};
@@ -674,20 +675,30 @@ impl Agent {
 /// Put a front door (proxy) on `port` in front of the service's fleet, if
 /// its spec has a port and the fleet has none there yet.
 fn front_door(service: &Service, spec: &ServiceSpec) -> Result<()> {
-    let sticky = match (&spec.traffic.sticky_header, &spec.traffic.sticky_cookie) {
+    let traffic = &spec.traffic;
+    let sticky = match (&traffic.sticky_header, &traffic.sticky_cookie) {
         (Some(h), _) => hyper::header::HeaderName::from_bytes(h.as_bytes())
             .ok()
             .map(Sticky::Header),
         (None, Some(c)) => Some(Sticky::Cookie(c.clone())),
         (None, None) => None,
     };
+    let door = Door {
+        sticky,
+        idle_timeout: Duration::from_millis(traffic.idle_timeout),
+        head_timeout: Duration::from_millis(traffic.head_timeout),
+    };
+    let preview = Door {
+        sticky: None,
+        ..door.clone()
+    };
     let fleet = &service.fleet;
-    if let Some(door) = open_door(spec, fleet.front_door(), spec.port, sticky)? {
-        fleet.attach(door);
+    if let Some(proxy) = open_door(spec, fleet.front_door(), spec.port, door)? {
+        fleet.attach(proxy);
     }
-    let preview = spec.traffic.preview_port;
-    if let Some(door) = open_door(spec, fleet.preview(), preview, None)? {
-        fleet.attach_preview(door);
+    let port = traffic.preview_port;
+    if let Some(proxy) = open_door(spec, fleet.preview(), port, preview)? {
+        fleet.attach_preview(proxy);
     }
     Ok(())
 }
@@ -698,7 +709,7 @@ fn open_door(
     spec: &ServiceSpec,
     current: Option<Arc<Proxy>>,
     port: Option<u16>,
-    sticky: Option<Sticky>,
+    door: Door,
 ) -> Result<Option<Arc<Proxy>>> {
     let Some(port) = port else {
         return Ok(None);
@@ -706,15 +717,16 @@ fn open_door(
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     if let Some(p) = &current
         && p.local_addr() == addr
-        && p.sticky() == sticky.as_ref()
+        && *p.door() == door
     {
         return Ok(None);
     }
     if current.as_ref().is_some_and(|p| p.local_addr() == addr) {
-        // Same port, new stickiness: the listener must move over.
+        // Same port, new stickiness or timeouts: the listener must move
+        // over.
         current.iter().for_each(|p| p.close());
     }
-    let proxy = Proxy::bind(&spec.name, addr, sticky).map_err(|e| {
+    let proxy = Proxy::bind(&spec.name, addr, door).map_err(|e| {
         AgentError::Invalid(format!(
             "{}: cannot listen on {addr} for its front door: {e}; nothing was changed",
             spec.name

@@ -7,11 +7,20 @@
 //! the answer's head and body back, gathered into as few writes as the
 //! answer allows (one for an answer read whole). No header map, no
 //! service future and no body channel stand between the two sockets.
+//!
+//! The client is given the door's timeouts: its idle timeout between
+//! requests and while it sends a body or takes an answer, its head timeout
+//! for a whole request head. One timer per connection keeps them, re-armed
+//! only when it fires early ([`Timer`]): a request moves the deadline
+//! later without touching the runtime's timer wheel.
 
 use std::io;
+use std::pin::Pin;
 use std::sync::Weak;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::Duration;
+
+use tokio::time::{Instant, Sleep};
 
 use bytes::{Bytes, BytesMut};
 use hyper::{Method, StatusCode};
@@ -20,20 +29,22 @@ use tokio::net::TcpStream;
 
 use super::http1::{self, Framing, Malformed, Relay, RequestHead, Step};
 use super::upstream::{self, Conn, Pending};
-use super::{InFlight, Proxy, READ_SIZE, Sticky, read_more};
+use super::{Door, InFlight, Proxy, READ_SIZE, read_more};
 
 /// Body bytes gathered before they are written to the client.
 const WRITE_SIZE: usize = 64 * 1024;
 
 /// Serve the requests of one client connection until it closes, sends
-/// something that is not HTTP/1.1, or asks to close.
-pub(super) async fn serve(proxy: Weak<Proxy>, sticky: Option<Sticky>, stream: TcpStream) {
+/// something that is not HTTP/1.1, asks to close or runs out of time.
+pub(super) async fn serve(proxy: Weak<Proxy>, door: Door, stream: TcpStream) {
     let mut client = Client {
         stream,
         buf: BytesMut::with_capacity(READ_SIZE),
         out: Vec::with_capacity(4096),
+        timer: Timer::new(Instant::now() + door.idle_timeout),
+        door,
     };
-    while let Ok(true) = client.serve_one(&proxy, sticky.as_ref()).await {}
+    while let Ok(true) = client.serve_one(&proxy).await {}
 }
 
 /// A client connection.
@@ -43,21 +54,43 @@ struct Client {
     buf: BytesMut,
     /// Bytes on their way to the client.
     out: Vec<u8>,
+    /// When the client must have sent or taken more.
+    timer: Timer,
+    door: Door,
 }
 
 impl Client {
     /// Read, forward and answer the next request; `Ok(false)`: the
     /// connection ends.
-    async fn serve_one(
-        &mut self,
-        proxy: &Weak<Proxy>,
-        sticky: Option<&Sticky>,
-    ) -> io::Result<bool> {
+    async fn serve_one(&mut self, proxy: &Weak<Proxy>) -> io::Result<bool> {
+        let idle = Instant::now() + self.door.idle_timeout;
+        let mut head_by = None;
         let request = loop {
-            match http1::request_head(&mut self.buf, sticky) {
+            match http1::request_head(&mut self.buf, self.door.sticky.as_ref()) {
                 Ok(Some(request)) => break request,
-                Ok(None) if read_more(&mut self.stream, &mut self.buf).await? => {}
-                Ok(None) => return Ok(false),
+                Ok(None) => {
+                    // Idle until a request begins; then its head has a
+                    // deadline of its own.
+                    let at = match self.buf.is_empty() {
+                        true => idle,
+                        false => {
+                            *head_by.get_or_insert_with(|| Instant::now() + self.door.head_timeout)
+                        }
+                    };
+                    match read_by(&mut self.stream, &mut self.buf, &mut self.timer, at).await {
+                        Ok(true) => {}
+                        Ok(false) => return Ok(false),
+                        Err(e) if e.kind() == io::ErrorKind::TimedOut && head_by.is_some() => {
+                            let why = format!(
+                                "the request head did not arrive whole within {}\n",
+                                seconds(self.door.head_timeout)
+                            );
+                            self.own(StatusCode::REQUEST_TIMEOUT, &why, false).await?;
+                            return Ok(false);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
                 Err(bad) => {
                     let why = format!("{}\n", bad.why);
                     self.own(bad.status, &why, false).await?;
@@ -85,9 +118,15 @@ impl Client {
         self.flush().await
     }
 
-    /// Write what is gathered in `out`.
+    /// Write what is gathered in `out`, unless the client takes none of it
+    /// for the idle timeout.
     async fn flush(&mut self) -> io::Result<()> {
-        self.stream.write_all(&self.out).await?;
+        self.timer.set(Instant::now() + self.door.idle_timeout);
+        tokio::select! {
+            biased;
+            written = self.stream.write_all(&self.out) => written?,
+            () = self.timer.expired() => return Err(io::ErrorKind::TimedOut.into()),
+        }
         self.out.clear();
         Ok(())
     }
@@ -138,10 +177,12 @@ impl Client {
                 tried.push(upstream.id.clone());
                 continue;
             }
-            let started = Instant::now();
+            let started = std::time::Instant::now();
             let sending = (!body.done).then_some(ClientBody {
                 stream: &mut self.stream,
                 buf: &mut self.buf,
+                timer: &mut self.timer,
+                idle: self.door.idle_timeout,
                 left: &mut body,
             });
             match upstream::send(&upstream, &table, &request, sending, resend).await {
@@ -174,6 +215,17 @@ impl Client {
                         }
                     }
                     return Ok(keep);
+                }
+                // The client's side failed: the instance is not to blame,
+                // and what is left of the body cannot be told from a request.
+                Err(upstream::Failed {
+                    client: Some(status),
+                    why,
+                    ..
+                }) => {
+                    // It may have left already: then this write fails too.
+                    let _ = self.own(status, &format!("{why}\n"), false).await;
+                    return Ok(false);
                 }
                 // Idempotent and unanswered: safe to try elsewhere.
                 Err(failed) if resend && failed.unanswered && tried.len() < 2 => {
@@ -266,6 +318,9 @@ impl BodyLeft {
 pub struct ClientBody<'a> {
     stream: &'a mut TcpStream,
     buf: &'a mut BytesMut,
+    timer: &'a mut Timer,
+    /// The most the client may pause within it.
+    idle: Duration,
     left: &'a mut BodyLeft,
 }
 
@@ -296,17 +351,102 @@ impl ClientBody<'_> {
     }
 
     /// Read more of it from the client, first telling a client that waits
-    /// for it to go on (`100 Continue`).
+    /// for it to go on (`100 Continue`); `TimedOut` when the client sends
+    /// nothing for the idle timeout.
     pub async fn fill(&mut self) -> io::Result<()> {
         if std::mem::take(&mut self.left.expect_continue) {
             self.stream.write_all(http1::CONTINUE).await?;
         }
-        match read_more(self.stream, self.buf).await? {
+        let at = Instant::now() + self.idle;
+        match read_by(self.stream, self.buf, self.timer, at).await? {
             true => Ok(()),
             false => Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "the client closed its connection before the end of its body",
             )),
         }
+    }
+}
+
+/// Read more from the client into `buf`; `TimedOut` if nothing came by `at`.
+async fn read_by(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    timer: &mut Timer,
+    at: Instant,
+) -> io::Result<bool> {
+    timer.set(at);
+    tokio::select! {
+        biased;
+        more = read_more(stream, buf) => more,
+        () = timer.expired() => Err(io::ErrorKind::TimedOut.into()),
+    }
+}
+
+/// A connection's deadline, kept by one timer that is re-armed only when
+/// it fires before the deadline: moving the deadline later (each request
+/// does) costs no timer operation, and an idle connection costs one per
+/// timeout.
+pub struct Timer {
+    /// The deadline.
+    at: Instant,
+    /// Fires at or before `at`.
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl Timer {
+    /// A timer for deadline `at`.
+    pub fn new(at: Instant) -> Self {
+        Timer {
+            at,
+            sleep: Box::pin(tokio::time::sleep_until(at)),
+        }
+    }
+
+    /// Move the deadline to `at`.
+    pub fn set(&mut self, at: Instant) {
+        self.at = at;
+        if self.sleep.deadline() > at {
+            self.sleep.as_mut().reset(at);
+        }
+    }
+
+    /// Wait until the deadline passes.
+    pub async fn expired(&mut self) {
+        loop {
+            self.sleep.as_mut().await;
+            if Instant::now() >= self.at {
+                return;
+            }
+            let at = self.at;
+            self.sleep.as_mut().reset(at);
+        }
+    }
+}
+
+/// `12s`, `1.5s`: a timeout for a message.
+fn seconds(d: Duration) -> String {
+    format!("{}s", d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_moved_later_holds_past_the_timer_it_was_armed_with() {
+        let start = Instant::now();
+        let mut timer = Timer::new(start + Duration::from_secs(10));
+        tokio::time::advance(Duration::from_secs(5)).await;
+        // Later: the runtime's timer still fires at 10 s, the deadline does
+        // not pass until 15 s.
+        timer.set(start + Duration::from_secs(15));
+        timer.expired().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(15));
+        // Earlier than the one armed: re-armed at once.
+        timer.set(Instant::now() + Duration::from_secs(60));
+        timer.set(Instant::now() + Duration::from_secs(2));
+        timer.expired().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(17));
     }
 }

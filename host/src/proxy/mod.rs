@@ -68,6 +68,31 @@ impl Sticky {
     }
 }
 
+/// How a front door treats its clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Door {
+    /// How it pins clients to a revision, if it does.
+    pub sticky: Option<Sticky>,
+    /// A connection with no request under way closes after this long
+    /// without one; a client that stops sending a body or reading an
+    /// answer for this long is cut off.
+    pub idle_timeout: Duration,
+    /// A request's head must arrive whole within this long of its first
+    /// byte, else `408 Request Timeout` and the connection closes.
+    pub head_timeout: Duration,
+}
+
+impl Default for Door {
+    /// Not sticky, the spec's default timeouts.
+    fn default() -> Self {
+        Door {
+            sticky: None,
+            idle_timeout: Duration::from_millis(crate::spec::DEFAULT_IDLE_TIMEOUT_MS),
+            head_timeout: Duration::from_millis(crate::spec::DEFAULT_HEAD_TIMEOUT_MS),
+        }
+    }
+}
+
 /// A ready instance, as the fleet publishes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
@@ -93,7 +118,7 @@ struct State {
 pub struct Proxy {
     service: String,
     addr: SocketAddr,
-    sticky: Option<Sticky>,
+    door: Door,
     state: Mutex<State>,
     table: RwLock<Arc<Table>>,
     open: AtomicBool,
@@ -118,17 +143,13 @@ impl Proxy {
     /// split, where `SO_REUSEPORT` listeners (the kernel hashing each
     /// connection to one) can leave most of a few long-lived connections
     /// on one core.
-    pub fn bind(
-        service: &str,
-        addr: SocketAddr,
-        sticky: Option<Sticky>,
-    ) -> std::io::Result<Arc<Proxy>> {
+    pub fn bind(service: &str, addr: SocketAddr, door: Door) -> std::io::Result<Arc<Proxy>> {
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let proxy = Arc::new(Proxy {
             service: service.to_string(),
             addr: listener.local_addr()?,
-            sticky,
+            door,
             state: Mutex::new(State::default()),
             table: RwLock::new(Arc::new(Table::default())),
             open: AtomicBool::new(true),
@@ -164,9 +185,9 @@ impl Proxy {
         Ok(proxy)
     }
 
-    /// How it pins clients, if it does.
-    pub fn sticky(&self) -> Option<&Sticky> {
-        self.sticky.as_ref()
+    /// How it treats its clients.
+    pub fn door(&self) -> &Door {
+        &self.door
     }
 
     /// The address it listens on.
@@ -441,10 +462,10 @@ async fn serve(
         let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
             continue;
         };
-        let Some(sticky) = proxy.upgrade().map(|p| p.sticky.clone()) else {
+        let Some(door) = proxy.upgrade().map(|p| p.door.clone()) else {
             return;
         };
-        tokio::spawn(downstream::serve(proxy.clone(), sticky, stream));
+        tokio::spawn(downstream::serve(proxy.clone(), door, stream));
     }
 }
 
@@ -479,7 +500,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_drain_waits_for_requests_on_an_instance_that_already_left() {
-        let proxy = Proxy::bind("svc", "127.0.0.1:0".parse().unwrap(), None).unwrap();
+        let proxy = Proxy::bind("svc", "127.0.0.1:0".parse().unwrap(), Door::default()).unwrap();
         proxy.set_members(&[member("a", 1), member("b", 2)]);
         let a = proxy.state().upstreams["a"].clone();
         let request = InFlight::enter(a.clone());
@@ -498,7 +519,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_draining_instance_is_never_routed_again() {
-        let proxy = Proxy::bind("svc", "127.0.0.1:0".parse().unwrap(), None).unwrap();
+        let proxy = Proxy::bind("svc", "127.0.0.1:0".parse().unwrap(), Door::default()).unwrap();
         proxy.set_members(&[member("a", 1), member("b", 2)]);
         let a = proxy.state().upstreams["a"].clone();
         let request = InFlight::enter(a);
@@ -629,7 +650,12 @@ mod tests {
 
     /// A proxy for `svc` in front of one echo instance.
     async fn proxied() -> Arc<Proxy> {
-        let proxy = Proxy::bind("svc", "127.0.0.1:0".parse().unwrap(), None).unwrap();
+        proxied_by(Door::default()).await
+    }
+
+    /// A proxy for `svc` with `door` in front of one echo instance.
+    async fn proxied_by(door: Door) -> Arc<Proxy> {
+        let proxy = Proxy::bind("svc", "127.0.0.1:0".parse().unwrap(), door).unwrap();
         let instance = echo_instance().await;
         proxy.set_members(&[Member {
             id: "a".into(),
@@ -725,7 +751,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_ready_instance_the_answer_is_503_and_the_connection_stays() {
-        let proxy = Proxy::bind("svc", "127.0.0.1:0".parse().unwrap(), None).unwrap();
+        let proxy = Proxy::bind("svc", "127.0.0.1:0".parse().unwrap(), Door::default()).unwrap();
         let mut stream = connect(&proxy).await;
         let get = "GET / HTTP/1.1\r\nhost: svc\r\n\r\n";
         for _ in 0..2 {
@@ -738,10 +764,57 @@ mod tests {
         }
     }
 
+    /// A door that waits `ms` on its clients.
+    fn impatient(ms: u64) -> Door {
+        Door {
+            sticky: None,
+            idle_timeout: Duration::from_millis(ms),
+            head_timeout: Duration::from_millis(ms),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_idle_client_is_let_go_after_the_idle_timeout() {
+        let proxy = proxied_by(impatient(100)).await;
+        let mut stream = connect(&proxy).await;
+        let get = "POST / HTTP/1.1\r\nhost: svc\r\ncontent-length: 2\r\n\r\nhi";
+        let got = raw(&mut stream, get, |t| t.ends_with("hi")).await;
+        assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+        let answered = Instant::now();
+        // Nothing more comes, and nothing more is sent: the door closes.
+        assert_eq!(raw(&mut stream, "", |_| false).await, "");
+        assert!(answered.elapsed() >= Duration::from_millis(90));
+    }
+
+    #[tokio::test]
+    async fn a_head_that_does_not_arrive_whole_in_time_gets_408() {
+        let proxy = proxied_by(impatient(100)).await;
+        let mut stream = connect(&proxy).await;
+        let got = raw(&mut stream, "GET / HTTP/1.1\r\nhost: s", |_| false).await;
+        assert!(got.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{got}");
+        assert!(got.contains("connection: close"), "{got}");
+        assert!(
+            got.ends_with("the request head did not arrive whole within 0.1s\n"),
+            "{got}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_that_stalls_gets_408_and_does_not_count_against_the_instance() {
+        let proxy = proxied_by(impatient(100)).await;
+        let mut stream = connect(&proxy).await;
+        let post = "POST / HTTP/1.1\r\nhost: svc\r\ncontent-length: 10\r\n\r\nabc";
+        let got = raw(&mut stream, post, |_| false).await;
+        assert!(got.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{got}");
+        assert!(got.contains("reading the client's body"), "{got}");
+        let stats = proxy.stats("r1", Duration::from_secs(60));
+        assert_eq!((stats.requests, stats.errors), (0, 0), "{stats:?}");
+    }
+
     #[tokio::test]
     async fn a_port_in_use_is_refused() {
-        let proxy = Proxy::bind("one", "127.0.0.1:0".parse().unwrap(), None).unwrap();
-        let taken = Proxy::bind("two", proxy.local_addr(), None);
+        let proxy = Proxy::bind("one", "127.0.0.1:0".parse().unwrap(), Door::default()).unwrap();
+        let taken = Proxy::bind("two", proxy.local_addr(), Door::default());
         assert!(taken.is_err());
     }
 }

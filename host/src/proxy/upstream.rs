@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::task::Context;
 
 use bytes::{Bytes, BytesMut};
+use hyper::StatusCode;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -39,6 +40,9 @@ pub struct Failed {
     /// Whether the instance may have seen the request: connecting failed, or
     /// nothing came back. Safe to resend when the request is idempotent.
     pub unanswered: bool,
+    /// The client's side failed, not the instance's: its body was malformed
+    /// or cut short, or it stalled. The answer it gets, if it still listens.
+    pub client: Option<StatusCode>,
 }
 
 impl Failed {
@@ -46,6 +50,7 @@ impl Failed {
         Failed {
             why,
             unanswered: true,
+            client: None,
         }
     }
 
@@ -54,6 +59,21 @@ impl Failed {
         Failed {
             why,
             unanswered: false,
+            client: None,
+        }
+    }
+
+    /// The client's body could not be read: `408` when it stalled, else
+    /// `400`.
+    fn client(e: &io::Error) -> Self {
+        let status = match e.kind() {
+            io::ErrorKind::TimedOut => StatusCode::REQUEST_TIMEOUT,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Failed {
+            why: format!("reading the client's body: {e}"),
+            unanswered: false,
+            client: Some(status),
         }
     }
 }
@@ -123,9 +143,9 @@ impl Conn {
                 Err(e) => return Err(Failed::sent(e.to_string())),
             }
             let answered = !self.buf.is_empty();
-            let closed = |why: String| Failed {
-                why,
-                unanswered: !answered,
+            let closed = |why: String| match answered {
+                true => Failed::sent(why),
+                false => Failed::unanswered(why),
             };
             match self.fill().await {
                 Ok(true) => {}
@@ -146,9 +166,8 @@ impl Conn {
         let mut out = request.outgoing.to_vec();
         let mut ended = false;
         loop {
-            let client =
-                |e: &dyn std::fmt::Display| Failed::sent(format!("reading the client's body: {e}"));
-            while let Some(data) = body.buffered().map_err(|e| client(&e))? {
+            let malformed = |e| Failed::client(&io::Error::new(io::ErrorKind::InvalidData, e));
+            while let Some(data) = body.buffered().map_err(malformed)? {
                 match body.chunked() {
                     true => http1::chunk(&data, &mut out),
                     false => out.extend_from_slice(&data),
@@ -165,7 +184,7 @@ impl Conn {
             if body.done() {
                 return Ok(());
             }
-            body.fill().await.map_err(|e| client(&e))?;
+            body.fill().await.map_err(|e| Failed::client(&e))?;
         }
     }
 }

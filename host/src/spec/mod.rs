@@ -52,6 +52,12 @@ use crate::health::HealthSpec;
 pub const DEFAULT_POLICY: &str = "rolling";
 /// Default `stop-grace`, in ms.
 pub const DEFAULT_STOP_GRACE_MS: u64 = 10_000;
+/// `[traffic] idle-timeout` when not given: nginx's `keepalive_timeout`
+/// is 75 s, its body and send timeouts 60 s.
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 60_000;
+/// `[traffic] head-timeout` when not given (nginx's
+/// `client_header_timeout`).
+pub const DEFAULT_HEAD_TIMEOUT_MS: u64 = 60_000;
 /// Smallest `log-max-bytes`: below it, logs would rotate constantly.
 pub const MIN_LOG_MAX_BYTES: u64 = 64 * 1024;
 
@@ -224,8 +230,9 @@ struct Document {
     traffic: TrafficSpec,
 }
 
-/// `[traffic]`: how the front door (on `port`) spreads requests.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+/// `[traffic]`: how the front door (on `port`) spreads requests and how
+/// long it waits on clients.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct TrafficSpec {
     /// Pin each client to a revision by the value of this request header
@@ -236,6 +243,27 @@ pub struct TrafficSpec {
     /// A second listener that sends everything to the revision being rolled
     /// out, e.g. to try a blue-green's new set before the switch.
     pub preview_port: Option<u16>,
+    /// A client connection with no request under way is closed after this
+    /// long without one, as is a client that stops sending a request body
+    /// or reading an answer for this long (ms).
+    #[serde(default = "default_idle_timeout", with = "crate::duration")]
+    pub idle_timeout: u64,
+    /// A request's head must arrive whole within this long of its first
+    /// byte, else the client gets a 408 and its connection closes (ms).
+    #[serde(default = "default_head_timeout", with = "crate::duration")]
+    pub head_timeout: u64,
+}
+
+impl Default for TrafficSpec {
+    fn default() -> Self {
+        TrafficSpec {
+            sticky_header: None,
+            sticky_cookie: None,
+            preview_port: None,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT_MS,
+            head_timeout: DEFAULT_HEAD_TIMEOUT_MS,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -256,6 +284,14 @@ impl Default for PolicyTable {
 
 fn default_stop_grace() -> u64 {
     DEFAULT_STOP_GRACE_MS
+}
+
+fn default_idle_timeout() -> u64 {
+    DEFAULT_IDLE_TIMEOUT_MS
+}
+
+fn default_head_timeout() -> u64 {
+    DEFAULT_HEAD_TIMEOUT_MS
 }
 
 fn default_log_max_bytes() -> u64 {
@@ -599,6 +635,17 @@ fn validate(doc: &Document) -> Option<Problem> {
             &["traffic", "preview-port"],
             format!("must be a port other than 0 and `port`, which must be set too; got {preview}"),
         ));
+    }
+    for (key, ms) in [
+        ("idle-timeout", doc.traffic.idle_timeout),
+        ("head-timeout", doc.traffic.head_timeout),
+    ] {
+        if ms == 0 {
+            return Some(Problem::new(
+                &["traffic", key],
+                "must be a duration above 0, like \"60s\"".to_string(),
+            ));
+        }
     }
     if doc.traffic.sticky_header.is_some() && doc.traffic.sticky_cookie.is_some() {
         return Some(Problem::new(

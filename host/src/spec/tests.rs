@@ -232,6 +232,25 @@ fn validation_errors_name_file_line_and_field() {
         "between 1 and 65535",
     );
     assert_invalid(
+        &with(
+            "name = \"web\"\nreplicas = 1\nport = 8080",
+            "[traffic]\nhead-timeout = \"0s\"\n",
+        ),
+        "traffic.head-timeout",
+        Some(7),
+        "above 0",
+    );
+    let timeouts = parse(&with(
+        "name = \"web\"\nreplicas = 1",
+        "[traffic]\nidle-timeout = \"5s\"\n",
+    ))
+    .unwrap()
+    .traffic;
+    assert_eq!(
+        (timeouts.idle_timeout, timeouts.head_timeout),
+        (5_000, 60_000)
+    );
+    assert_invalid(
         "name = \"web\"\nreplicas = 1\n[revision]\nimage = \"web:v1\"\n",
         "revision.command",
         None,
