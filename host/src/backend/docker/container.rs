@@ -7,14 +7,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::Docker;
-use bollard::query_parameters::{
-    KillContainerOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-};
+use bollard::query_parameters::{KillContainerOptionsBuilder, RemoveContainerOptionsBuilder};
 use futures_util::StreamExt;
 
 use super::client::is_status;
 use super::process::Direct;
 use super::watch::Watch;
+use super::watch::log_options;
 use crate::backend::live::Running;
 
 /// Pause before waiting again for a container whose wait was cut short.
@@ -45,13 +44,11 @@ impl Container {
 
     /// Append everything the container writes to `log`, until it stops.
     async fn mirror(self: Arc<Self>, log: PathBuf, replay: bool) {
-        let options = LogsOptionsBuilder::new()
-            .follow(true)
-            .stdout(true)
-            .stderr(true)
-            .build();
-        let stream = self.docker.logs(&self.name, Some(options));
-        self.watch.mirror(&log, replay, stream).await;
+        let open = |since, follow| {
+            let options = log_options(since, follow);
+            self.docker.logs(&self.name, Some(options))
+        };
+        self.watch.mirror(&log, replay, true, open).await;
     }
 
     /// Note how the container ended, once it has.

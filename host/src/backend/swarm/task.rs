@@ -9,14 +9,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::models::TaskState;
-use bollard::query_parameters::{
-    KillContainerOptionsBuilder, ListTasksOptionsBuilder, LogsOptionsBuilder,
-};
+use bollard::query_parameters::{KillContainerOptionsBuilder, ListTasksOptionsBuilder};
 
 use crate::backend::BackendError;
 use crate::backend::docker::container::end_of;
 use crate::backend::docker::process::Direct;
-use crate::backend::docker::watch::Watch;
+use crate::backend::docker::watch::{Watch, log_options};
 use crate::backend::docker::{api_error, is_status};
 use crate::backend::live::Running;
 
@@ -117,11 +115,6 @@ impl Task {
     /// the service, so the end of a remote task waits a little for its last
     /// lines instead.
     async fn mirror(self: Arc<Self>, log: PathBuf, replay: bool, follow: bool) {
-        let options = LogsOptionsBuilder::new()
-            .follow(follow)
-            .stdout(true)
-            .stderr(true)
-            .build();
         let local = self
             .local_container
             .lock()
@@ -129,12 +122,18 @@ impl Task {
             .clone();
         match local {
             Some(container) => {
-                let stream = self.docker.logs(&container, Some(options));
-                self.watch.mirror(&log, replay, stream).await;
+                let open = |since, follow| {
+                    let options = log_options(since, follow);
+                    self.docker.logs(&container, Some(options))
+                };
+                self.watch.mirror(&log, replay, follow, open).await;
             }
             None => {
-                let stream = self.docker.service_logs(&self.service, Some(options));
-                self.watch.mirror(&log, replay, stream).await;
+                let open = |since, follow| {
+                    let options = log_options(since, follow);
+                    self.docker.service_logs(&self.service, Some(options))
+                };
+                self.watch.mirror(&log, replay, follow, open).await;
             }
         }
     }
