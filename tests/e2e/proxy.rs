@@ -387,6 +387,36 @@ fn a_slow_canary_is_rolled_back() {
 }
 
 #[test]
+fn a_canary_that_hangs_is_rolled_back_for_its_504s() {
+    let agent = Agent::start();
+    let (sets, addr) = front_door(&agent, &["traffic.upstream-timeout=100ms"]);
+    let load = Load::start(&addr, 8, Duration::from_millis(1), |_| get_request(""));
+    // Every canary answer would take 10 s: the front door gives up after
+    // 100 ms, answers 504 and counts an error of the canary's revision.
+    let (run, _) = canary(
+        &agent,
+        &sets,
+        "LATENCY_MS=10000",
+        &["--param", "steps=50,100", "--param", "min-requests=20"],
+    );
+    let tally = load.finish();
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert_contains(
+        run.json()["reason"].as_str().unwrap_or_default(),
+        "canary error rate 1.000",
+    );
+    // What failed was the canary's share, as 504s; the stable revision
+    // answered the rest.
+    assert!(!tally.failed.is_empty());
+    assert!(
+        tally.failed.iter().all(|f| f == "status 504"),
+        "{:?}",
+        tally.failed
+    );
+    assert!(tally.answers.iter().all(|a| a.2 == "r1"));
+}
+
+#[test]
 fn a_pinned_client_never_flips_back_during_a_canary() {
     let agent = Agent::start();
     let (sets, addr) = front_door(&agent, &["traffic.sticky-header=X-User"]);

@@ -687,6 +687,7 @@ fn front_door(service: &Service, spec: &ServiceSpec) -> Result<()> {
         sticky,
         idle_timeout: Duration::from_millis(traffic.idle_timeout),
         head_timeout: Duration::from_millis(traffic.head_timeout),
+        upstream_timeout: Duration::from_millis(traffic.upstream_timeout),
     };
     let preview = Door {
         sticky: None,

@@ -10,9 +10,11 @@
 //!
 //! The client is given the door's timeouts: its idle timeout between
 //! requests and while it sends a body or takes an answer, its head timeout
-//! for a whole request head. One timer per connection keeps them, re-armed
-//! only when it fires early ([`Timer`]): a request moves the deadline
-//! later without touching the runtime's timer wheel.
+//! for a whole request head. An instance is given the upstream timeout for
+//! its answer's head, and between reads of its body. Each side has one
+//! timer per connection, re-armed only when it fires early ([`Timer`]): a
+//! request moves the deadlines later without touching the runtime's timer
+//! wheel.
 
 use std::io;
 use std::pin::Pin;
@@ -42,6 +44,7 @@ pub(super) async fn serve(proxy: Weak<Proxy>, door: Door, stream: TcpStream) {
         buf: BytesMut::with_capacity(READ_SIZE),
         out: Vec::with_capacity(4096),
         timer: Timer::new(Instant::now() + door.idle_timeout),
+        answer_timer: Timer::new(Instant::now() + door.upstream_timeout),
         door,
     };
     while let Ok(true) = client.serve_one(&proxy).await {}
@@ -56,6 +59,8 @@ struct Client {
     out: Vec<u8>,
     /// When the client must have sent or taken more.
     timer: Timer,
+    /// When the instance must have answered (or sent more of its answer).
+    answer_timer: Timer,
     door: Door,
 }
 
@@ -136,7 +141,9 @@ impl Client {
     ///
     /// A failed exchange is tried again on another instance only when the
     /// request is idempotent, has no body and the instance did not answer;
-    /// otherwise the client gets a 502, never a silent second attempt.
+    /// otherwise the client gets a 502, never a silent second attempt. An
+    /// instance that does not answer within the upstream timeout gets its
+    /// client a 504, counted as an error of its revision.
     async fn forward(&mut self, proxy: &Proxy, request: RequestHead) -> io::Result<bool> {
         let mut body = BodyLeft::of(&request);
         let resend = body.done
@@ -177,7 +184,9 @@ impl Client {
                 tried.push(upstream.id.clone());
                 continue;
             }
-            let started = std::time::Instant::now();
+            let started = Instant::now();
+            let wait = self.door.upstream_timeout;
+            self.answer_timer.set(started + wait);
             let sending = (!body.done).then_some(ClientBody {
                 stream: &mut self.stream,
                 buf: &mut self.buf,
@@ -185,8 +194,25 @@ impl Client {
                 idle: self.door.idle_timeout,
                 left: &mut body,
             });
-            match upstream::send(&upstream, &table, &request, sending, resend).await {
-                Ok(answer) => {
+            let sent = tokio::select! {
+                biased;
+                sent = upstream::send(&upstream, &table, &request, sending, resend) => Some(sent),
+                () = self.answer_timer.expired() => None,
+            };
+            match sent {
+                None => {
+                    metrics.record(StatusCode::GATEWAY_TIMEOUT.as_u16(), started.elapsed());
+                    drop(guard);
+                    let keep = carries_on(&request, &body);
+                    let why = format!(
+                        "instance {} did not answer within {}\n",
+                        upstream.id,
+                        seconds(wait)
+                    );
+                    self.own(StatusCode::GATEWAY_TIMEOUT, &why, keep).await?;
+                    return Ok(keep);
+                }
+                Some(Ok(answer)) => {
                     metrics.record(answer.head.status.as_u16(), started.elapsed());
                     self.out.clear();
                     let (relay, keep) = http1::answer_head(
@@ -218,21 +244,21 @@ impl Client {
                 }
                 // The client's side failed: the instance is not to blame,
                 // and what is left of the body cannot be told from a request.
-                Err(upstream::Failed {
+                Some(Err(upstream::Failed {
                     client: Some(status),
                     why,
                     ..
-                }) => {
+                })) => {
                     // It may have left already: then this write fails too.
                     let _ = self.own(status, &format!("{why}\n"), false).await;
                     return Ok(false);
                 }
                 // Idempotent and unanswered: safe to try elsewhere.
-                Err(failed) if resend && failed.unanswered && tried.len() < 2 => {
+                Some(Err(failed)) if resend && failed.unanswered && tried.len() < 2 => {
                     metrics.connect_error(false);
                     tried.push(upstream.id.clone());
                 }
-                Err(failed) => {
+                Some(Err(failed)) => {
                     metrics.connect_error(true);
                     let why = format!("instance {} failed: {}\n", upstream.id, failed.why);
                     let keep = carries_on(&request, &body);
@@ -273,7 +299,15 @@ impl Client {
                     if !self.out.is_empty() {
                         self.flush().await?;
                     }
-                    eof = !conn.fill().await?;
+                    self.answer_timer
+                        .set(Instant::now() + self.door.upstream_timeout);
+                    eof = tokio::select! {
+                        biased;
+                        more = conn.fill() => !more?,
+                        () = self.answer_timer.expired() => {
+                            return Err(io::ErrorKind::TimedOut.into());
+                        }
+                    };
                 }
                 Step::End => {
                     drop(guard);

@@ -80,6 +80,10 @@ pub struct Door {
     /// A request's head must arrive whole within this long of its first
     /// byte, else `408 Request Timeout` and the connection closes.
     pub head_timeout: Duration,
+    /// An instance must answer within this long (the head of its answer),
+    /// else its client gets `504 Gateway Timeout`, an error of its
+    /// revision; and it must not pause this long within its answer's body.
+    pub upstream_timeout: Duration,
 }
 
 impl Default for Door {
@@ -89,6 +93,7 @@ impl Default for Door {
             sticky: None,
             idle_timeout: Duration::from_millis(crate::spec::DEFAULT_IDLE_TIMEOUT_MS),
             head_timeout: Duration::from_millis(crate::spec::DEFAULT_HEAD_TIMEOUT_MS),
+            upstream_timeout: Duration::from_millis(crate::spec::DEFAULT_UPSTREAM_TIMEOUT_MS),
         }
     }
 }
@@ -655,14 +660,7 @@ mod tests {
 
     /// A proxy for `svc` with `door` in front of one echo instance.
     async fn proxied_by(door: Door) -> Arc<Proxy> {
-        let proxy = Proxy::bind("svc", "127.0.0.1:0".parse().unwrap(), door).unwrap();
-        let instance = echo_instance().await;
-        proxy.set_members(&[Member {
-            id: "a".into(),
-            revision: "r1".into(),
-            addr: instance,
-        }]);
-        proxy
+        in_front_of(door, echo_instance().await)
     }
 
     /// Write `text` on a raw connection, then read until `done` holds for
@@ -770,6 +768,7 @@ mod tests {
             sticky: None,
             idle_timeout: Duration::from_millis(ms),
             head_timeout: Duration::from_millis(ms),
+            upstream_timeout: Duration::from_millis(ms),
         }
     }
 
@@ -809,6 +808,66 @@ mod tests {
         assert!(got.contains("reading the client's body"), "{got}");
         let stats = proxy.stats("r1", Duration::from_secs(60));
         assert_eq!((stats.requests, stats.errors), (0, 0), "{stats:?}");
+    }
+
+    /// An instance that takes connections and reads, and answers
+    /// nothing but `begin` (then holds the connection open).
+    async fn mute_instance(begin: &'static str) -> SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = stream.read(&mut buf).await;
+                    let _ = stream.write_all(begin.as_bytes()).await;
+                    while stream.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+                });
+            }
+        });
+        addr
+    }
+
+    /// A proxy with `door` in front of `instance` as `a` of `r1`.
+    fn in_front_of(door: Door, instance: SocketAddr) -> Arc<Proxy> {
+        let proxy = Proxy::bind("svc", "127.0.0.1:0".parse().unwrap(), door).unwrap();
+        proxy.set_members(&[Member {
+            id: "a".into(),
+            revision: "r1".into(),
+            addr: instance,
+        }]);
+        proxy
+    }
+
+    #[tokio::test]
+    async fn an_instance_that_does_not_answer_in_time_gets_its_client_a_504_counted_as_an_error() {
+        let proxy = in_front_of(impatient(100), mute_instance("").await);
+        let mut stream = connect(&proxy).await;
+        let get = "GET / HTTP/1.1\r\nhost: svc\r\n\r\n";
+        let got = raw(&mut stream, get, |t| t.ends_with("0.1s\n")).await;
+        assert!(got.starts_with("HTTP/1.1 504 Gateway Timeout\r\n"), "{got}");
+        assert!(
+            got.ends_with("instance a did not answer within 0.1s\n"),
+            "{got}"
+        );
+        let stats = proxy.stats("r1", Duration::from_secs(60));
+        assert_eq!((stats.requests, stats.errors), (1, 1), "{stats:?}");
+        // Its request has left the instance.
+        assert_eq!(proxy.drain(&["a".into()], Duration::ZERO).await, 0);
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_stalls_midway_is_cut_off() {
+        let begin = "HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc";
+        let proxy = in_front_of(impatient(100), mute_instance(begin).await);
+        let mut stream = connect(&proxy).await;
+        let get = "GET / HTTP/1.1\r\nhost: svc\r\n\r\n";
+        // The client has the head and what came of the body, then the end.
+        let got = raw(&mut stream, get, |_| false).await;
+        assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+        assert!(got.ends_with("\r\n\r\nabc"), "{got}");
     }
 
     #[tokio::test]

@@ -58,6 +58,9 @@ pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 60_000;
 /// `[traffic] head-timeout` when not given (nginx's
 /// `client_header_timeout`).
 pub const DEFAULT_HEAD_TIMEOUT_MS: u64 = 60_000;
+/// `[traffic] upstream-timeout` when not given (nginx's
+/// `proxy_read_timeout`).
+pub const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 60_000;
 /// Smallest `log-max-bytes`: below it, logs would rotate constantly.
 pub const MIN_LOG_MAX_BYTES: u64 = 64 * 1024;
 
@@ -252,6 +255,10 @@ pub struct TrafficSpec {
     /// byte, else the client gets a 408 and its connection closes (ms).
     #[serde(default = "default_head_timeout", with = "crate::duration")]
     pub head_timeout: u64,
+    /// An instance must start its answer within this long, else its client
+    /// gets a 504, counted as an error of its revision (ms).
+    #[serde(default = "default_upstream_timeout", with = "crate::duration")]
+    pub upstream_timeout: u64,
 }
 
 impl Default for TrafficSpec {
@@ -262,6 +269,7 @@ impl Default for TrafficSpec {
             preview_port: None,
             idle_timeout: DEFAULT_IDLE_TIMEOUT_MS,
             head_timeout: DEFAULT_HEAD_TIMEOUT_MS,
+            upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT_MS,
         }
     }
 }
@@ -292,6 +300,10 @@ fn default_idle_timeout() -> u64 {
 
 fn default_head_timeout() -> u64 {
     DEFAULT_HEAD_TIMEOUT_MS
+}
+
+fn default_upstream_timeout() -> u64 {
+    DEFAULT_UPSTREAM_TIMEOUT_MS
 }
 
 fn default_log_max_bytes() -> u64 {
@@ -639,6 +651,7 @@ fn validate(doc: &Document) -> Option<Problem> {
     for (key, ms) in [
         ("idle-timeout", doc.traffic.idle_timeout),
         ("head-timeout", doc.traffic.head_timeout),
+        ("upstream-timeout", doc.traffic.upstream_timeout),
     ] {
         if ms == 0 {
             return Some(Problem::new(
