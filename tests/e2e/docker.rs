@@ -84,7 +84,7 @@ fn a_container_on_this_machine_is_signalled_through_its_process() {
             );
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
-        let watched = Some("exit status: 137".to_string());
+        let watched = Some("killed by signal 9 (SIGKILL)".to_string());
         assert_eq!(
             direct.end(watched.clone()),
             watched,

@@ -15,6 +15,7 @@ use super::process::Direct;
 use super::watch::Watch;
 use super::watch::log_options;
 use crate::backend::live::Running;
+use crate::backend::live::exit::describe_container;
 
 /// Pause before waiting again for a container whose wait was cut short.
 const REWAIT: Duration = Duration::from_millis(500);
@@ -77,9 +78,9 @@ impl Container {
 pub async fn end_of(docker: &Docker, name: &str) -> String {
     loop {
         let how = match docker.wait_container(name, None).next().await {
-            Some(Ok(answer)) => Some(format!("exit status: {}", answer.status_code)),
+            Some(Ok(answer)) => Some(describe_container(answer.status_code)),
             Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => {
-                Some(format!("exit status: {code}"))
+                Some(describe_container(code))
             }
             Some(Err(_)) | None => looked_at(docker, name).await,
         };
@@ -98,7 +99,7 @@ async fn looked_at(docker: &Docker, name: &str) -> Option<String> {
             let state = inspected.state.unwrap_or_default();
             match state.running {
                 Some(true) => None,
-                _ => Some(format!("exit status: {}", state.exit_code.unwrap_or(-1))),
+                _ => Some(describe_container(state.exit_code.unwrap_or(-1))),
             }
         }
         Err(e) if is_status(&e, 404) => Some("its container was removed".to_string()),

@@ -14,6 +14,7 @@
 //! restarted agent asks the runner to re-adopt those that still run, so
 //! nothing is started twice or left behind.
 
+pub mod exit;
 mod logs;
 mod runner;
 

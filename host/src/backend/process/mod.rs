@@ -9,6 +9,7 @@
 
 pub(crate) mod os;
 
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use super::BackendError;
-use super::live::{Runner, Running, StartRequest};
+use super::live::{Runner, Running, StartRequest, exit};
 use crate::model::InstanceId;
 use crate::store::InstanceRow;
 
@@ -121,7 +122,7 @@ impl Running for Process {
             .as_mut()
         {
             Some(child) => match child.try_wait() {
-                Ok(Some(status)) => status.to_string(),
+                Ok(Some(status)) => exit::describe(status.code(), status.signal()),
                 Ok(None) => return None,
                 Err(e) => format!("cannot be waited for: {e}"),
             },

@@ -17,6 +17,7 @@ use crate::backend::docker::process::Direct;
 use crate::backend::docker::watch::{Watch, log_options};
 use crate::backend::docker::{api_error, is_status};
 use crate::backend::live::Running;
+use crate::backend::live::exit::describe_container;
 
 /// How often a task's state is read from the manager.
 const POLL: Duration = Duration::from_millis(50);
@@ -318,7 +319,7 @@ fn describe(task: &bollard::models::Task) -> String {
     let state = status.state.map(|s| s.to_string()).unwrap_or_default();
     let exited = matches!(status.state, Some(TaskState::FAILED | TaskState::COMPLETE));
     match (code, status.err.filter(|e| !e.is_empty())) {
-        (Some(code), _) if exited => format!("exit status: {code}"),
+        (Some(code), _) if exited => describe_container(code),
         (_, Some(err)) => format!("task {state}: {err}"),
         _ => format!(
             "task {state}: {}",
