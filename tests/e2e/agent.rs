@@ -482,6 +482,30 @@ fn a_policy_that_traps_fails_the_rollout_and_the_fleet_is_restored() {
 }
 
 #[test]
+fn a_policy_that_never_waits_on_the_real_clock_is_stopped_and_the_fleet_restored() {
+    let agent = Agent::start();
+    run(
+        &agent,
+        &["--spec", agent.spec("web", "v1", "").to_str().unwrap()],
+        0,
+    );
+    let v2 = agent.spec("web", "v2", "");
+    // It starts one instance, then lists the fleet forever: every host call
+    // renews its CPU budget, and nothing but this bound would stop it
+    // before the progress deadline (10 minutes by default).
+    let policy = hostile("hostile-busy");
+    let summary = run(
+        &agent,
+        &["--spec", v2.to_str().unwrap(), "--policy", &policy],
+        3,
+    );
+    let reason = summary["reason"].as_str().unwrap();
+    assert_contains(reason, "made 1000000 host calls without waiting");
+    assert_contains(reason, "fleet restored");
+    assert_serving(&agent, "web", "r1", "v1");
+}
+
+#[test]
 fn no_agent_is_a_clear_error() {
     let home = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_rollout"))

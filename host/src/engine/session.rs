@@ -30,17 +30,19 @@ pub enum Halt {
     /// Paused with nothing scheduled to resume it (virtual clock only).
     #[error("paused by the operator and never resumed")]
     PausedForever,
-    /// Too many host calls without virtual time passing (virtual clock
-    /// only): each call gives the guest a fresh CPU budget, so only this
-    /// bound stops a loop that never waits.
+    /// Too many host calls without virtual time passing (virtual clock) or
+    /// without waiting (real clock): each call gives the guest a fresh CPU
+    /// budget, so only this bound stops a loop that never waits before the
+    /// deadlines do.
     #[error(
-        "made {0} host calls without letting virtual time pass: a busy loop \
+        "made {0} host calls {1}: a busy loop \
          (wait between looks at the fleet with clock.sleep or health.wait-ready)"
     )]
-    Busy(u64),
+    Busy(u64, &'static str),
 }
 
-/// Most host calls a policy may make at one instant of a virtual clock.
+/// Most host calls a policy may make at one instant of a virtual clock, or
+/// between two waits on the real clock.
 const BUSY_CALLS: u64 = 1_000_000;
 
 /// The result of a host call that may halt the policy.
@@ -61,7 +63,8 @@ pub struct Session {
     /// Restoring after the policy failed: the rollout deadline no longer
     /// cuts waits short (restore has its own bounds).
     restoring: bool,
-    /// The virtual instant of the last host call, and the calls made at it.
+    /// The virtual instant of the last host call, and the calls made at it
+    /// (on the real clock: the calls made since the policy last waited).
     busy: (u64, u64),
 }
 
@@ -185,15 +188,19 @@ impl Session {
     /// What every host call does first: observe, obey the operator, check
     /// the deadlines.
     async fn enter(&mut self) -> Call<()> {
-        if let Clock::Virtual(_) = self.clock {
-            let now = self.now_ms();
-            match self.busy.0 == now {
-                true => self.busy.1 += 1,
-                false => self.busy = (now, 1),
+        let without = match self.clock {
+            Clock::Virtual(_) => {
+                let now = self.now_ms();
+                if self.busy.0 != now {
+                    self.busy = (now, 0);
+                }
+                "without letting virtual time pass"
             }
-            if self.busy.1 > BUSY_CALLS {
-                return Err(Halt::Busy(BUSY_CALLS));
-            }
+            Clock::Real(_) => "without waiting",
+        };
+        self.busy.1 += 1;
+        if self.busy.1 > BUSY_CALLS {
+            return Err(Halt::Busy(BUSY_CALLS, without));
         }
         self.observe();
         self.apply_operator();
@@ -248,12 +255,23 @@ impl Session {
             true => u64::MAX - 1,
             false => self.guardrails.deadline_ms,
         };
+        if at_ms > self.now_ms() {
+            self.waited();
+        }
         self.clock.sleep_until(at_ms.min(deadline + 1)).await;
         self.observe();
         if at_ms > deadline {
             return Err(Halt::Deadline(deadline));
         }
         Ok(())
+    }
+
+    /// The policy waits: on the real clock, its count of calls that did not
+    /// starts again.
+    fn waited(&mut self) {
+        if !self.clock.is_virtual() {
+            self.busy.1 = 0;
+        }
     }
 
     /// Why the new revision may not grow, if it may not.
@@ -454,6 +472,7 @@ impl Session {
                 }
                 // A live backend says when its fleet changed: wake then.
                 (Clock::Real(_), Some(changed)) => {
+                    self.waited();
                     let wait = std::time::Duration::from_millis(wake.saturating_sub(now).max(1));
                     let _ = tokio::time::timeout(wait, changed.notified()).await;
                     self.sleep_until(self.now_ms()).await?;
