@@ -18,7 +18,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Weak;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -30,16 +30,20 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::http1::{self, Framing, Malformed, Relay, RequestHead, Step};
+use super::table::Table;
 use super::upstream::{self, Conn, Pending};
-use super::{Door, InFlight, Proxy, READ_SIZE, read_more};
+use super::{Door, InFlight, READ_SIZE, Routes, read_more};
+use crate::model::InstanceId;
 
 /// Body bytes gathered before they are written to the client.
 const WRITE_SIZE: usize = 64 * 1024;
 
 /// Serve the requests of one client connection until it closes, sends
 /// something that is not HTTP/1.1, asks to close or runs out of time.
-pub(super) async fn serve(proxy: Weak<Proxy>, door: Door, stream: TcpStream) {
+pub(super) async fn serve(routes: Arc<Routes>, door: Door, stream: TcpStream) {
     let mut client = Client {
+        routes,
+        table: None,
         stream,
         buf: BytesMut::with_capacity(READ_SIZE),
         out: Vec::with_capacity(4096),
@@ -47,11 +51,14 @@ pub(super) async fn serve(proxy: Weak<Proxy>, door: Door, stream: TcpStream) {
         answer_timer: Timer::new(Instant::now() + door.upstream_timeout),
         door,
     };
-    while let Ok(true) = client.serve_one(&proxy).await {}
+    while let Ok(true) = client.serve_one().await {}
 }
 
 /// A client connection.
 struct Client {
+    routes: Arc<Routes>,
+    /// The table the last request used, and its version.
+    table: Option<(u64, Arc<Table>)>,
     stream: TcpStream,
     /// Read from the client, not consumed yet.
     buf: BytesMut,
@@ -67,7 +74,7 @@ struct Client {
 impl Client {
     /// Read, forward and answer the next request; `Ok(false)`: the
     /// connection ends.
-    async fn serve_one(&mut self, proxy: &Weak<Proxy>) -> io::Result<bool> {
+    async fn serve_one(&mut self) -> io::Result<bool> {
         let idle = Instant::now() + self.door.idle_timeout;
         let mut head_by = None;
         let request = loop {
@@ -103,17 +110,12 @@ impl Client {
                 }
             }
         };
-        // The proxy is held only while a request is in hand: an idle
-        // connection does not keep a closed service's proxy alive.
-        match proxy.upgrade() {
-            Some(proxy) => self.forward(&proxy, request).await,
-            None => {
-                let keep = false;
-                self.own(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n", keep)
-                    .await?;
-                Ok(keep)
-            }
+        if self.routes.gone() {
+            self.own(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n", false)
+                .await?;
+            return Ok(false);
         }
+        self.forward(request).await
     }
 
     /// Send the front door's own answer.
@@ -144,7 +146,7 @@ impl Client {
     /// otherwise the client gets a 502, never a silent second attempt. An
     /// instance that does not answer within the upstream timeout gets its
     /// client a 504, counted as an error of its revision.
-    async fn forward(&mut self, proxy: &Proxy, request: RequestHead) -> io::Result<bool> {
+    async fn forward(&mut self, request: RequestHead) -> io::Result<bool> {
         let mut body = BodyLeft::of(&request);
         let resend = body.done
             && matches!(
@@ -153,118 +155,140 @@ impl Client {
             );
         let mut tried = Vec::new();
         loop {
-            // A fresh snapshot for each attempt: a retry sees the latest fleet.
-            let table = proxy
-                .table
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
-            let Some(group) = table.pick_group(request.sticky.as_deref()) else {
-                let keep = carries_on(&request, &body);
-                self.own(StatusCode::SERVICE_UNAVAILABLE, "no ready instance\n", keep)
-                    .await?;
+            // The current table for each attempt: a retry sees the latest
+            // fleet. It is the connection's own while in use (no reference
+            // counting per request), and kept for the next request.
+            let (version, table) = self.routes.current(self.table.take());
+            let attempt = self
+                .attempt(&table, &request, &mut body, &mut tried, resend)
+                .await;
+            self.table = Some((version, table));
+            if let Some(keep) = attempt? {
                 return Ok(keep);
-            };
-            let upstream = table.pick_upstream(group, &tried).or_else(|| {
+            }
+        }
+    }
+
+    /// One attempt at forwarding `request` with `table`: whether the
+    /// connection carries another request, or `None` to try again (on
+    /// another instance than those `tried`).
+    async fn attempt(
+        &mut self,
+        table: &Arc<Table>,
+        request: &RequestHead,
+        body: &mut BodyLeft,
+        tried: &mut Vec<InstanceId>,
+        resend: bool,
+    ) -> io::Result<Option<bool>> {
+        let Some(group) = table.pick_group(request.sticky.as_deref()) else {
+            let keep = carries_on(request, body);
+            self.own(StatusCode::SERVICE_UNAVAILABLE, "no ready instance\n", keep)
+                .await?;
+            return Ok(Some(keep));
+        };
+        let picked = table
+            .pick_upstream(group, tried)
+            .map(|u| (group, u))
+            .or_else(|| {
                 table
                     .groups
                     .iter()
-                    .find_map(|g| table.pick_upstream(g, &tried))
+                    .find_map(|g| table.pick_upstream(g, tried).map(|u| (g, u)))
             });
-            let Some(upstream) = upstream else {
-                let keep = carries_on(&request, &body);
-                let text = "no instance could be reached\n";
-                self.own(StatusCode::BAD_GATEWAY, text, keep).await?;
-                return Ok(keep);
-            };
-            let metrics = table.metrics(&upstream.revision);
-            let guard = InFlight::enter(upstream.clone());
-            if upstream.draining.load(Ordering::SeqCst) {
-                // Lost a race with a drain: it may already have stopped.
-                tried.push(upstream.id.clone());
-                continue;
+        let Some((group, upstream)) = picked else {
+            let keep = carries_on(request, body);
+            let text = "no instance could be reached\n";
+            self.own(StatusCode::BAD_GATEWAY, text, keep).await?;
+            return Ok(Some(keep));
+        };
+        let metrics = &group.metrics;
+        let guard = InFlight::enter(upstream);
+        if upstream.draining.load(Ordering::SeqCst) {
+            // Lost a race with a drain: it may already have stopped.
+            tried.push(upstream.id.clone());
+            return Ok(None);
+        }
+        let started = Instant::now();
+        let wait = self.door.upstream_timeout;
+        self.answer_timer.set(started + wait);
+        let sending = (!body.done).then_some(ClientBody {
+            stream: &mut self.stream,
+            buf: &mut self.buf,
+            timer: &mut self.timer,
+            idle: self.door.idle_timeout,
+            left: body,
+        });
+        let sent = tokio::select! {
+            biased;
+            sent = upstream::send(upstream, table, request, sending, resend) => Some(sent),
+            () = self.answer_timer.expired() => None,
+        };
+        match sent {
+            None => {
+                metrics.record(StatusCode::GATEWAY_TIMEOUT.as_u16(), started.elapsed());
+                drop(guard);
+                let keep = carries_on(request, body);
+                let why = format!(
+                    "instance {} did not answer within {}\n",
+                    upstream.id,
+                    seconds(wait)
+                );
+                self.own(StatusCode::GATEWAY_TIMEOUT, &why, keep).await?;
+                Ok(Some(keep))
             }
-            let started = Instant::now();
-            let wait = self.door.upstream_timeout;
-            self.answer_timer.set(started + wait);
-            let sending = (!body.done).then_some(ClientBody {
-                stream: &mut self.stream,
-                buf: &mut self.buf,
-                timer: &mut self.timer,
-                idle: self.door.idle_timeout,
-                left: &mut body,
-            });
-            let sent = tokio::select! {
-                biased;
-                sent = upstream::send(&upstream, &table, &request, sending, resend) => Some(sent),
-                () = self.answer_timer.expired() => None,
-            };
-            match sent {
-                None => {
-                    metrics.record(StatusCode::GATEWAY_TIMEOUT.as_u16(), started.elapsed());
-                    drop(guard);
-                    let keep = carries_on(&request, &body);
-                    let why = format!(
-                        "instance {} did not answer within {}\n",
-                        upstream.id,
-                        seconds(wait)
-                    );
-                    self.own(StatusCode::GATEWAY_TIMEOUT, &why, keep).await?;
-                    return Ok(keep);
-                }
-                Some(Ok(answer)) => {
-                    metrics.record(answer.head.status.as_u16(), started.elapsed());
-                    self.out.clear();
-                    let (relay, keep) = http1::answer_head(
-                        &answer.head,
-                        upstream.revision_header.as_bytes(),
-                        request.http10,
-                        carries_on(&request, &body),
-                        &mut self.out,
-                    );
-                    // The request leaves the instance once its answer is
-                    // read (`guard` dropped): a drain need not wait for the
-                    // client to take it.
-                    match answer.body {
-                        Pending::Whole(bytes) => {
-                            drop(guard);
-                            self.out.extend_from_slice(&bytes);
-                            self.flush().await?;
-                        }
-                        Pending::Streaming(conn) => {
-                            let framing = answer.head.framing;
-                            if let Some(conn) = self.relay(conn, framing, relay, guard).await?
-                                && answer.head.reusable
-                            {
-                                upstream::keep(&upstream, conn, &table);
-                            }
+            Some(Ok(answer)) => {
+                metrics.record(answer.head.status.as_u16(), started.elapsed());
+                self.out.clear();
+                let (relay, keep) = http1::answer_head(
+                    &answer.head,
+                    upstream.revision_header.as_bytes(),
+                    request.http10,
+                    carries_on(request, body),
+                    &mut self.out,
+                );
+                // The request leaves the instance once its answer is
+                // read (`guard` dropped): a drain need not wait for the
+                // client to take it.
+                match answer.body {
+                    Pending::Whole(bytes) => {
+                        drop(guard);
+                        self.out.extend_from_slice(&bytes);
+                        self.flush().await?;
+                    }
+                    Pending::Streaming(conn) => {
+                        let framing = answer.head.framing;
+                        if let Some(conn) = self.relay(conn, framing, relay, guard).await?
+                            && answer.head.reusable
+                        {
+                            upstream::keep(upstream, conn, table);
                         }
                     }
-                    return Ok(keep);
                 }
-                // The client's side failed: the instance is not to blame,
-                // and what is left of the body cannot be told from a request.
-                Some(Err(upstream::Failed {
-                    client: Some(status),
-                    why,
-                    ..
-                })) => {
-                    // It may have left already: then this write fails too.
-                    let _ = self.own(status, &format!("{why}\n"), false).await;
-                    return Ok(false);
-                }
-                // Idempotent and unanswered: safe to try elsewhere.
-                Some(Err(failed)) if resend && failed.unanswered && tried.len() < 2 => {
-                    metrics.connect_error(false);
-                    tried.push(upstream.id.clone());
-                }
-                Some(Err(failed)) => {
-                    metrics.connect_error(true);
-                    let why = format!("instance {} failed: {}\n", upstream.id, failed.why);
-                    let keep = carries_on(&request, &body);
-                    self.own(StatusCode::BAD_GATEWAY, &why, keep).await?;
-                    return Ok(keep);
-                }
+                Ok(Some(keep))
+            }
+            // The client's side failed: the instance is not to blame,
+            // and what is left of the body cannot be told from a request.
+            Some(Err(upstream::Failed {
+                client: Some(status),
+                why,
+                ..
+            })) => {
+                // It may have left already: then this write fails too.
+                let _ = self.own(status, &format!("{why}\n"), false).await;
+                Ok(Some(false))
+            }
+            // Idempotent and unanswered: safe to try elsewhere.
+            Some(Err(failed)) if resend && failed.unanswered && tried.len() < 2 => {
+                metrics.connect_error(false);
+                tried.push(upstream.id.clone());
+                Ok(None)
+            }
+            Some(Err(failed)) => {
+                metrics.connect_error(true);
+                let why = format!("instance {} failed: {}\n", upstream.id, failed.why);
+                let keep = carries_on(request, body);
+                self.own(StatusCode::BAD_GATEWAY, &why, keep).await?;
+                Ok(Some(keep))
             }
         }
     }
@@ -277,7 +301,7 @@ impl Client {
         mut conn: Conn,
         mut framing: Framing,
         relay: Relay,
-        guard: InFlight,
+        guard: InFlight<'_>,
     ) -> io::Result<Option<Conn>> {
         let mut eof = false;
         loop {

@@ -2,10 +2,13 @@
 //! and a latency histogram, over a sliding window of one-second buckets.
 //!
 //! Recording is lock-free (atomics only), so the proxy's hot path never
-//! waits on a reader. A bucket is reset by the first request of its new
-//! second; a read racing that reset may miss a few requests, which a
-//! sliding-window analysis tolerates.
+//! waits on a reader, and sharded: each proxy worker thread records into
+//! its own shard ([`record_into`]), so two cores never write the same cache
+//! line on the request path; a read sums the shards. A bucket is reset by
+//! the first request of its new second; a read racing that reset may miss
+//! a few requests, which a sliding-window analysis tolerates.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
@@ -15,6 +18,19 @@ const SECONDS: usize = 120;
 const SUB: usize = 8;
 /// Latency buckets: powers of two up to about 2^31 us (35 minutes).
 const BUCKETS: usize = 32 * SUB;
+/// Shards per revision; worker `i` records into shard `i % SHARDS`.
+const SHARDS: usize = 4;
+
+thread_local! {
+    /// The shard this thread records into.
+    static SHARD: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Make this thread record into shard `worker % SHARDS` (each proxy
+/// worker thread calls it with its index once).
+pub fn record_into(worker: usize) {
+    SHARD.with(|s| s.set(worker % SHARDS));
+}
 
 /// One second of traffic.
 struct Second {
@@ -103,62 +119,76 @@ pub struct Summary {
     pub p99_us: u64,
 }
 
-/// The traffic of one revision.
-pub struct RevisionMetrics {
-    epoch: Instant,
+/// One shard of a revision's traffic: what some of the worker threads
+/// recorded. Aligned so that two shards' totals never share a cache line.
+#[repr(align(128))]
+struct Shard {
     seconds: Vec<Second>,
     total_requests: AtomicU64,
     total_errors: AtomicU64,
     total_connect_errors: AtomicU64,
 }
 
+/// The traffic of one revision.
+pub struct RevisionMetrics {
+    epoch: Instant,
+    shards: Box<[Shard]>,
+}
+
 impl Default for RevisionMetrics {
     fn default() -> Self {
-        RevisionMetrics {
-            epoch: Instant::now(),
+        let shard = || Shard {
             seconds: (0..SECONDS).map(|_| Second::new()).collect(),
             total_requests: AtomicU64::new(0),
             total_errors: AtomicU64::new(0),
             total_connect_errors: AtomicU64::new(0),
+        };
+        RevisionMetrics {
+            epoch: Instant::now(),
+            shards: (0..SHARDS).map(|_| shard()).collect(),
         }
     }
 }
 
 impl RevisionMetrics {
-    fn now(&self) -> &Second {
+    /// This thread's shard, and its bucket for the current second.
+    fn now(&self) -> (&Shard, &Second) {
+        let shard = &self.shards[SHARD.with(Cell::get)];
         let second = self.epoch.elapsed().as_secs();
-        self.seconds[second as usize % SECONDS].at(second)
+        (shard, shard.seconds[second as usize % SECONDS].at(second))
     }
 
     /// An instance answered with `status` after `latency`.
     pub fn record(&self, status: u16, latency: Duration) {
-        let s = self.now();
+        let (shard, s) = self.now();
         s.requests.fetch_add(1, Relaxed);
-        self.total_requests.fetch_add(1, Relaxed);
+        shard.total_requests.fetch_add(1, Relaxed);
         if status >= 500 {
             s.errors.fetch_add(1, Relaxed);
-            self.total_errors.fetch_add(1, Relaxed);
+            shard.total_errors.fetch_add(1, Relaxed);
         }
         s.latency[bucket(latency.as_micros() as u64)].fetch_add(1, Relaxed);
     }
 
     /// An instance could not be reached (`failed`: and the client got an error).
     pub fn connect_error(&self, failed: bool) {
-        let s = self.now();
+        let (shard, s) = self.now();
         s.connect_errors.fetch_add(1, Relaxed);
-        self.total_connect_errors.fetch_add(1, Relaxed);
+        shard.total_connect_errors.fetch_add(1, Relaxed);
         if failed {
             s.errors.fetch_add(1, Relaxed);
-            self.total_errors.fetch_add(1, Relaxed);
+            shard.total_errors.fetch_add(1, Relaxed);
         }
     }
 
     /// Counters since the start.
     pub fn totals(&self) -> Totals {
+        let sum =
+            |f: fn(&Shard) -> &AtomicU64| self.shards.iter().map(|s| f(s).load(Relaxed)).sum();
         Totals {
-            requests: self.total_requests.load(Relaxed),
-            errors: self.total_errors.load(Relaxed),
-            connect_errors: self.total_connect_errors.load(Relaxed),
+            requests: sum(|s| &s.total_requests),
+            errors: sum(|s| &s.total_errors),
+            connect_errors: sum(|s| &s.total_connect_errors),
         }
     }
 
@@ -170,8 +200,13 @@ impl RevisionMetrics {
         let span = (window.as_millis().div_ceil(1000) as u64 + 1).min(SECONDS as u64);
         let mut merged = [0u64; BUCKETS];
         let mut summary = Summary::default();
-        for second in now.saturating_sub(span - 1)..=now {
-            let s = &self.seconds[second as usize % SECONDS];
+        let seconds = now.saturating_sub(span - 1)..=now;
+        for (shard, second) in self
+            .shards
+            .iter()
+            .flat_map(|sh| seconds.clone().map(move |s| (sh, s)))
+        {
+            let s = &shard.seconds[second as usize % SECONDS];
             if s.second.load(Relaxed) != second {
                 continue;
             }
@@ -228,5 +263,37 @@ mod tests {
         assert!((1_450..=1_600).contains(&s.p50_us), "{s:?}");
         assert!((1_950..=2_150).contains(&s.p99_us), "{s:?}");
         assert_eq!(m.totals().requests, 100);
+    }
+
+    #[test]
+    fn what_worker_threads_record_in_their_shards_is_read_whole() {
+        let m = std::sync::Arc::new(RevisionMetrics::default());
+        let workers: Vec<_> = (0..SHARDS + 1)
+            .map(|worker| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    record_into(worker);
+                    for _ in 0..10 {
+                        m.record(200, Duration::from_micros(100 * (worker as u64 + 1)));
+                    }
+                    m.record(502, Duration::from_micros(50));
+                    m.connect_error(false);
+                })
+            })
+            .collect();
+        workers.into_iter().for_each(|w| w.join().unwrap());
+        let n = SHARDS as u64 + 1;
+        let s = m.summary(Duration::from_secs(10));
+        assert_eq!((s.requests, s.errors, s.connect_errors), (11 * n, n, n));
+        // Quantiles over every shard's latencies: the slowest worker's.
+        assert!(s.p99_us >= 100 * n, "{s:?}");
+        assert_eq!(
+            m.totals(),
+            Totals {
+                requests: 11 * n,
+                errors: n,
+                connect_errors: n
+            }
+        );
     }
 }

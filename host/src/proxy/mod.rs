@@ -2,9 +2,11 @@
 //! instances by revision weight, draining instances before they stop, and
 //! counting requests, errors and latency per revision.
 //!
-//! - Routing reads an immutable [`table::Table`] snapshot (no lock on the
-//!   request path); the fleet publishes its ready instances and policies
-//!   set weights, each swapping in a new table.
+//! - Routing reads an immutable [`table::Table`] snapshot; the fleet
+//!   publishes its ready instances and policies set weights, each swapping
+//!   in a new table and bumping a version. A client connection keeps the
+//!   table it last used and takes the new one only when the version moved:
+//!   a request reads one shared word, no lock, no reference count.
 //! - Draining: an instance about to stop is marked, leaves the table, and
 //!   the stop waits until its in-flight requests (bodies included) finish,
 //!   up to the grace period.
@@ -119,19 +121,52 @@ struct State {
     metrics: HashMap<RevisionId, Arc<RevisionMetrics>>,
 }
 
+/// The routing a client connection follows, shared by the proxy and its
+/// connections. A connection holds it, not the proxy: an idle connection
+/// does not keep a closed service's proxy alive, it sees it gone.
+pub struct Routes {
+    table: RwLock<Arc<Table>>,
+    /// Bumped after each new table.
+    version: AtomicU64,
+    /// The proxy was dropped.
+    gone: AtomicBool,
+}
+
+impl Routes {
+    /// The current table: `cached` (as of its version) if it still is,
+    /// else the new one. Costs one load of a word written only when the
+    /// table changes.
+    pub fn current(&self, cached: Option<(u64, Arc<Table>)>) -> (u64, Arc<Table>) {
+        let version = self.version.load(Ordering::Acquire);
+        match cached {
+            Some((seen, table)) if seen == version => (seen, table),
+            _ => {
+                let table = self.table.read().unwrap_or_else(|p| p.into_inner());
+                (version, table.clone())
+            }
+        }
+    }
+
+    /// Whether the proxy is gone.
+    pub fn gone(&self) -> bool {
+        self.gone.load(Ordering::Relaxed)
+    }
+}
+
 /// The front door of one service.
 pub struct Proxy {
     service: String,
     addr: SocketAddr,
     door: Door,
     state: Mutex<State>,
-    table: RwLock<Arc<Table>>,
+    routes: Arc<Routes>,
     open: AtomicBool,
     closed: tokio::sync::watch::Sender<bool>,
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
+        self.routes.gone.store(true, Ordering::Relaxed);
         self.closed.send_replace(true);
     }
 }
@@ -156,7 +191,11 @@ impl Proxy {
             addr: listener.local_addr()?,
             door,
             state: Mutex::new(State::default()),
-            table: RwLock::new(Arc::new(Table::default())),
+            routes: Arc::new(Routes {
+                table: RwLock::new(Arc::new(Table::default())),
+                version: AtomicU64::new(0),
+                gone: AtomicBool::new(false),
+            }),
             open: AtomicBool::new(true),
             closed: tokio::sync::watch::Sender::new(false),
         });
@@ -174,6 +213,7 @@ impl Proxy {
             std::thread::Builder::new()
                 .name(format!("proxy-{service}-{i}"))
                 .spawn(move || {
+                    metrics::record_into(i);
                     runtime.block_on(async move {
                         if let Some((listener, handoffs)) = accepts {
                             match tokio::net::TcpListener::from_std(listener) {
@@ -225,7 +265,9 @@ impl Proxy {
             state.metrics.entry(r).or_default();
         }
         let table = Table::new(&upstreams, state.weights.as_deref(), &state.metrics);
-        *self.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
+        let routes = &self.routes;
+        *routes.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
+        routes.version.fetch_add(1, Ordering::Release);
     }
 
     /// The instances that take traffic now (ready ones). An instance being
@@ -404,17 +446,19 @@ async fn read_more(
     Ok(stream.read_buf(buf).await? > 0)
 }
 
-/// A request in flight on an upstream, until dropped.
-struct InFlight(Arc<Upstream>);
+/// A request in flight on an upstream, until dropped. It borrows the
+/// upstream from the table the request was routed by: no reference count
+/// is taken per request.
+struct InFlight<'a>(&'a Upstream);
 
-impl InFlight {
-    fn enter(upstream: Arc<Upstream>) -> Self {
+impl<'a> InFlight<'a> {
+    fn enter(upstream: &'a Upstream) -> Self {
         upstream.inflight.fetch_add(1, Ordering::SeqCst);
         InFlight(upstream)
     }
 }
 
-impl Drop for InFlight {
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.inflight.fetch_sub(1, Ordering::SeqCst);
     }
@@ -467,10 +511,11 @@ async fn serve(
         let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
             continue;
         };
-        let Some(door) = proxy.upgrade().map(|p| p.door.clone()) else {
+        let Some((routes, door)) = proxy.upgrade().map(|p| (p.routes.clone(), p.door.clone()))
+        else {
             return;
         };
-        tokio::spawn(downstream::serve(proxy.clone(), door, stream));
+        tokio::spawn(downstream::serve(routes, door, stream));
     }
 }
 
@@ -493,7 +538,7 @@ mod tests {
     }
 
     fn routed(proxy: &Proxy) -> Vec<InstanceId> {
-        let table = proxy.table.read().unwrap().clone();
+        let (_, table) = proxy.routes.current(None);
         let mut ids: Vec<_> = table
             .groups
             .iter()
@@ -508,18 +553,19 @@ mod tests {
         let proxy = Proxy::bind("svc", "127.0.0.1:0".parse().unwrap(), Door::default()).unwrap();
         proxy.set_members(&[member("a", 1), member("b", 2)]);
         let a = proxy.state().upstreams["a"].clone();
-        let request = InFlight::enter(a.clone());
+        let request = InFlight::enter(&a);
         // `a` fails a probe: out of the table, its request still running.
         proxy.set_members(&[member("b", 2)]);
         assert_eq!(routed(&proxy), ["b"]);
-        let finish = tokio::spawn(async move {
+        let finish = async move {
             tokio::time::sleep(Duration::from_millis(50)).await;
             drop(request);
-        });
+        };
         let started = Instant::now();
-        assert_eq!(proxy.drain(&["a".into()], Duration::from_secs(5)).await, 0);
+        let ids = ["a".into()];
+        let drained = proxy.drain(&ids, Duration::from_secs(5));
+        assert_eq!(tokio::join!(drained, finish).0, 0);
         assert!(started.elapsed() >= Duration::from_millis(40));
-        finish.await.unwrap();
     }
 
     #[tokio::test]
@@ -527,7 +573,7 @@ mod tests {
         let proxy = Proxy::bind("svc", "127.0.0.1:0".parse().unwrap(), Door::default()).unwrap();
         proxy.set_members(&[member("a", 1), member("b", 2)]);
         let a = proxy.state().upstreams["a"].clone();
-        let request = InFlight::enter(a);
+        let request = InFlight::enter(&a);
         let drain = {
             let proxy = proxy.clone();
             tokio::spawn(async move { proxy.drain(&["a".into()], Duration::from_secs(5)).await })

@@ -128,15 +128,6 @@ impl Table {
         Table { groups, total }
     }
 
-    /// The metrics of `revision` (new ones if it has no group).
-    pub fn metrics(&self, revision: &str) -> Arc<RevisionMetrics> {
-        self.groups
-            .iter()
-            .find(|g| g.revision == revision)
-            .map(|g| g.metrics.clone())
-            .unwrap_or_default()
-    }
-
     /// True if instance `id` takes traffic in this table.
     pub fn routes_to(&self, id: &str) -> bool {
         self.groups
@@ -185,14 +176,17 @@ impl Table {
 
     /// The instance of `group` with the fewest requests in flight, other than
     /// those in `exclude`.
-    pub fn pick_upstream(&self, group: &Group, exclude: &[InstanceId]) -> Option<Arc<Upstream>> {
+    pub fn pick_upstream<'a>(
+        &self,
+        group: &'a Group,
+        exclude: &[InstanceId],
+    ) -> Option<&'a Arc<Upstream>> {
         let n = group.upstreams.len();
         let start = next(&RR) as usize;
         (0..n)
             .map(|i| &group.upstreams[(start + i) % n])
             .filter(|u| !u.draining.load(Ordering::SeqCst) && !exclude.contains(&u.id))
             .min_by_key(|u| u.inflight.load(Ordering::Relaxed))
-            .cloned()
     }
 }
 
