@@ -28,14 +28,14 @@ pub struct BenchArgs {
     #[arg(long, value_name = "PATH")]
     app: Option<PathBuf>,
     /// `proxy`: seconds of load per measurement.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 4)]
     seconds: u32,
     /// `proxy`: concurrent connections of the load generator (wrk).
     #[arg(long, default_value_t = 32)]
     connections: u32,
     /// `proxy`: rounds of runs, the proxy and nginx in turn (the other
     /// order each round); medians are reported.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 7)]
     rounds: u32,
     /// `swarm`: the image deployed first.
     #[arg(long, default_value = "rollout-bench-demo:v1", value_name = "IMAGE")]
