@@ -445,7 +445,7 @@ async fn read_by(
 /// it fires before the deadline: moving the deadline later (each request
 /// does) costs no timer operation, and an idle connection costs one per
 /// timeout.
-pub struct Timer {
+struct Timer {
     /// The deadline.
     at: Instant,
     /// Fires at or before `at`.
@@ -454,7 +454,7 @@ pub struct Timer {
 
 impl Timer {
     /// A timer for deadline `at`.
-    pub fn new(at: Instant) -> Self {
+    fn new(at: Instant) -> Self {
         Timer {
             at,
             sleep: Box::pin(tokio::time::sleep_until(at)),
@@ -462,7 +462,7 @@ impl Timer {
     }
 
     /// Move the deadline to `at`.
-    pub fn set(&mut self, at: Instant) {
+    fn set(&mut self, at: Instant) {
         self.at = at;
         if self.sleep.deadline() > at {
             self.sleep.as_mut().reset(at);
@@ -470,7 +470,7 @@ impl Timer {
     }
 
     /// Wait until the deadline passes.
-    pub async fn expired(&mut self) {
+    async fn expired(&mut self) {
         loop {
             self.sleep.as_mut().await;
             if Instant::now() >= self.at {

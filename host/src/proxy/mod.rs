@@ -124,7 +124,7 @@ struct State {
 /// The routing a client connection follows, shared by the proxy and its
 /// connections. A connection holds it, not the proxy: an idle connection
 /// does not keep a closed service's proxy alive, it sees it gone.
-pub struct Routes {
+struct Routes {
     table: RwLock<Arc<Table>>,
     /// Bumped after each new table.
     version: AtomicU64,
@@ -136,7 +136,7 @@ impl Routes {
     /// The current table: `cached` (as of its version) if it still is,
     /// else the new one. Costs one load of a word written only when the
     /// table changes.
-    pub fn current(&self, cached: Option<(u64, Arc<Table>)>) -> (u64, Arc<Table>) {
+    fn current(&self, cached: Option<(u64, Arc<Table>)>) -> (u64, Arc<Table>) {
         let version = self.version.load(Ordering::Acquire);
         match cached {
             Some((seen, table)) if seen == version => (seen, table),
@@ -148,7 +148,7 @@ impl Routes {
     }
 
     /// Whether the proxy is gone.
-    pub fn gone(&self) -> bool {
+    fn gone(&self) -> bool {
         self.gone.load(Ordering::Relaxed)
     }
 }
