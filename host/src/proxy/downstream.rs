@@ -236,6 +236,17 @@ impl Client {
                 self.own(StatusCode::GATEWAY_TIMEOUT, &why, keep).await?;
                 Ok(Some(keep))
             }
+            Some(Ok(answer)) if answer.head.status == StatusCode::SWITCHING_PROTOCOLS => {
+                metrics.record(answer.head.status.as_u16(), started.elapsed());
+                self.out.clear();
+                let revision = upstream.revision_header.as_bytes();
+                http1::switch_head(&answer.head, revision, &mut self.out);
+                self.flush().await?;
+                if let Pending::Streaming(conn) = answer.body {
+                    self.tunnel(conn, guard).await?;
+                }
+                Ok(Some(false))
+            }
             Some(Ok(answer)) => {
                 metrics.record(answer.head.status.as_u16(), started.elapsed());
                 self.out.clear();
@@ -291,6 +302,24 @@ impl Client {
                 Ok(Some(keep))
             }
         }
+    }
+
+    /// Carry bytes both ways between the client and `conn`, switched to
+    /// another protocol (WebSocket, say), until both sides have closed.
+    /// The request stays in flight until then: a drain waits for it, up to
+    /// its grace period, after which the instance stops and the tunnel
+    /// breaks. Neither side has a timeout here: a tunnel may be quiet.
+    async fn tunnel(&mut self, mut conn: Conn, guard: InFlight<'_>) -> io::Result<()> {
+        if !conn.buf.is_empty() {
+            self.stream.write_all(&conn.buf).await?;
+        }
+        if !self.buf.is_empty() {
+            conn.stream.write_all(&self.buf).await?;
+            self.buf.clear();
+        }
+        tokio::io::copy_bidirectional(&mut self.stream, &mut conn.stream).await?;
+        drop(guard);
+        Ok(())
     }
 
     /// Relay an answer's body from `conn` as `relay` says, after the head

@@ -92,6 +92,25 @@ struct Framed<'h> {
     keep_alive: bool,
     /// Other fields `Connection` names: hop-by-hop too.
     listed: Vec<&'h [u8]>,
+    /// `Upgrade`, the protocols asked for or switched to.
+    upgrade: Option<&'h [u8]>,
+}
+
+impl Framed<'_> {
+    /// The protocols of an `Upgrade` field that `Connection` names.
+    fn upgrade(&self) -> Option<&[u8]> {
+        let named = self
+            .listed
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(b"upgrade"));
+        self.upgrade.filter(|_| named)
+    }
+}
+
+/// Append the fields that switch a connection to `protocols`.
+fn switch_fields(out: &mut Vec<u8>, protocols: &[u8]) {
+    field(out, b"upgrade", protocols);
+    out.extend_from_slice(b"connection: upgrade\r\n");
 }
 
 /// Read the framing fields of `headers`; `Err` names a conflicting or
@@ -103,6 +122,7 @@ fn framed<'h>(headers: &[httparse::Header<'h>]) -> Result<Framed<'h>, &'static s
         close: false,
         keep_alive: false,
         listed: Vec::new(),
+        upgrade: None,
     };
     for h in headers {
         if h.name.eq_ignore_ascii_case("content-length") {
@@ -120,6 +140,8 @@ fn framed<'h>(headers: &[httparse::Header<'h>]) -> Result<Framed<'h>, &'static s
             // Only the last coding says whether the body is chunked.
             let last = tokens(h.value).last();
             f.chunked = Some(last.is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")));
+        } else if h.name.eq_ignore_ascii_case("upgrade") {
+            f.upgrade = Some(h.value);
         } else if h.name.eq_ignore_ascii_case("connection") {
             for token in tokens(h.value) {
                 if token.eq_ignore_ascii_case(b"close") {
@@ -185,6 +207,9 @@ pub struct RequestHead {
     pub expect_continue: bool,
     /// Its sticky key, when the front door pins clients and it has one.
     pub sticky: Option<Vec<u8>>,
+    /// It asks to switch the connection to another protocol (`Upgrade`,
+    /// e.g. WebSocket): the instance's `101` makes it a tunnel.
+    pub upgrade: bool,
 }
 
 /// Parse a client's request head from the front of `buf`, removing it.
@@ -230,6 +255,10 @@ pub fn request_head(
     if matches!(body, Framing::Chunked(_)) {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
+    let upgrade = f.upgrade().filter(|_| !http10);
+    if let Some(protocols) = upgrade {
+        switch_fields(&mut out, protocols);
+    }
     out.extend_from_slice(b"\r\n");
     let sticky = sticky.and_then(|s| s.key(headers)).map(<[u8]>::to_vec);
     let head = RequestHead {
@@ -240,6 +269,7 @@ pub fn request_head(
         keep_alive: !f.close && (!http10 || f.keep_alive),
         expect_continue,
         sticky,
+        upgrade: upgrade.is_some(),
     };
     buf.advance(len);
     Ok(Some(head))
@@ -275,11 +305,13 @@ pub struct ResponseHead {
 }
 
 /// Parse a response head from the front of `buf`, removing it. `Ok(None)`:
-/// not complete yet. Interim (1xx) answers are skipped; a 101 is refused
-/// (upgrades are not forwarded).
+/// not complete yet. Interim (1xx) answers are skipped; a `101` is taken
+/// when the request asked to `upgrade` (with the protocol switched to),
+/// refused otherwise.
 pub fn response_head(
     buf: &mut BytesMut,
     method: &Method,
+    upgrade: bool,
 ) -> Result<Option<ResponseHead>, Malformed> {
     loop {
         let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -293,18 +325,25 @@ pub fn response_head(
         };
         let code = response.code.unwrap_or(0);
         let status = StatusCode::from_u16(code).map_err(|_| Malformed("invalid status code"))?;
-        if status == StatusCode::SWITCHING_PROTOCOLS {
+        let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+        if switching && !upgrade {
             return Err(Malformed(
-                "101 Switching Protocols: upgrades are not forwarded",
+                "101 Switching Protocols to a request that asked for no upgrade",
             ));
         }
-        if status.is_informational() {
+        if status.is_informational() && !switching {
             buf.advance(len);
             continue;
         }
         let http10 = response.version == Some(0);
         let f = framed(response.headers).map_err(Malformed)?;
+        let switched = match (switching, f.upgrade) {
+            (false, _) => None,
+            (true, Some(protocols)) => Some(protocols),
+            (true, None) => return Err(Malformed("101 Switching Protocols without Upgrade")),
+        };
         let bodiless = *method == Method::HEAD
+            || switching
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED;
         let framing = match (bodiless, f.chunked, f.length) {
@@ -330,9 +369,13 @@ pub fn response_head(
                 field(&mut out, h.name.as_bytes(), h.value);
             }
         }
+        if let Some(protocols) = switched {
+            switch_fields(&mut out, protocols);
+        }
         // HTTP/1.0 closes unless told to keep alive; HTTP/1.1 keeps alive
-        // unless told to close.
-        let reusable = !f.close && (!http10 || f.keep_alive) && framing != Framing::Close;
+        // unless told to close. A switched connection is a tunnel.
+        let reusable =
+            !switching && !f.close && (!http10 || f.keep_alive) && framing != Framing::Close;
         buf.advance(len);
         return Ok(Some(ResponseHead {
             status,
@@ -382,6 +425,15 @@ pub fn answer_head(
     }
     out.extend_from_slice(b"\r\n");
     (relay, keep_alive)
+}
+
+/// The head of a `101` answer for the client, with `revision` (the
+/// `x-rollout-revision` field), into `out`: the connection is a tunnel
+/// after it.
+pub fn switch_head(answer: &ResponseHead, revision: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(&answer.fields);
+    field(out, b"x-rollout-revision", revision);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// The front door's own answer (`503`, `502`, `400`...) with a text body,
@@ -562,7 +614,7 @@ mod tests {
 
     fn head(text: &str, method: Method) -> (ResponseHead, BytesMut) {
         let mut buf = BytesMut::from(text);
-        let head = response_head(&mut buf, &method).unwrap().unwrap();
+        let head = response_head(&mut buf, &method, false).unwrap().unwrap();
         (head, buf)
     }
 
@@ -817,9 +869,44 @@ mod tests {
     }
 
     #[test]
+    fn an_upgrade_is_asked_of_the_instance_and_its_101_taken_only_then() {
+        let ask = "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\
+                   Connection: Upgrade\r\nSec-WebSocket-Key: k\r\n\r\n";
+        let head = request(ask).unwrap().unwrap();
+        assert!(head.upgrade);
+        assert_eq!(
+            String::from_utf8(head.outgoing.to_vec()).unwrap(),
+            "GET /ws HTTP/1.1\r\nHost: a\r\nSec-WebSocket-Key: k\r\n\
+             upgrade: websocket\r\nconnection: upgrade\r\n\r\n"
+        );
+        // `Upgrade` that `Connection` does not name is no request to switch.
+        let head = request("GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n");
+        assert!(!head.unwrap().unwrap().upgrade);
+
+        let switch = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                      Connection: Upgrade\r\nSec-WebSocket-Accept: a\r\n\r\nframe";
+        let mut buf = BytesMut::from(switch);
+        let h = response_head(&mut buf, &Method::GET, true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.status, StatusCode::SWITCHING_PROTOCOLS);
+        assert!(h.framing.is_done() && !h.reusable);
+        assert_eq!(value(&h, "upgrade").unwrap(), "websocket");
+        assert_eq!(value(&h, "connection").unwrap(), "upgrade");
+        assert_eq!(&buf[..], b"frame", "what follows is the new protocol's");
+        // A 101 that switches to nothing is refused.
+        let mut buf = BytesMut::from("HTTP/1.1 101 Switching Protocols\r\n\r\n");
+        assert!(response_head(&mut buf, &Method::GET, true).is_err());
+    }
+
+    #[test]
     fn a_partial_head_waits_and_garbage_is_refused() {
         let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\nContent-Le");
-        assert!(response_head(&mut buf, &Method::GET).unwrap().is_none());
+        assert!(
+            response_head(&mut buf, &Method::GET, false)
+                .unwrap()
+                .is_none()
+        );
         for bad in [
             "SSH-2.0-OpenSSH\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n",
@@ -827,11 +914,14 @@ mod tests {
             "HTTP/1.1 101 Switching Protocols\r\n\r\n",
         ] {
             let mut buf = BytesMut::from(bad);
-            assert!(response_head(&mut buf, &Method::GET).is_err(), "{bad:?}");
+            assert!(
+                response_head(&mut buf, &Method::GET, false).is_err(),
+                "{bad:?}"
+            );
         }
         let mut endless = BytesMut::from("HTTP/1.1 200 OK\r\n");
         endless.extend_from_slice(&b"x-a: b\r\n".repeat(MAX_HEAD / 8));
-        assert!(response_head(&mut endless, &Method::GET).is_err());
+        assert!(response_head(&mut endless, &Method::GET, false).is_err());
     }
 
     #[test]

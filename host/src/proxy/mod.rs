@@ -916,6 +916,64 @@ mod tests {
         assert!(got.ends_with("\r\n\r\nabc"), "{got}");
     }
 
+    /// An instance that switches every connection to an echo protocol.
+    async fn echo_switching_instance() -> SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let mut head = Vec::new();
+                    while !head.ends_with(b"\r\n\r\n") {
+                        let n = stream.read(&mut buf).await.unwrap();
+                        head.extend_from_slice(&buf[..n]);
+                    }
+                    let head = String::from_utf8(head).unwrap();
+                    assert!(head.contains("upgrade: echo\r\nconnection: upgrade\r\n"));
+                    let switch = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\n\
+                                  Connection: Upgrade\r\n\r\n";
+                    stream.write_all(switch.as_bytes()).await.unwrap();
+                    loop {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => stream.write_all(&buf[..n]).await.unwrap(),
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn an_upgraded_connection_is_a_tunnel_to_its_instance_until_it_closes() {
+        let proxy = in_front_of(impatient(100), echo_switching_instance().await);
+        let mut stream = connect(&proxy).await;
+        let ask = "GET /ws HTTP/1.1\r\nhost: svc\r\nupgrade: echo\r\nconnection: upgrade\r\n\r\n";
+        let got = raw(&mut stream, ask, |t| t.ends_with("\r\n\r\n")).await;
+        assert!(
+            got.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+            "{got}"
+        );
+        assert!(
+            got.contains("upgrade: echo\r\nconnection: upgrade\r\n"),
+            "{got}"
+        );
+        assert!(got.contains("x-rollout-revision: r1\r\n"), "{got}");
+        // Longer quiet than every timeout of the door: a tunnel has none.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for word in ["ping", "pong"] {
+            assert_eq!(raw(&mut stream, word, |t| t == word).await, word);
+        }
+        // The request is in flight until the tunnel closes.
+        assert_eq!(proxy.drain(&["a".into()], Duration::ZERO).await, 1);
+        drop(stream);
+        assert_eq!(proxy.drain(&["a".into()], Duration::from_secs(5)).await, 0);
+    }
+
     #[tokio::test]
     async fn a_port_in_use_is_refused() {
         let proxy = Proxy::bind("one", "127.0.0.1:0".parse().unwrap(), Door::default()).unwrap();

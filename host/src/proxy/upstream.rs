@@ -27,7 +27,8 @@ use super::{READ_SIZE, read_more};
 
 /// An open connection to one instance.
 pub struct Conn {
-    stream: TcpStream,
+    /// The socket.
+    pub stream: TcpStream,
     /// Read from the instance, not consumed yet.
     pub buf: BytesMut,
 }
@@ -137,7 +138,7 @@ impl Conn {
             Some(body) => self.send_with_body(request, body).await?,
         }
         loop {
-            match http1::response_head(&mut self.buf, &request.method) {
+            match http1::response_head(&mut self.buf, &request.method, request.upgrade) {
                 Ok(Some(head)) => return Ok(head),
                 Ok(None) => {}
                 Err(e) => return Err(Failed::sent(e.to_string())),
@@ -278,8 +279,9 @@ pub async fn send(
             Err(e) if reused && e.unanswered && resend => continue,
             Err(e) => return Err(e),
         };
+        let switched = head.status == StatusCode::SWITCHING_PROTOCOLS;
         let body = match head.framing {
-            Framing::Length(n) if n as usize <= conn.buf.len() => {
+            Framing::Length(n) if n as usize <= conn.buf.len() && !switched => {
                 let whole = conn.buf.split_to(n as usize).freeze();
                 if head.reusable && conn.buf.is_empty() {
                     keep(upstream, conn, table);
