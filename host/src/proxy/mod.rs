@@ -856,24 +856,35 @@ mod tests {
         assert_eq!((stats.requests, stats.errors), (0, 0), "{stats:?}");
     }
 
-    /// An instance that takes connections and reads, and answers
-    /// nothing but `begin` (then holds the connection open).
-    async fn mute_instance(begin: &'static str) -> SocketAddr {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// An instance on a loopback port that serves each connection with
+    /// `serve`, speaking raw bytes.
+    async fn raw_instance<F, Fut>(serve: F) -> SocketAddr
+    where
+        F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
             loop {
-                let (mut stream, _) = listener.accept().await.unwrap();
-                tokio::spawn(async move {
-                    let mut buf = [0u8; 4096];
-                    let _ = stream.read(&mut buf).await;
-                    let _ = stream.write_all(begin.as_bytes()).await;
-                    while stream.read(&mut buf).await.is_ok_and(|n| n > 0) {}
-                });
+                let (stream, _) = listener.accept().await.unwrap();
+                tokio::spawn(serve(stream));
             }
         });
         addr
+    }
+
+    /// An instance that takes connections and reads, and answers
+    /// nothing but `begin` (then holds the connection open).
+    async fn mute_instance(begin: &'static str) -> SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        raw_instance(move |mut stream| async move {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            let _ = stream.write_all(begin.as_bytes()).await;
+            while stream.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+        })
+        .await
     }
 
     /// A proxy with `door` in front of `instance` as `a` of `r1`.
@@ -919,33 +930,26 @@ mod tests {
     /// An instance that switches every connection to an echo protocol.
     async fn echo_switching_instance() -> SocketAddr {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            loop {
-                let (mut stream, _) = listener.accept().await.unwrap();
-                tokio::spawn(async move {
-                    let mut buf = [0u8; 4096];
-                    let mut head = Vec::new();
-                    while !head.ends_with(b"\r\n\r\n") {
-                        let n = stream.read(&mut buf).await.unwrap();
-                        head.extend_from_slice(&buf[..n]);
-                    }
-                    let head = String::from_utf8(head).unwrap();
-                    assert!(head.contains("upgrade: echo\r\nconnection: upgrade\r\n"));
-                    let switch = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\n\
-                                  Connection: Upgrade\r\n\r\n";
-                    stream.write_all(switch.as_bytes()).await.unwrap();
-                    loop {
-                        match stream.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => stream.write_all(&buf[..n]).await.unwrap(),
-                        }
-                    }
-                });
+        raw_instance(|mut stream| async move {
+            let mut buf = [0u8; 4096];
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let n = stream.read(&mut buf).await.unwrap();
+                head.extend_from_slice(&buf[..n]);
             }
-        });
-        addr
+            let head = String::from_utf8(head).unwrap();
+            assert!(head.contains("upgrade: echo\r\nconnection: upgrade\r\n"));
+            let switch = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\n\
+                          Connection: Upgrade\r\n\r\n";
+            stream.write_all(switch.as_bytes()).await.unwrap();
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => stream.write_all(&buf[..n]).await.unwrap(),
+                }
+            }
+        })
+        .await
     }
 
     #[tokio::test]
