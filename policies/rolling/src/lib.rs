@@ -289,6 +289,56 @@ mod tests {
     }
 
     #[test]
+    fn a_rollback_probes_the_failed_revisions_instances_rather_than_wait_for_the_hosts_checks() {
+        // The host checks each ready instance every second; v2 breaks
+        // 1.5 s after it starts, so its first instance is listed unhealthy
+        // at 2.35 s, when v2-12 to v2-17 have started (v2-12 and v2-13
+        // broke already). The rollback probes the others at each look:
+        // each goes within a look of the rollback's start or of breaking,
+        // not at its next check, up to 1 s later.
+        let mut fleet = FakeFleet::new()
+            .serving("v1", 10)
+            .max_total(11)
+            .checked_every(1_000)
+            .behaviour("v1", Behaviour::ready_after(350))
+            .behaviour("v2", Behaviour::ready_after(350).unhealthy_after(1_500));
+        let info = fleet.info_with("v1", "v2", 10, &[("min-ready-ms", "0")]);
+        let outcome = Rolling::run(&mut fleet, &info);
+        assert!(rolled_back(&outcome).contains("v2-11: no longer ready"));
+        assert_eq!((fleet.count("v1"), fleet.count("v2")), (10, 0));
+        assert_eq!(fleet.max_instances(), 11);
+        let journal = fleet.journal_text();
+        let started: Vec<(u64, String)> = fleet
+            .journal()
+            .iter()
+            .filter_map(|e| Some((at_ms(e)?, e.split_once("] start v2 x1: ")?.1.to_string())))
+            .collect();
+        let stops = stops(&fleet);
+        let stopped = |id: &str| {
+            stops
+                .iter()
+                .find(|(_, ids)| ids.split(' ').any(|s| s == id))
+        };
+        let rolling_back = fleet
+            .journal()
+            .iter()
+            .find(|e| e.contains("rolling back"))
+            .and_then(|e| at_ms(e));
+        assert_eq!(rolling_back, Some(2_350), "{journal}");
+        let late: Vec<_> = started
+            .iter()
+            .filter_map(|(at, id)| {
+                let (stop, _) = stopped(id)?;
+                let due = (at + 1_500).max(2_350) + rollout_policy::strategy::GLANCE_MS;
+                (*stop > due).then_some(id.as_str())
+            })
+            .collect();
+        assert_eq!(started.len(), 7, "{journal}");
+        assert!(late.is_empty(), "{late:?} {journal}");
+        assert_eq!(fleet.elapsed_ms(), 3_250, "{journal}");
+    }
+
+    #[test]
     fn failures_under_threshold_complete() {
         let flaky = || Behaviour::ready_after(1_000).crashing_first(2);
         let mut fleet = FakeFleet::new().serving("v1", 3).behaviour("v2", flaky());

@@ -210,7 +210,12 @@ pub fn replace(host: &mut impl Host, info: &RolloutInfo, strategy: &impl Strateg
         if excess > 0 {
             let ids: Vec<_> = state.old.drain(..excess.min(state.old.len())).collect();
             if let Err(e) = host.stop(&ids) {
-                return roll_back(host, info, strategy, format!("stopping old instances: {e}"));
+                // A new instance that broke since the last look makes the
+                // host refuse (min-available): that instance is the reason.
+                fail_lost(host, &mut state, to);
+                let why = strategy.roll_back(&state);
+                let why = why.unwrap_or_else(|| format!("stopping old instances: {e}"));
+                return roll_back(host, info, strategy, why);
             }
         }
     }
@@ -313,7 +318,10 @@ pub fn roll_back(
 /// lets, and looks at the fleet every [`glance_ms`] while they start: a new
 /// instance that stops being ready serves nothing and goes at once, which
 /// frees room for another old one without waiting for the ones starting;
-/// each old instance that becomes ready retires a ready new one.
+/// each old instance that becomes ready retires a ready new one. The new
+/// revision failed, so its ready instances are suspects: each look probes
+/// them (see [`failing`]) rather than wait for the host's next check, one
+/// health interval away, to list one that broke since.
 pub fn restore(
     host: &mut impl Host,
     info: &RolloutInfo,
@@ -338,6 +346,8 @@ pub fn restore(
     // Whether a start may fit under the surge guardrail: false after a
     // refusal, true again once something stopped.
     let mut room = true;
+    // Where the next look's probes of suspects begin.
+    let mut suspect = 0;
     loop {
         let fleet = host.list();
         let state_of = |id: &str| fleet.iter().find(|i| i.id == id).map(|i| i.state);
@@ -368,7 +378,13 @@ pub fn restore(
             ));
         }
         let old_ready = ids_of(&fleet, from, |s| s == InstanceState::Ready).len();
-        let new_ready = ids_of(&fleet, to, |s| s == InstanceState::Ready);
+        let mut new_ready = ids_of(&fleet, to, |s| s == InstanceState::Ready);
+        let glance = glance_ms(fleet.len());
+        if old_ready < replicas {
+            let broken = failing(host, &new_ready, &mut suspect, glance);
+            new_ready.retain(|id| !broken.contains(id));
+            leaving.extend(broken);
+        }
         if old_ready >= replicas {
             // Done: every new instance goes, and old ones beyond `replicas`
             // that are not ready.
@@ -414,7 +430,6 @@ pub fn restore(
                 Err(e) => host.log(Level::Warn, &format!("rollback: stopping {leaving:?}: {e}")),
             }
         }
-        let glance = glance_ms(fleet.len());
         match starting.is_empty() {
             true => host.sleep(glance),
             false => {
@@ -423,6 +438,31 @@ pub fn restore(
             }
         }
     }
+}
+
+/// Those of `ids` that fail a probe now. They are probed in turn from
+/// `*next` (round robin) for at most `budget_ms` of the clock: a host whose
+/// probes are slow (an exec check) gets through some of them at each look,
+/// and the next look goes on from there.
+fn failing(
+    host: &mut impl Host,
+    ids: &[InstanceId],
+    next: &mut usize,
+    budget_ms: u64,
+) -> Vec<InstanceId> {
+    let until = host.now_ms().saturating_add(budget_ms);
+    let mut broken = Vec::new();
+    for _ in 0..ids.len() {
+        let id = &ids[*next % ids.len()];
+        *next = next.wrapping_add(1);
+        if let Verdict::Unhealthy(_) = host.probe(id).verdict {
+            broken.push(id.clone());
+        }
+        if host.now_ms() >= until {
+            break;
+        }
+    }
+    broken
 }
 
 /// Start `count` instances of `revision`, or fewer when the host's surge

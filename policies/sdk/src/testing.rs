@@ -31,6 +31,8 @@ pub struct Behaviour {
     pub ready_after_ms: Option<u64>,
     /// Crashes this long after start.
     pub fails_after_ms: Option<u64>,
+    /// Fails its health check from this long after start (still running).
+    pub unhealthy_after_ms: Option<u64>,
     /// Log lines, each written this long after start.
     pub logs: Vec<(u64, String)>,
     /// The first this many instances started crash instead of becoming ready.
@@ -53,6 +55,7 @@ impl Default for Behaviour {
         Behaviour {
             ready_after_ms: None,
             fails_after_ms: None,
+            unhealthy_after_ms: None,
             logs: Vec::new(),
             crash_first: 0,
             error_rate: 0.0,
@@ -80,6 +83,15 @@ impl Behaviour {
     /// Instances crash `ms` after they start.
     pub fn failing_after(mut self, ms: u64) -> Self {
         self.fails_after_ms = Some(ms);
+        self
+    }
+
+    /// Instances fail their health check from `ms` after they start (a
+    /// release that breaks once it runs); with
+    /// [`FakeFleet::checked_every`], the listing shows it from their next
+    /// check on.
+    pub fn unhealthy_after(mut self, ms: u64) -> Self {
+        self.unhealthy_after_ms = Some(ms);
         self
     }
 
@@ -128,15 +140,20 @@ struct FakeInstance {
     started_ms: u64,
     stopped_ms: Option<u64>,
     behaviour: Behaviour,
+    /// A probe saw it unhealthy: the listing shows it from then on.
+    probed_unhealthy: bool,
 }
 
 impl FakeInstance {
+    /// What the instance is at `now`.
     fn state_at(&self, now: u64) -> InstanceState {
         let since = |ms: Option<u64>| ms.is_some_and(|ms| now >= self.started_ms + ms);
         if self.stopped_ms.is_some() {
             InstanceState::Stopped
         } else if since(self.behaviour.fails_after_ms) {
             InstanceState::Failed
+        } else if since(self.behaviour.ready_after_ms) && since(self.behaviour.unhealthy_after_ms) {
+            InstanceState::Unhealthy
         } else if since(self.behaviour.ready_after_ms) {
             InstanceState::Ready
         } else {
@@ -144,9 +161,30 @@ impl FakeInstance {
         }
     }
 
+    /// What the host lists at `now` when it checks a ready instance every
+    /// `check_ms` from when it became ready (`None`: continuously): turning
+    /// unhealthy shows at the next check, or at a probe before it. A crash
+    /// shows at once, as the host sees a process end.
+    fn listed_at(&self, now: u64, check_ms: Option<u64>) -> InstanceState {
+        let state = self.state_at(now);
+        let (Some(check), InstanceState::Unhealthy, false) =
+            (check_ms, state, self.probed_unhealthy)
+        else {
+            return state;
+        };
+        let ready = self.started_ms + self.behaviour.ready_after_ms.unwrap_or(0);
+        let broke = self.started_ms + self.behaviour.unhealthy_after_ms.unwrap_or(0);
+        let seen = ready + (broke.saturating_sub(ready)).div_ceil(check.max(1)) * check;
+        match now >= seen {
+            true => state,
+            false => InstanceState::Ready,
+        }
+    }
+
     /// Times at which this instance changes state on its own.
     fn transitions(&self) -> impl Iterator<Item = u64> + '_ {
-        [self.behaviour.ready_after_ms, self.behaviour.fails_after_ms]
+        let b = &self.behaviour;
+        [b.ready_after_ms, b.fails_after_ms, b.unhealthy_after_ms]
             .into_iter()
             .flatten()
             .map(|ms| self.started_ms + ms)
@@ -177,6 +215,7 @@ pub struct FakeFleet {
     min_ready: Option<u32>,
     weights: Vec<(String, u32)>,
     requests_per_second: u64,
+    check_ms: Option<u64>,
 }
 
 impl Default for FakeFleet {
@@ -199,6 +238,7 @@ impl FakeFleet {
             min_ready: None,
             weights: Vec::new(),
             requests_per_second: 100,
+            check_ms: None,
         }
     }
 
@@ -230,6 +270,14 @@ impl FakeFleet {
     /// max-surge guardrail.
     pub fn max_total(mut self, total: u32) -> Self {
         self.max_total = Some(total);
+        self
+    }
+
+    /// The host checks each ready instance every `ms` (its health
+    /// interval), so the listing shows one that turned unhealthy only from
+    /// its next check on (or from a `probe` that saw it). Default: at once.
+    pub fn checked_every(mut self, ms: u64) -> Self {
+        self.check_ms = Some(ms);
         self
     }
 
@@ -318,6 +366,7 @@ impl FakeFleet {
             started_ms: self.now,
             stopped_ms: None,
             behaviour,
+            probed_unhealthy: false,
         };
         self.instances.push(instance.clone());
         self.view(&instance)
@@ -327,7 +376,7 @@ impl FakeFleet {
         Instance {
             id: i.id.clone(),
             revision: i.revision.clone(),
-            state: i.state_at(self.now),
+            state: i.listed_at(self.now, self.check_ms),
             address: None,
             age_ms: self.now - i.started_ms,
         }
@@ -457,7 +506,13 @@ impl Fleet for FakeFleet {
 }
 
 impl Health for FakeFleet {
+    /// A probe sees the instance as it is, and the listing shows what it
+    /// saw (the host applies a probe's outcome).
     fn probe(&mut self, id: &str) -> ProbeResult {
+        let now = self.now;
+        if let Some(i) = self.instances.iter_mut().find(|i| i.id == id) {
+            i.probed_unhealthy |= i.state_at(now) == InstanceState::Unhealthy;
+        }
         self.probe_now(id)
     }
 
