@@ -12,6 +12,7 @@ on_each_backend! {
     rolling_v1_to_v2_keeps_three_to_four_ready_and_records_history,
     error_in_logs_rolls_back_and_every_instance_serves_v2_again,
     a_revision_that_exits_at_start_is_rolled_back,
+    a_revision_failing_its_check_past_the_start_period_is_rolled_back,
     abort_during_a_rollout_rolls_back,
     a_killed_agent_re_adopts_its_instances_without_duplicates,
 }
@@ -142,6 +143,31 @@ fn a_revision_that_exits_at_start_is_rolled_back(agent: Agent) {
     let bad = agent.spec("web", "v2", r#", CRASH_AT_START = "1""#);
     let summary = run(&agent, &["--spec", bad.to_str().unwrap()], 2);
     assert_contains(&summary["reason"].to_string(), "exit");
+    assert_serving(&agent, "web", "r1", "v1");
+}
+
+/// Without a `start-period` this revision would wait out the progress
+/// deadline, as in the next test.
+fn a_revision_failing_its_check_past_the_start_period_is_rolled_back(agent: Agent) {
+    run(
+        &agent,
+        &["--spec", agent.spec("web", "v1", "").to_str().unwrap()],
+        0,
+    );
+    let bad = agent.spec("web", "v2", r#", UNHEALTHY_AFTER_MS = "0""#);
+    let set = ["--set", "health.start-period=1500ms"];
+    let summary = run(
+        &agent,
+        &[&["--spec", bad.to_str().unwrap()][..], &set].concat(),
+        2,
+    );
+    assert_eq!(summary["outcome"], "rolled-back");
+    let reason = summary["reason"].as_str().unwrap_or_default();
+    assert_contains(
+        reason,
+        "never ready, still failing after start-period (1500 ms)",
+    );
+    assert!(!reason.contains("deadline"), "{reason}");
     assert_serving(&agent, "web", "r1", "v1");
 }
 

@@ -29,6 +29,14 @@ pub struct HealthSpec {
     /// Time after start before the first probe, in ms.
     #[serde(with = "crate::duration")]
     pub readiness_delay: u64,
+    /// How long a starting instance may fail its checks, in ms: one that
+    /// was never ready and fails a check later than this after it started
+    /// is unhealthy (Docker's `start-period` with one retry), so a release
+    /// that never passes fails at once. `None`: it stays starting until the
+    /// policy's ready timeout or the progress deadline (Kubernetes'
+    /// readiness), which suits a service that warms up for long.
+    #[serde(with = "crate::duration::option")]
+    pub start_period: Option<u64>,
 }
 
 impl Default for HealthSpec {
@@ -41,6 +49,7 @@ impl Default for HealthSpec {
             interval: 1_000,
             timeout: 1_000,
             readiness_delay: 0,
+            start_period: None,
         }
     }
 }

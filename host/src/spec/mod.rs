@@ -632,6 +632,12 @@ fn validate(doc: &Document) -> Option<Problem> {
             "must be more than 0".to_string(),
         ));
     }
+    if doc.health.start_period == Some(0) {
+        return Some(Problem::new(
+            &["health", "start-period"],
+            "must be more than 0: a starting instance is probed 10 ms after it starts, before most services listen".to_string(),
+        ));
+    }
     if let Some(h) = &doc.traffic.sticky_header
         && hyper::header::HeaderName::from_bytes(h.as_bytes()).is_err()
     {

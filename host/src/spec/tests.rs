@@ -309,6 +309,15 @@ fn validation_errors_name_file_line_and_field() {
     assert_invalid(
         &with(
             "name = \"web\"\nreplicas = 1",
+            "[health]\nstart-period = \"0ms\"\n",
+        ),
+        "health.start-period",
+        Some(6),
+        "probed 10 ms after it starts",
+    );
+    assert_invalid(
+        &with(
+            "name = \"web\"\nreplicas = 1",
             "env = { \"A=B\" = \"x\" }\n",
         ),
         "revision.env.\"A=B\"",

@@ -103,6 +103,8 @@ struct Proc {
     /// The process or container.
     run: Arc<dyn Running>,
     state: InstanceState,
+    /// It has been ready at least once.
+    was_ready: bool,
     /// Why it is not healthy, when it is not.
     reason: Option<String>,
     scanner: Option<LogScanner>,
@@ -136,6 +138,7 @@ impl Proc {
             env,
             run,
             state: InstanceState::Starting,
+            was_ready: false,
             reason: None,
             launch,
             row,
@@ -157,6 +160,13 @@ impl Proc {
     /// up to 25 ms, 100 ms with an `exec` check, or `interval`), so its
     /// readiness is seen at most that late rather than up to an interval
     /// late (Docker 25's `--health-start-interval` does the same).
+    /// Whether it started longer ago than its `start-period`: a starting
+    /// instance that fails a check then is unhealthy.
+    fn past_start_period(&self) -> bool {
+        let period = self.launch.health.start_period;
+        period.is_some_and(|ms| unix_ms() >= self.row.started_ms.saturating_add(ms))
+    }
+
     fn probe_gap(&mut self) -> u64 {
         let interval = self.launch.health.interval.max(1);
         if self.state != InstanceState::Starting {
@@ -259,6 +269,7 @@ impl Inner {
             return false;
         };
         p.reason = reason;
+        p.was_ready |= state == InstanceState::Ready;
         if p.state == state {
             return false;
         }
@@ -297,6 +308,14 @@ impl Inner {
             }
             (InstanceState::Ready, Err(why)) => self.set(id, InstanceState::Unhealthy, Some(why)),
             (InstanceState::Starting, Err(why)) if logged_failure(&why) => {
+                self.set(id, InstanceState::Unhealthy, Some(why))
+            }
+            (InstanceState::Starting | InstanceState::Unhealthy, Err(why))
+                if !p.was_ready && p.past_start_period() =>
+            {
+                let period = p.launch.health.start_period.unwrap_or_default();
+                let why =
+                    format!("never ready, still failing after start-period ({period} ms): {why}");
                 self.set(id, InstanceState::Unhealthy, Some(why))
             }
             (InstanceState::Starting | InstanceState::Unhealthy, Err(why)) => {
