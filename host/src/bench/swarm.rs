@@ -15,10 +15,12 @@
 //! to `UpdateStatus.State == completed`, and `swarm_all_running_ms` the
 //! time until every slot runs a healthy v2 task (Swarm then keeps watching
 //! the last tasks for the monitor period before it says completed). Then
-//! the image becomes `bad-image`: `swarm_rollback_ms` is the time to
+//! the image becomes `bad-image`, twice, each rolled back to v2: first
+//! never healthy (`never_healthy`), then breaking after it runs
+//! (`breaks`, see below). Of each, `swarm_rollback_ms` is the time to
 //! `rollback_completed`, and `swarm_rollback_after_first_failure_ms` the
-//! time from the end of the first failed health check (read from the
-//! failed task's container, `State.Health.Log`) to then. The service is
+//! time from the end of the update's first failed health check (read from
+//! the failed task's container, `State.Health.Log`) to then. The service is
 //! removed at the end, also after an error; a service of an earlier run
 //! killed before its end (label `rollout.bench=swarm`) is removed first.
 //!
@@ -27,8 +29,9 @@
 //! networking, each on a loopback `$PORT`; see `backend::swarm`), probed
 //! by the agent with `GET /healthz` every `health-interval`; the built-in
 //! `rolling` policy with max-surge 1, max-unavailable 0, and both sides'
-//! SIGTERM-to-SIGKILL grace at 10 s. It deploys v1, then rolls to
-//! v2 (`rollout_ms`, request to outcome) and to the bad image
+//! SIGTERM-to-SIGKILL grace at 10 s; `[health] start-period` is two
+//! health intervals (`start_period_ms`). It deploys v1, then rolls to v2
+//! (`rollout_ms`, request to outcome) and to each bad image
 //! (`rollback_ms`; it must end rolled back), and reads from the journal
 //! the time from the first failed check of a bad instance (the instance
 //! seen unhealthy) to the end of the rollback
@@ -42,7 +45,11 @@
 //!   (`/healthz` answering 200, at most 1 s per probe: `demo-app --check`'s
 //!   own budget), probed at the same frequency (`health-interval`);
 //! - declare an instance unhealthy at its first failed check (Swarm's
-//!   `Retries` is 1: rollout's monitor has no retries either);
+//!   `Retries` is 1: rollout's monitor has no retries either), and one
+//!   that never passes at its first failed check after a grace period
+//!   (Docker checks first one interval after the container started;
+//!   rollout's `start-period`, two intervals after it asked for the
+//!   instance, is the more lenient: Swarm takes 0.3-0.5 s to start one);
 //! - roll back at the first failed new instance (Swarm's max failure ratio
 //!   0; the rolling policy's failure threshold 1), restoring the old
 //!   revision one instance at a time, new before old.
@@ -58,11 +65,11 @@
 //! batch, but does not wait after it. `swarm_all_running_ms` excludes that
 //! final wait.
 //!
-//! The bad revision is `bad-image` with `UNHEALTHY_AFTER_MS` set to 1.5
-//! health intervals on both sides: it passes its first check, then fails
-//! every check (a release that breaks after it starts). A bad image that
-//! never passes a check measures the rolling policy's `ready-timeout-ms`
-//! (60 s) on rollout's side instead.
+//! The bad revisions are `bad-image` with `UNHEALTHY_AFTER_MS` set on
+//! both sides: to 0 (`never_healthy`: it never passes a check, the common
+//! bad release), then to 1.5 health intervals (`breaks`: it passes its
+//! first check, then fails every check, a release that breaks after it
+//! starts, so that several instances run it before the first failure).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -168,6 +175,21 @@ pub struct SwarmFigures {
     pub swarm_all_running_ms: Option<f64>,
     /// `swarm_ms / rollout_ms`.
     pub speedup: Option<f64>,
+    /// rollout's `[health] start-period`: two health intervals.
+    pub start_period_ms: u64,
+    /// The bad image that passes its first check and breaks
+    /// (`unhealthy_after_ms`), rolled back from v2 (flattened: `rollback_ms`
+    /// and the rest at the top level).
+    #[serde(flatten)]
+    pub breaks: BadFigures,
+    /// The bad image that never passes a check (`UNHEALTHY_AFTER_MS=0`),
+    /// rolled back from v2.
+    pub never_healthy: BadFigures,
+}
+
+/// How each side rolled back one bad image.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BadFigures {
     /// rollout, v2 -> bad: request to the outcome (rolled back).
     pub rollback_ms: Option<f64>,
     /// Swarm, v2 -> bad: update request to `rollback_completed`.
@@ -188,6 +210,13 @@ pub struct SwarmFigures {
     pub rollback_reason: Option<String>,
     /// Why Swarm rolled back (its update status message while it did).
     pub swarm_rollback_message: Option<String>,
+}
+
+impl BadFigures {
+    /// Fill in the ratio of the two sides' rollbacks.
+    fn compare(&mut self) {
+        self.rollback_speedup = ratio(self.swarm_rollback_ms, self.rollback_ms);
+    }
 }
 
 /// Measure both sides (or the one `--only` names).
@@ -217,6 +246,7 @@ pub async fn swarm_figures(
         replicas: options.replicas,
         health_interval_ms: options.health_interval_ms,
         unhealthy_after_ms: unhealthy_after_ms(options.health_interval_ms),
+        start_period_ms: options.health_interval_ms.saturating_mul(2),
         swarm_monitor_ms: options.swarm_monitor_ms,
         swarm_defaults: options.swarm_defaults,
         ..SwarmFigures::default()
@@ -228,7 +258,8 @@ pub async fn swarm_figures(
         rollout_side(runtime, options, &mut figures).await?;
     }
     figures.speedup = ratio(figures.swarm_ms, figures.rollout_ms);
-    figures.rollback_speedup = ratio(figures.swarm_rollback_ms, figures.rollback_ms);
+    figures.breaks.compare();
+    figures.never_healthy.compare();
     Ok(figures)
 }
 
@@ -364,13 +395,30 @@ async fn measure_baseline(
             .map_or("-".to_string(), |d| format!("{:.0} ms", ms(d)))
     ));
 
+    let never = ["UNHEALTHY_AFTER_MS=0".to_string()];
+    swarm_bad(docker, name, options, &never, &mut figures.never_healthy).await?;
+    let breaks = [format!("UNHEALTHY_AFTER_MS={}", figures.unhealthy_after_ms)];
+    swarm_bad(docker, name, options, &breaks, &mut figures.breaks).await
+}
+
+/// Update the baseline from v2 to `bad-image` with `env`, which Swarm
+/// should roll back: into `figures`, how long that took (from the request,
+/// and from the first failed check of this update) or that it did not.
+async fn swarm_bad(
+    docker: &Docker,
+    name: &str,
+    options: &SwarmOptions,
+    env: &[String],
+    figures: &mut BadFigures,
+) -> anyhow::Result<()> {
     progress(format!(
-        "Swarm: updating to {} (unhealthy after {} ms)",
-        options.bad_image, figures.unhealthy_after_ms
+        "Swarm: updating to {} ({})",
+        options.bad_image,
+        env.join(" ")
     ));
-    let env = [format!("UNHEALTHY_AFTER_MS={}", figures.unhealthy_after_ms)];
-    let spec = baseline_spec(name, options, &options.bad_image, &env);
+    let spec = baseline_spec(name, options, &options.bad_image, env);
     let update = update_to(docker, name, spec).await?;
+    let sent_unix_ms = update.sent_unix_ms;
     let (status, ended_unix_ms) = wait_update(docker, name, update, None).await?;
     if status.state != ServiceUpdateStatusStateEnum::ROLLBACK_COMPLETED {
         // With its defaults (3 retries, a check every interval) Swarm calls
@@ -386,12 +434,17 @@ async fn measure_baseline(
             status.state,
             ms(status.took)
         ));
+        // Back to v2 for what follows.
+        let spec = baseline_spec(name, options, &options.image_v2, &[]);
+        let update = update_to(docker, name, spec).await?;
+        wait_update(docker, name, update, None).await?;
         return Ok(());
     }
     figures.swarm_rolled_back = Some(true);
     figures.swarm_rollback_ms = Some(ms(status.took));
     figures.swarm_rollback_message = Some(status.message);
-    let first_failure = first_failed_check_unix_ms(docker, name, &options.bad_image).await?;
+    let first_failure =
+        first_failed_check_unix_ms(docker, name, &options.bad_image, sent_unix_ms).await?;
     figures.swarm_rollback_after_first_failure_ms =
         first_failure.map(|at| (ended_unix_ms - at).max(0.0));
     progress(format!(
@@ -689,14 +742,16 @@ async fn replicas_of(docker: &Docker, name: &str) -> anyhow::Result<u32> {
     u32::try_from(replicas).context("the Swarm service has a negative replica count")
 }
 
-/// When the first failed health check of a task of `image` ended, in Unix
-/// ms, from the containers of the service's tasks (Swarm keeps the last
-/// few tasks of each slot, with their containers). `None` when no
-/// container of `image` logged a failed check (e.g. all were removed).
+/// When the first failed health check since `since_unix_ms` of a task of
+/// `image` ended, in Unix ms, from the containers of the service's tasks
+/// (Swarm keeps the last few tasks of each slot, with their containers).
+/// `None` when no container of `image` logged a failed check (e.g. all were
+/// removed).
 async fn first_failed_check_unix_ms(
     docker: &Docker,
     name: &str,
     image: &str,
+    since_unix_ms: f64,
 ) -> anyhow::Result<Option<f64>> {
     let filters = HashMap::from([("service", vec![name.to_string()])]);
     let options = ListTasksOptionsBuilder::new().filters(&filters).build();
@@ -725,7 +780,8 @@ async fn first_failed_check_unix_ms(
             .unwrap_or_default()
             .into_iter()
             .filter(|check| check.exit_code.is_some_and(|code| code != 0))
-            .filter_map(|check| parse_rfc3339_unix_ms(check.end.as_deref()?));
+            .filter_map(|check| parse_rfc3339_unix_ms(check.end.as_deref()?))
+            .filter(|at| *at >= since_unix_ms);
         for at in failures {
             first = Some(first.map_or(at, |f: f64| f.min(at)));
         }
@@ -770,6 +826,7 @@ env = {{ {env} }}
 http = {{ path = "/healthz", status = 200 }}
 interval = "{interval}ms"
 timeout = "1s"
+start-period = "{start_period}ms"
 [guardrails]
 max-surge = "{surge}"
 min-available = "100%"
@@ -780,6 +837,7 @@ params = {{ max-surge = "{surge}", max-unavailable = "0", failure-threshold = "1
 "#,
         replicas = options.replicas,
         interval = options.health_interval_ms,
+        start_period = options.health_interval_ms.saturating_mul(2),
     );
     Ok(
         RolloutSpec::parse(&text, "bench", std::path::Path::new("/"))
@@ -836,12 +894,23 @@ async fn measure_rollout(
     figures.rollout_ms = Some(ms(took));
     progress(format!("rollout: completed in {:.0} ms", ms(took)));
 
-    progress(format!(
-        "rollout: rolling to {} (unhealthy after {} ms)",
-        options.bad_image, figures.unhealthy_after_ms
-    ));
-    let env = format!(r#"UNHEALTHY_AFTER_MS = "{}""#, figures.unhealthy_after_ms);
-    let (ended, took) = roll(agent, rollout_spec(options, &options.bad_image, &env, "1")?).await?;
+    let never = r#"UNHEALTHY_AFTER_MS = "0""#;
+    rollout_bad(agent, options, never, &mut figures.never_healthy).await?;
+    let breaks = format!(r#"UNHEALTHY_AFTER_MS = "{}""#, figures.unhealthy_after_ms);
+    rollout_bad(agent, options, &breaks, &mut figures.breaks).await
+}
+
+/// Roll from v2 to `bad-image` with `env`, which must end rolled back:
+/// into `figures`, how long that took, from the request and from the
+/// first failed check.
+async fn rollout_bad(
+    agent: &Arc<Agent>,
+    options: &SwarmOptions,
+    env: &str,
+    figures: &mut BadFigures,
+) -> anyhow::Result<()> {
+    progress(format!("rollout: rolling to {} ({env})", options.bad_image));
+    let (ended, took) = roll(agent, rollout_spec(options, &options.bad_image, env, "1")?).await?;
     if ended.state != "rolled-back" {
         bail!(
             "rollout: rolling to {} ended {} ({}), not rolled back: with few replicas the update can end before the first bad check; use more --replicas",

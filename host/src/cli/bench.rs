@@ -228,14 +228,23 @@ pub async fn run(_cli: &Cli, args: &BenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A table cell of milliseconds, `-` when not measured.
+fn ms(v: Option<f64>) -> String {
+    v.map_or("-".to_string(), |v| format!("{v:.0} ms"))
+}
+
+/// A table cell of a ratio, `-` when not measured.
+fn times(v: Option<f64>) -> String {
+    v.map_or("-".to_string(), |v| format!("{v:.2}x"))
+}
+
 /// The human table of `rollout bench swarm`.
 fn print_swarm(f: &bench::swarm::SwarmFigures) {
-    let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0} ms"));
-    let times = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}x"));
     println!(
-        "{} replicas, health check every {} ms, one at a time (max-surge 1, max-unavailable 0); Swarm monitor {} ms{}",
+        "{} replicas, health check every {} ms (rollout's start-period {} ms), one at a time (max-surge 1, max-unavailable 0); Swarm monitor {} ms{}",
         f.replicas,
         f.health_interval_ms,
+        f.start_period_ms,
         f.swarm_monitor_ms,
         match f.swarm_defaults {
             true => "; Swarm's defaults beyond parallelism 1 and failure action rollback",
@@ -259,9 +268,18 @@ fn print_swarm(f: &bench::swarm::SwarmFigures) {
         ms(f.rollout_ms),
         ms(f.swarm_all_running_ms)
     );
+    print_bad("bad image, never healthy", &f.never_healthy);
+    print_bad(
+        &format!("bad image, unhealthy after {} ms", f.unhealthy_after_ms),
+        &f.breaks,
+    );
+}
+
+/// The rows of one bad image in [`print_swarm`]'s table.
+fn print_bad(what: &str, f: &bench::swarm::BadFigures) {
     println!(
         "  {:<38} {:>12} {:>12} {:>9}",
-        format!("bad image (unhealthy after {} ms)", f.unhealthy_after_ms),
+        what,
         ms(f.rollback_ms),
         ms(f.swarm_rollback_ms),
         times(f.rollback_speedup)
@@ -273,9 +291,9 @@ fn print_swarm(f: &bench::swarm::SwarmFigures) {
         ms(f.swarm_rollback_after_first_failure_ms)
     );
     if let Some(why) = &f.rollback_reason {
-        println!("  rollout rolled back: {why}");
+        println!("    rollout rolled back: {why}");
     }
     if let Some(why) = &f.swarm_rollback_message {
-        println!("  Swarm: {why}");
+        println!("    Swarm: {why}");
     }
 }
