@@ -43,6 +43,13 @@ use crate::store::{InstanceRow, Store, unix_ms};
 const TICK: Duration = Duration::from_millis(2);
 /// How often a stop checks whether its instances are gone.
 const STOP_POLL: Duration = Duration::from_millis(1);
+/// How often an instance stopped before it was ever ready is sent SIGTERM
+/// again while it runs. A process may not handle SIGTERM yet so early,
+/// and a container's init then never sees it (the kernel drops a signal
+/// sent to a PID namespace's init that has no handler for it), which
+/// would hold the stop for the whole grace period; an instance that never
+/// served loses nothing to a second signal.
+const RESIGNAL_UNREADY: Duration = Duration::from_millis(250);
 /// Logs of stopped instances kept per service (the newest), so `rollout
 /// logs` can still say why a rolled-back revision failed.
 const KEPT_LOGS: usize = 50;
@@ -579,6 +586,7 @@ impl Fleet {
     pub async fn stop(&self, ids: &[InstanceId]) -> Result<(), BackendError> {
         let mut grace = Duration::ZERO;
         let mut live = Vec::new();
+        let mut unready = Vec::new();
         let mut all = Vec::new();
         {
             let mut inner = self.lock();
@@ -592,6 +600,9 @@ impl Fleet {
                 if p.state != InstanceState::Failed {
                     p.state = InstanceState::Draining;
                     live.push(p.run.clone());
+                    if !p.was_ready {
+                        unready.push(p.run.clone());
+                    }
                 }
             }
         }
@@ -603,6 +614,7 @@ impl Fleet {
         let started = Instant::now();
         join_all(live.iter().map(|r| r.terminate())).await;
         let mut killed = false;
+        let mut signalled = started;
         loop {
             let running: Vec<&Arc<dyn Running>> =
                 all.iter().filter(|r| r.exited().is_none()).collect();
@@ -613,6 +625,10 @@ impl Fleet {
             if !killed && waited >= grace {
                 join_all(running.iter().map(|r| r.kill())).await;
                 killed = true;
+            } else if !killed && signalled.elapsed() >= RESIGNAL_UNREADY {
+                signalled = Instant::now();
+                let unready = unready.iter().filter(|r| r.exited().is_none());
+                join_all(unready.map(|r| r.terminate())).await;
             } else if waited >= grace + KILL_WAIT {
                 return Err(BackendError::Failed(format!(
                     "{} instance(s) still running after a forced stop",

@@ -196,6 +196,36 @@ async fn stop_escalates_to_sigkill_after_the_grace_period() {
 }
 
 #[tokio::test]
+async fn an_instance_stopped_before_it_was_ready_is_sent_sigterm_again() {
+    // Deaf to SIGTERM for its first moments, as a container's init is
+    // until it handles the signal, and never ready (nothing listens).
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("state.db")).unwrap());
+    let noting = Wrapping::default();
+    let ends = noting.ends.clone();
+    let fleet = Fleet::new("svc", Arc::new(noting), dir.path().join("logs"), store).unwrap();
+    let deaf = "trap '' TERM; echo deaf; sleep 0.2; trap - TERM; while true; do sleep 0.05; done";
+    let health = HealthSpec {
+        tcp: true,
+        ..HealthSpec::default()
+    };
+    let mut launch = shell("r1", deaf, health);
+    launch.stop_grace_ms = 3_000;
+    fleet.register(launch);
+    let id = fleet.start("r1", 1).await.unwrap().remove(0).id;
+    for _ in 0..1_000 {
+        if !fleet.logs(&id, 1).unwrap_or_default().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    until(&fleet, &id, InstanceState::Starting).await;
+    fleet.stop(std::slice::from_ref(&id)).await.unwrap();
+    let ends = ends.lock().unwrap().clone();
+    assert_eq!(ends, ["killed by signal 15 (SIGTERM)"]);
+}
+
+#[tokio::test]
 async fn a_log_pattern_makes_a_ready_instance_unhealthy() {
     let (_dir, fleet) = fleet();
     let health = HealthSpec {
@@ -327,18 +357,27 @@ async fn a_starting_instance_is_seen_ready_long_before_its_interval() {
     fleet.stop(&[id]).await.unwrap();
 }
 
-/// Processes that say they run on another machine, at 10.9.8.7.
-struct Elsewhere;
+/// Processes run by [`ProcessRunner`] that say they run on `host` when
+/// told, and note how each ended when the fleet removes it.
+#[derive(Default)]
+struct Wrapping {
+    host: Option<std::net::IpAddr>,
+    ends: Arc<Mutex<Vec<String>>>,
+}
 
-struct Remote(Arc<dyn Running>);
+struct Wrapped(
+    Arc<dyn Running>,
+    Option<std::net::IpAddr>,
+    Arc<Mutex<Vec<String>>>,
+);
 
 #[async_trait]
-impl Running for Remote {
+impl Running for Wrapped {
     fn identity(&self) -> (i64, u64) {
         self.0.identity()
     }
     fn host(&self) -> Option<std::net::IpAddr> {
-        Some([10, 9, 8, 7].into())
+        self.1
     }
     fn exited(&self) -> Option<String> {
         self.0.exited()
@@ -350,14 +389,17 @@ impl Running for Remote {
         self.0.kill().await;
     }
     async fn remove(&self) {
+        let how = self.0.exited().unwrap_or_default();
+        self.2.lock().unwrap().push(how);
         self.0.remove().await;
     }
 }
 
 #[async_trait]
-impl Runner for Elsewhere {
+impl Runner for Wrapping {
     async fn start(&self, request: StartRequest<'_>) -> Result<Arc<dyn Running>, BackendError> {
-        Ok(Arc::new(Remote(ProcessRunner.start(request).await?)))
+        let run = ProcessRunner.start(request).await?;
+        Ok(Arc::new(Wrapped(run, self.host, self.ends.clone())))
     }
     async fn adopt(
         &self,
@@ -375,7 +417,11 @@ impl Runner for Elsewhere {
 async fn an_instance_on_another_machine_is_reached_at_its_address() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("state.db")).unwrap());
-    let fleet = Fleet::new("svc", Arc::new(Elsewhere), dir.path().join("logs"), store).unwrap();
+    let elsewhere = Wrapping {
+        host: Some([10, 9, 8, 7].into()),
+        ..Wrapping::default()
+    };
+    let fleet = Fleet::new("svc", Arc::new(elsewhere), dir.path().join("logs"), store).unwrap();
     fleet.register(shell("r1", "sleep 30", HealthSpec::default()));
     let started = fleet.start("r1", 1).await.unwrap().remove(0);
     let address = started.address.unwrap_or_default();
