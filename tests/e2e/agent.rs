@@ -6,7 +6,8 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::util::{Agent, assert_contains, hostile, http_get};
+use crate::docker_util::{ManagerPaused, nodes_of, swarm_ready, swarm_workers};
+use crate::util::{Agent, On, assert_contains, hostile, http_get};
 
 on_each_backend! {
     rolling_v1_to_v2_keeps_three_to_four_ready_and_records_history,
@@ -169,6 +170,47 @@ fn a_revision_failing_its_check_past_the_start_period_is_rolled_back(agent: Agen
     );
     assert!(!reason.contains("deadline"), "{reason}");
     assert_serving(&agent, "web", "r1", "v1");
+}
+
+/// On a Swarm of more than one node (`scripts/swarm-second-node.sh`,
+/// which CI runs): v2 rolls out while the manager takes no new task, so
+/// every new instance runs on another node, reached at that node's
+/// address, its logs read and its stop made through the manager; then a
+/// v3 that logs `[ERROR]` is rolled back to them.
+#[test]
+fn rolling_and_rolling_back_work_across_swarm_nodes() {
+    if !swarm_ready() {
+        return;
+    }
+    if swarm_workers().is_empty() {
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"SKIPPED: rolling_and_rolling_back_work_across_swarm_nodes needs a second Swarm node \
+              (scripts/swarm-second-node.sh prints the ROLLOUT_E2E_SWARM_WORKERS to export)\n",
+        );
+        return;
+    }
+    let agent = Agent::start_on(On::Swarm);
+    let spec = |version: &str| agent.spec("web", version, "");
+    run(&agent, &["--spec", spec("v1").to_str().unwrap()], 0);
+    {
+        let paused = ManagerPaused::new();
+        let summary = run(&agent, &["--spec", spec("v2").to_str().unwrap()], 0);
+        assert_eq!(summary["outcome"], "completed");
+        let nodes = nodes_of(&agent.handles("web"));
+        assert!(
+            !nodes.is_empty() && !nodes.iter().any(|n| n == paused.node()),
+            "v2 runs on {nodes:?}, the manager is {}",
+            paused.node()
+        );
+    }
+    assert_serving(&agent, "web", "r2", "v2");
+    for (id, ..) in instances(&agent, "web") {
+        assert_contains(&agent.rollout(&["logs", &id]).stdout, "listening on");
+    }
+    let summary = run(&agent, &["--spec", spec("v3").to_str().unwrap()], 2);
+    assert_contains(summary["reason"].as_str().unwrap_or_default(), "[ERROR]");
+    assert_serving(&agent, "web", "r2", "v2");
 }
 
 #[test]

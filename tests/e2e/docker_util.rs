@@ -145,8 +145,98 @@ pub fn demo_images() -> &'static str {
                 context.path().to_str().expect("utf-8 path"),
             ]);
         }
+        let images = ["v1", "v2", "v3"].map(|tag| format!("{DEMO_IMAGE}:{tag}"));
+        for worker in swarm_workers() {
+            copy_images(&images, &worker);
+        }
     });
     DEMO_IMAGE
+}
+
+/// The Docker hosts of this machine's other Swarm nodes, from
+/// `ROLLOUT_E2E_SWARM_WORKERS` (comma-separated, as
+/// `scripts/swarm-second-node.sh` prints it): the tests copy their images
+/// there and require tasks on more than one node.
+pub fn swarm_workers() -> Vec<String> {
+    let hosts = std::env::var("ROLLOUT_E2E_SWARM_WORKERS").unwrap_or_default();
+    hosts
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// `docker save images | docker -H host load`: no registry is reachable.
+fn copy_images(images: &[String], host: &str) {
+    let mut save = Command::new("docker")
+        .arg("save")
+        .args(images)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run docker save");
+    let tar = save.stdout.take().expect("docker save's stdout");
+    let loaded = Command::new("docker")
+        .args(["-H", host, "load", "-q"])
+        .stdin(tar)
+        .output()
+        .expect("run docker load");
+    let saved = save.wait().expect("wait for docker save");
+    assert!(
+        saved.success() && loaded.status.success(),
+        "copying {images:?} to the Swarm node at {host} failed: {}",
+        String::from_utf8_lossy(&loaded.stderr).trim()
+    );
+}
+
+/// While it lives, Swarm starts no new task on this machine's engine (the
+/// manager; `docker node update --availability pause`): they all go to
+/// the other nodes. Tasks already running stay.
+pub struct ManagerPaused(String);
+
+impl ManagerPaused {
+    /// Pause the manager node.
+    pub fn new() -> Self {
+        let node = docker(&["info", "--format", "{{.Swarm.NodeID}}"]);
+        docker(&["node", "update", "--availability", "pause", &node]);
+        ManagerPaused(node)
+    }
+
+    /// The manager's node id.
+    pub fn node(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for ManagerPaused {
+    fn drop(&mut self) {
+        // Also while a failed test unwinds: never leave the node paused.
+        let _ = Command::new("docker")
+            .args(["node", "update", "--availability", "active", &self.0])
+            .stdout(Stdio::null())
+            .status();
+    }
+}
+
+/// The nodes the tasks of `services` run on (node ids, sorted, deduplicated).
+pub fn nodes_of(services: &[String]) -> Vec<String> {
+    let mut nodes = Vec::new();
+    for service in services {
+        let tasks = docker(&[
+            "service",
+            "ps",
+            "-q",
+            "--filter",
+            "desired-state=running",
+            service,
+        ]);
+        for task in tasks.split_whitespace() {
+            nodes.push(docker(&["inspect", "--format", "{{.NodeID}}", task]));
+        }
+    }
+    nodes.sort();
+    nodes.dedup();
+    nodes
 }
 
 /// `examples/demo-app` linked statically (crt-static) for images `FROM

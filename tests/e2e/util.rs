@@ -246,6 +246,13 @@ impl Agent {
     /// (whole lines) after the header, `revision` as its `[revision]` table
     /// and the tests' health, guardrails and policy; its path.
     fn write_spec(&self, file: &str, name: &str, top: &str, revision: &str) -> PathBuf {
+        // Stopping a Swarm task on another node than the agent's takes
+        // Swarm's own 2 s gossip delay and the node's report of its end,
+        // up to about 4 s, during which nothing new becomes ready.
+        let deadline = match self.on {
+            On::Swarm => "15s",
+            On::Process | On::Docker => "4s",
+        };
         let text = format!(
             r#"name = "{name}"
 replicas = 3
@@ -261,7 +268,7 @@ interval = "20ms"
 [guardrails]
 max-surge = 1
 min-available = "100%"
-progress-deadline = "4s"
+progress-deadline = "{deadline}"
 
 [policy]
 name = "rolling"
