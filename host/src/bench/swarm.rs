@@ -157,6 +157,8 @@ pub enum Side {
 pub struct SwarmFigures {
     /// Instances (tasks) of the service.
     pub replicas: u32,
+    /// Nodes of the swarm.
+    pub nodes: u32,
     /// Health check interval, both sides.
     pub health_interval_ms: u64,
     /// `UNHEALTHY_AFTER_MS` of the bad revision: 1.5 health intervals.
@@ -234,7 +236,7 @@ pub async fn swarm_figures(
         .get()
         .await
         .context("the bench needs a Docker engine in a swarm")?;
-    check_swarm(docker).await?;
+    let nodes = check_swarm(docker).await?;
     for image in [&options.image_v1, &options.image_v2, &options.bad_image] {
         docker.inspect_image(image).await.with_context(|| {
             format!(
@@ -244,6 +246,7 @@ pub async fn swarm_figures(
     }
     let mut figures = SwarmFigures {
         replicas: options.replicas,
+        nodes,
         health_interval_ms: options.health_interval_ms,
         unhealthy_after_ms: unhealthy_after_ms(options.health_interval_ms),
         start_period_ms: options.health_interval_ms.saturating_mul(2),
@@ -286,7 +289,9 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// Fails unless the Docker engine is a manager of an active swarm.
-async fn check_swarm(docker: &Docker) -> anyhow::Result<()> {
+/// Fails unless the Docker engine is a manager of an active swarm; the
+/// swarm's number of nodes.
+async fn check_swarm(docker: &Docker) -> anyhow::Result<u32> {
     let info = docker
         .info()
         .await
@@ -300,7 +305,13 @@ async fn check_swarm(docker: &Docker) -> anyhow::Result<()> {
     if swarm.control_available != Some(true) {
         bail!("this Docker engine is a swarm worker: run the bench on a manager");
     }
-    Ok(())
+    let nodes = swarm.nodes.and_then(|n| u32::try_from(n).ok()).unwrap_or(1);
+    if nodes > 1 {
+        progress(format!(
+            "the swarm has {nodes} nodes: a task on another node than this one stops through the manager, after Swarm's 2 s gossip delay, on both sides"
+        ));
+    }
+    Ok(nodes)
 }
 
 // ---------------------------------------------------------------------------

@@ -241,8 +241,9 @@ fn times(v: Option<f64>) -> String {
 /// The human table of `rollout bench swarm`.
 fn print_swarm(f: &bench::swarm::SwarmFigures) {
     println!(
-        "{} replicas, health check every {} ms (rollout's start-period {} ms), one at a time (max-surge 1, max-unavailable 0); Swarm monitor {} ms{}",
+        "{} replicas on {} node(s), health check every {} ms (rollout's start-period {} ms), one at a time (max-surge 1, max-unavailable 0); Swarm monitor {} ms{}",
         f.replicas,
+        f.nodes,
         f.health_interval_ms,
         f.start_period_ms,
         f.swarm_monitor_ms,
