@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Give this machine's Swarm a second node: a second Docker engine on the
-# same machine (its own data root, exec root and socket, no bridge or
-# iptables of its own), joined as a worker. Tasks Swarm puts there run in
+# same machine (its own data root, exec root, socket and bridge, no
+# iptables rules), joined as a worker. Tasks Swarm puts there run in
 # the same host network, so an agent reaches them on loopback while they
 # take every path of a task on another node (stopped by removing their
 # service, logs read through the manager). The end-to-end tests then run
@@ -17,6 +17,10 @@ set -euo pipefail
 sock=/var/run/rollout-node2.sock
 node=(docker -H "unix://$sock")
 log=/tmp/rollout-node2-dockerd.log
+# Its own default bridge: with `--bridge=none` a dockerd deletes the host's
+# `docker0`, which the first engine's bridge-network containers need.
+bridge=rollout-node2
+bridge_addr=172.31.254.1/24
 
 if [ "$(docker info --format '{{.Swarm.LocalNodeState}}')" != active ]; then
   echo "error: this machine's Docker engine is in no swarm: run \`docker swarm init --advertise-addr 127.0.0.1\` first" >&2
@@ -25,13 +29,18 @@ fi
 
 if ! "${node[@]}" info >/dev/null 2>&1; then
   mkdir -p /var/lib/rollout-node2 /var/run/rollout-node2
+  if ! ip link show "$bridge" >/dev/null 2>&1; then
+    ip link add "$bridge" type bridge
+    ip addr add "$bridge_addr" dev "$bridge"
+    ip link set "$bridge" up
+  fi
   echo "starting a second dockerd on $sock (log: $log)" >&2
   nohup dockerd \
     --data-root /var/lib/rollout-node2 \
     --exec-root /var/run/rollout-node2 \
     --pidfile /var/run/rollout-node2.pid \
     -H "unix://$sock" \
-    --bridge=none --iptables=false --ip6tables=false --ip-masq=false \
+    --bridge="$bridge" --iptables=false --ip6tables=false --ip-masq=false \
     >"$log" 2>&1 &
   for _ in $(seq 60); do
     "${node[@]}" info >/dev/null 2>&1 && break
