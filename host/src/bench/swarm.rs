@@ -249,7 +249,7 @@ pub async fn swarm_figures(
         nodes,
         health_interval_ms: options.health_interval_ms,
         unhealthy_after_ms: unhealthy_after_ms(options.health_interval_ms),
-        start_period_ms: options.health_interval_ms.saturating_mul(2),
+        start_period_ms: start_period_ms(options.health_interval_ms),
         swarm_monitor_ms: options.swarm_monitor_ms,
         swarm_defaults: options.swarm_defaults,
         ..SwarmFigures::default()
@@ -278,6 +278,13 @@ fn unhealthy_after_ms(interval_ms: u64) -> u64 {
     interval_ms.saturating_mul(3) / 2
 }
 
+/// rollout's `[health] start-period`: two health intervals, more lenient
+/// than Docker's first check one interval after the container started
+/// (Swarm takes 0.3-0.5 s to start one after it is asked).
+fn start_period_ms(interval_ms: u64) -> u64 {
+    interval_ms.saturating_mul(2)
+}
+
 /// A progress line on stderr (stdout holds the figures).
 fn progress(line: impl std::fmt::Display) {
     eprintln!("bench swarm: {line}");
@@ -288,7 +295,6 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// Fails unless the Docker engine is a manager of an active swarm.
 /// Fails unless the Docker engine is a manager of an active swarm; the
 /// swarm's number of nodes.
 async fn check_swarm(docker: &Docker) -> anyhow::Result<u32> {
@@ -848,7 +854,7 @@ params = {{ max-surge = "{surge}", max-unavailable = "0", failure-threshold = "1
 "#,
         replicas = options.replicas,
         interval = options.health_interval_ms,
-        start_period = options.health_interval_ms.saturating_mul(2),
+        start_period = start_period_ms(options.health_interval_ms),
     );
     Ok(
         RolloutSpec::parse(&text, "bench", std::path::Path::new("/"))

@@ -162,11 +162,6 @@ impl Proc {
         }
     }
 
-    /// Time until its next probe: the spec's `interval`, but a starting
-    /// instance is probed sooner (after 10 ms, then twice as long each time
-    /// up to 25 ms, 100 ms with an `exec` check, or `interval`), so its
-    /// readiness is seen at most that late rather than up to an interval
-    /// late (Docker 25's `--health-start-interval` does the same).
     /// Whether it started longer ago than its `start-period`: a starting
     /// instance that fails a check then is unhealthy.
     fn past_start_period(&self) -> bool {
@@ -174,6 +169,11 @@ impl Proc {
         period.is_some_and(|ms| unix_ms() >= self.row.started_ms.saturating_add(ms))
     }
 
+    /// Time until its next probe: the spec's `interval`, but a starting
+    /// instance is probed sooner (after 10 ms, then twice as long each time
+    /// up to 25 ms, 100 ms with an `exec` check, or `interval`), so its
+    /// readiness is seen at most that late rather than up to an interval
+    /// late (Docker 25's `--health-start-interval` does the same).
     fn probe_gap(&mut self) -> u64 {
         let interval = self.launch.health.interval.max(1);
         if self.state != InstanceState::Starting {
