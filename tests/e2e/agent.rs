@@ -148,7 +148,7 @@ fn a_revision_that_exits_at_start_is_rolled_back(agent: Agent) {
 }
 
 /// Without a `start-period` this revision would wait out the progress
-/// deadline, as in the next test.
+/// deadline, as in `a_revision_never_healthy_within_the_progress_deadline_is_rolled_back`.
 fn a_revision_failing_its_check_past_the_start_period_is_rolled_back(agent: Agent) {
     run(
         &agent,

@@ -454,7 +454,15 @@ async fn swarm_bad(
         // Back to v2 for what follows.
         let spec = baseline_spec(name, options, &options.image_v2, &[]);
         let update = update_to(docker, name, spec).await?;
-        wait_update(docker, name, update, None).await?;
+        let (back, _) = wait_update(docker, name, update, None).await?;
+        if back.state != ServiceUpdateStatusStateEnum::COMPLETED {
+            bail!(
+                "Swarm's update back to {} ended {} ({}), not completed: see `docker service ps {name}`",
+                options.image_v2,
+                back.state,
+                back.message
+            );
+        }
         return Ok(());
     }
     figures.swarm_rolled_back = Some(true);

@@ -210,12 +210,7 @@ pub fn replace(host: &mut impl Host, info: &RolloutInfo, strategy: &impl Strateg
         if excess > 0 {
             let ids: Vec<_> = state.old.drain(..excess.min(state.old.len())).collect();
             if let Err(e) = host.stop(&ids) {
-                // A new instance that broke since the last look makes the
-                // host refuse (min-available): that instance is the reason.
-                fail_lost(host, &mut state, to);
-                let why = strategy.roll_back(&state);
-                let why = why.unwrap_or_else(|| format!("stopping old instances: {e}"));
-                return roll_back(host, info, strategy, why);
+                return roll_back(host, info, strategy, format!("stopping old instances: {e}"));
             }
         }
     }
