@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use hyper::{Method, StatusCode};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -41,8 +41,14 @@ const WRITE_SIZE: usize = 64 * 1024;
 /// Serve the requests of one client connection until it closes, sends
 /// something that is not HTTP/1.1, asks to close or runs out of time.
 pub(super) async fn serve(routes: Arc<Routes>, door: Door, stream: TcpStream) {
+    // The `host` of an HTTP/1.0 request that names none.
+    let host = match stream.local_addr() {
+        Ok(addr) => addr.to_string().into_bytes(),
+        Err(_) => b"localhost".to_vec(),
+    };
     let mut client = Client {
         routes,
+        host,
         table: None,
         stream,
         buf: BytesMut::with_capacity(READ_SIZE),
@@ -57,6 +63,8 @@ pub(super) async fn serve(routes: Arc<Routes>, door: Door, stream: TcpStream) {
 /// A client connection.
 struct Client {
     routes: Arc<Routes>,
+    /// The front door's address, as a `host` field value.
+    host: Vec<u8>,
     /// The table the last request used, and its version.
     table: Option<(u64, Arc<Table>)>,
     stream: TcpStream,
@@ -78,7 +86,7 @@ impl Client {
         let idle = Instant::now() + self.door.idle_timeout;
         let mut head_by = None;
         let request = loop {
-            match http1::request_head(&mut self.buf, self.door.sticky.as_ref()) {
+            match http1::request_head(&mut self.buf, &self.host) {
                 Ok(Some(request)) => break request,
                 Ok(None) => {
                     // Idle until a request begins; then its head has a
@@ -180,7 +188,8 @@ impl Client {
         tried: &mut Vec<InstanceId>,
         resend: bool,
     ) -> io::Result<Option<bool>> {
-        let Some(group) = table.pick_group(request.sticky.as_deref()) else {
+        let sticky = self.door.sticky.as_ref().and_then(|s| s.key(request));
+        let Some(group) = table.pick_group(sticky) else {
             let keep = carries_on(request, body);
             self.own(StatusCode::SERVICE_UNAVAILABLE, "no ready instance\n", keep)
                 .await?;
@@ -412,29 +421,13 @@ pub struct ClientBody<'a> {
 }
 
 impl ClientBody<'_> {
-    /// The next piece of body the client has already sent, if any.
-    pub fn buffered(&mut self) -> Result<Option<Bytes>, Malformed> {
-        if self.left.done {
-            return Ok(None);
+    /// Move the body the client has already sent into `out`, framed as it
+    /// goes to the instance ([`Framing::forward`]); whether it is whole.
+    pub fn forward(&mut self, out: &mut Vec<u8>) -> Result<bool, Malformed> {
+        if !self.left.done {
+            self.left.done = self.left.framing.forward(self.buf, out)?;
         }
-        match self.left.framing.step(self.buf, false)? {
-            Step::Data(data) => Ok(Some(data)),
-            Step::More => Ok(None),
-            Step::End => {
-                self.left.done = true;
-                Ok(None)
-            }
-        }
-    }
-
-    /// Whether the body has been read to its end.
-    pub fn done(&self) -> bool {
-        self.left.done
-    }
-
-    /// Whether it goes on in chunks (its length is not known ahead).
-    pub fn chunked(&self) -> bool {
-        matches!(self.left.framing, Framing::Chunked(_))
+        Ok(self.left.done)
     }
 
     /// Read more of it from the client, first telling a client that waits

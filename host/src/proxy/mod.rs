@@ -20,10 +20,11 @@
 //!   lock.
 
 pub mod downstream;
-pub mod http1;
 pub mod metrics;
 pub mod table;
 pub mod upstream;
+
+pub use rollout_http1 as http1;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -49,17 +50,14 @@ pub enum Sticky {
 }
 
 impl Sticky {
-    /// The client's key among a request's `fields`, if it has one.
-    fn key<'a>(&self, fields: &[httparse::Header<'a>]) -> Option<&'a [u8]> {
+    /// The client's key among the fields of `request`, if it has one.
+    fn key<'a>(&self, request: &'a http1::RequestHead) -> Option<&'a [u8]> {
         match self {
-            Sticky::Header(name) => fields
-                .iter()
-                .find(|f| f.name.eq_ignore_ascii_case(name.as_str()))
-                .map(|f| f.value),
-            Sticky::Cookie(name) => fields
-                .iter()
-                .filter(|f| f.name.eq_ignore_ascii_case("cookie"))
-                .flat_map(|f| f.value.split(|&b| b == b';'))
+            Sticky::Header(name) => request.field(name.as_str()),
+            Sticky::Cookie(name) => request
+                .fields()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(b"cookie"))
+                .flat_map(|(_, v)| v.split(|&b| b == b';'))
                 .filter_map(|kv| {
                     let at = kv.iter().position(|&b| b == b'=')?;
                     Some((kv[..at].trim_ascii(), kv[at + 1..].trim_ascii()))

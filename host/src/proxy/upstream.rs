@@ -156,8 +156,8 @@ impl Conn {
         }
     }
 
-    /// Send the head and stream the client's body after it (chunked when
-    /// its length is unknown); what the client has already sent goes in
+    /// Send the head and stream the client's body after it, framed anew
+    /// ([`ClientBody::forward`]); what the client has already sent goes in
     /// the same write as the head.
     async fn send_with_body(
         &mut self,
@@ -165,24 +165,15 @@ impl Conn {
         mut body: ClientBody<'_>,
     ) -> Result<(), Failed> {
         let mut out = request.outgoing.to_vec();
-        let mut ended = false;
         loop {
             let malformed = |e| Failed::client(&io::Error::new(io::ErrorKind::InvalidData, e));
-            while let Some(data) = body.buffered().map_err(malformed)? {
-                match body.chunked() {
-                    true => http1::chunk(&data, &mut out),
-                    false => out.extend_from_slice(&data),
-                }
-            }
-            if body.done() && body.chunked() && !std::mem::replace(&mut ended, true) {
-                out.extend_from_slice(http1::LAST_CHUNK);
-            }
+            let done = body.forward(&mut out).map_err(malformed)?;
             if !out.is_empty() {
                 let sending = |e| Failed::sent(format!("sending the request: {e}"));
                 self.stream.write_all(&out).await.map_err(sending)?;
                 out.clear();
             }
-            if body.done() {
+            if done {
                 return Ok(());
             }
             body.fill().await.map_err(|e| Failed::client(&e))?;
@@ -377,7 +368,7 @@ mod tests {
         /// A GET, resent once on a new connection if `resend`.
         async fn get(&mut self, resend: bool) -> Result<Answer, Failed> {
             let mut buf = BytesMut::from(GET);
-            let request = http1::request_head(&mut buf, None).unwrap().unwrap();
+            let request = http1::request_head(&mut buf, b"door").unwrap().unwrap();
             let (up, table) = (&self.up, &self.table);
             send(up, table, &request, None, resend).await
         }
