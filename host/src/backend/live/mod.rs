@@ -611,6 +611,8 @@ impl Fleet {
         for door in self.doors() {
             door.drain(ids, grace).await;
         }
+        let give_up =
+            grace + KILL_WAIT + all.iter().map(|r| r.stop_delay()).max().unwrap_or_default();
         let started = Instant::now();
         join_all(live.iter().map(|r| r.terminate())).await;
         let mut killed = false;
@@ -629,7 +631,7 @@ impl Fleet {
                 signalled = Instant::now();
                 let unready = unready.iter().filter(|r| r.exited().is_none());
                 join_all(unready.map(|r| r.terminate())).await;
-            } else if waited >= grace + KILL_WAIT {
+            } else if waited >= give_up {
                 return Err(BackendError::Failed(format!(
                     "{} instance(s) still running after a forced stop",
                     running.len()

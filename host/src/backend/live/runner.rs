@@ -64,6 +64,12 @@ pub trait Running: Send + Sync {
     }
     /// How it ended (`exit status: 3`), once it has; never blocks.
     fn exited(&self) -> Option<String>;
+    /// How much longer than its grace period it may take to be gone once
+    /// asked to stop, beyond a kill's own latency: nothing for a process
+    /// or a container the agent signals itself.
+    fn stop_delay(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
     /// Ask it to stop (SIGTERM).
     async fn terminate(&self);
     /// Force it to stop (SIGKILL).

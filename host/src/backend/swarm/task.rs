@@ -21,6 +21,10 @@ use crate::backend::live::exit::describe_container;
 
 /// How often a task's state is read from the manager.
 const POLL: Duration = Duration::from_millis(50);
+/// How long Swarm waits after a service is removed before it signals its
+/// task, for the routing mesh to converge (moby's
+/// `defaultGossipConvergeDelay`).
+const CONVERGE_DELAY: Duration = Duration::from_secs(2);
 /// How long a stop waits for a task still starting to run on the agent's
 /// node, so it can be signalled there rather than removed through Swarm.
 const START_WAIT: Duration = Duration::from_secs(1);
@@ -244,14 +248,21 @@ impl Running for Task {
         self.direct.end(self.watch.exited())
     }
 
+    /// A task that never ran here is waited for [`START_WAIT`], and
+    /// Swarm holds a removed service's task for [`CONVERGE_DELAY`] before
+    /// it signals it: so a task on another node stops that much later
+    /// than its grace period says.
+    fn stop_delay(&self) -> Duration {
+        START_WAIT + CONVERGE_DELAY
+    }
+
     /// SIGTERM its container when it runs on the agent's own node: removing
-    /// the service would first make Swarm wait a fixed 2 s for its routing
-    /// mesh to converge (moby's `defaultGossipConvergeDelay`), which the
-    /// front door, already drained, does not need. A task still starting
-    /// (a rollback stops those) is given [`START_WAIT`] to run there. On
-    /// another node, or if it never runs: remove its service, and Swarm
-    /// sends SIGTERM, then SIGKILL after the service's stop grace period
-    /// (the spec's `stop-grace`).
+    /// the service would first make Swarm wait [`CONVERGE_DELAY`] for its
+    /// routing mesh to converge, which the front door, already drained,
+    /// does not need. A task still starting (a rollback stops those) is
+    /// given [`START_WAIT`] to run there. On another node, or if it never
+    /// runs: remove its service, and Swarm sends SIGTERM, then SIGKILL
+    /// after the service's stop grace period (the spec's `stop-grace`).
     async fn terminate(&self) {
         let deadline = tokio::time::Instant::now() + START_WAIT;
         while !self.remote() && self.watch.exited().is_none() {
