@@ -15,6 +15,55 @@ pub(crate) fn is_token(s: &[u8]) -> bool {
     !s.is_empty() && s.iter().all(|&b| is_tchar(b))
 }
 
+/// Whether a field called `name` may be forwarded at all. Not when its
+/// name holds a character other than a letter, a digit or `-` (nginx's
+/// default drops the same) or begins or ends with `-` (no field name
+/// does; `Content-Lengt-` looks like one), nor when it spells `Content-Length`,
+/// `Transfer-Encoding` or `Host` otherwise: with hyphens moved, added or
+/// left out, or one character in place of the hyphen
+/// (`Content--Length`, `ContentLength`, `TransferXEncoding`). A lenient
+/// server that folds `_` to `-` or skips what is not a letter would take
+/// such a field for framing or routing.
+pub(crate) fn is_forwardable_name(name: &[u8]) -> bool {
+    const GUARDED: [(&[u8], &[u8]); 3] = [
+        (b"content", b"length"),
+        (b"transfer", b"encoding"),
+        (b"host", b""),
+    ];
+    if !name.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-')
+        || name.starts_with(b"-")
+        || name.ends_with(b"-")
+    {
+        return false;
+    }
+    let mut letters = [0u8; 32];
+    let mut len = 0;
+    for &b in name.iter().filter(|&&b| b != b'-') {
+        match letters.get_mut(len) {
+            Some(slot) => *slot = b.to_ascii_lowercase(),
+            // Longer than any lookalike.
+            None => return true,
+        }
+        len += 1;
+    }
+    let letters = &letters[..len];
+    let lookalike = |(first, second): (&[u8], &[u8])| {
+        let words = first.len() + second.len();
+        letters.len() <= words + usize::from(!second.is_empty())
+            && letters.starts_with(first)
+            && letters.ends_with(second)
+            && letters.len() >= words
+    };
+    let exact = |(first, second): (&[u8], &[u8])| {
+        let dash = usize::from(!second.is_empty());
+        name.len() == first.len() + dash + second.len()
+            && name[..first.len()].eq_ignore_ascii_case(first)
+            && name[name.len() - second.len()..].eq_ignore_ascii_case(second)
+            && (dash == 0 || name[first.len()] == b'-')
+    };
+    !GUARDED.into_iter().any(|g| lookalike(g) && !exact(g))
+}
+
 /// Whether `b` may appear in a field value (RFC 9110 5.5: VCHAR, SP,
 /// HTAB and obs-text).
 pub(crate) fn is_field_vchar(b: u8) -> bool {
@@ -185,6 +234,38 @@ fn is_reg_name(host: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lookalikes_of_framing_and_routing_fields_are_not_forwarded() {
+        for name in [
+            "X-Trace",
+            "content-length",
+            "Transfer-Encoding",
+            "HOST",
+            "Hostname",
+            "X-Host",
+        ] {
+            assert!(is_forwardable_name(name.as_bytes()), "{name}");
+        }
+        for name in [
+            "Transfer_Encoding",
+            "#Transfer-Encoding",
+            "Content-Lengt`",
+            "Content--Length",
+            "ContentLength",
+            "-Content-Length",
+            "Content-Length-",
+            "Content-Lengt-",
+            "Transfer-Encodin-",
+            "Ho-st",
+            "TransfermEncoding",
+            "ContentmLength",
+            "X_Custom",
+            "a.b",
+        ] {
+            assert!(!is_forwardable_name(name.as_bytes()), "{name}");
+        }
+    }
 
     #[test]
     fn a_content_length_is_digits_and_nothing_else() {

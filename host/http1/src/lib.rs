@@ -28,11 +28,20 @@
 //!
 //! `Connection` never removes `Host`, `Content-Length` or
 //! `Transfer-Encoding`, nor changes the framing; a bare LF ending a head
-//! line is taken (RFC 9112 2.2), never in a chunk line. Pure functions
-//! over byte buffers, so every case is tested without a socket.
+//! line is taken (RFC 9112 2.2), never in a chunk line. A field whose name
+//! holds anything but letters, digits and inner hyphens, or spells a
+//! framing or routing field otherwise (`Transfer_Encoding`,
+//! `Content--Length`), is not forwarded. A body on `GET` or `HEAD` is
+//! forwarded with `connection: close`, and the client's connection closes
+//! after the answer: neither carries a request an instance could have
+//! read as part of it. Pure functions over byte buffers, so every case is
+//! tested without a socket; the `props` feature states the invariants
+//! the fuzz targets (`fuzz/`) check.
 
 mod body;
 mod fields;
+#[cfg(feature = "props")]
+pub mod props;
 mod request;
 mod response;
 

@@ -275,7 +275,14 @@ pub fn request_head(buf: &mut BytesMut, door: &[u8]) -> Result<Option<RequestHea
             ));
         }
     };
-    let upgrade = seen.upgrade.filter(|_| seen.connection.upgrade && !http10);
+    // A body on GET or HEAD has no defined meaning (RFC 9110 9.3.1): an
+    // instance may leave it unread and take it for the next request. It
+    // is forwarded, but neither connection carries another request after
+    // it (as AWS's desync guardian advises for what it calls Ambiguous).
+    let isolated = (method == Method::GET || method == Method::HEAD) && !body.is_done();
+    let upgrade = seen
+        .upgrade
+        .filter(|_| seen.connection.upgrade && !http10 && !isolated);
 
     let mut out = Vec::with_capacity(len + 64);
     out.extend_from_slice(method.as_str().as_bytes());
@@ -288,7 +295,8 @@ pub fn request_head(buf: &mut BytesMut, door: &[u8]) -> Result<Option<RequestHea
     field(&mut out, b"host", host);
     for h in headers.iter() {
         let dropped = NOT_FORWARDED.iter().any(|n| h.name.eq_ignore_ascii_case(n))
-            || seen.connection.names(h.name);
+            || seen.connection.names(h.name)
+            || !fields::is_forwardable_name(h.name.as_bytes());
         if !dropped {
             field(&mut out, h.name.as_bytes(), h.value);
         }
@@ -302,13 +310,16 @@ pub fn request_head(buf: &mut BytesMut, door: &[u8]) -> Result<Option<RequestHea
         field(&mut out, b"upgrade", protocols);
         out.extend_from_slice(b"connection: upgrade\r\n");
     }
+    if isolated {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
     out.extend_from_slice(b"\r\n");
     let head = RequestHead {
         outgoing: out.into(),
         method,
         body,
         http10,
-        keep_alive: !seen.connection.close && (!http10 || seen.connection.keep_alive),
+        keep_alive: !seen.connection.close && (!http10 || seen.connection.keep_alive) && !isolated,
         expect_continue,
         upgrade: upgrade.is_some(),
     };
@@ -338,6 +349,22 @@ mod tests {
         request_head(&mut buf, DOOR)
             .err()
             .map(|r| r.status.as_u16())
+    }
+
+    #[test]
+    fn a_body_on_get_or_head_is_forwarded_on_connections_used_once() {
+        let text = "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\n";
+        assert_eq!(
+            forwarded(text),
+            "GET / HTTP/1.1\r\nhost: a\r\ncontent-length: 4\r\nconnection: close\r\n\r\n"
+        );
+        assert!(!request(text).unwrap().unwrap().keep_alive);
+        let text = "HEAD / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert!(
+            forwarded(text).ends_with("transfer-encoding: chunked\r\nconnection: close\r\n\r\n")
+        );
+        let text = "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n";
+        assert!(request(text).unwrap().unwrap().keep_alive);
     }
 
     #[test]

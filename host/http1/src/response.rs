@@ -137,7 +137,8 @@ pub fn response_head(
         out.extend_from_slice(b"\r\n");
         for h in response.headers.iter() {
             let dropped = NOT_FORWARDED.iter().any(|n| h.name.eq_ignore_ascii_case(n))
-                || connection.names(h.name);
+                || connection.names(h.name)
+                || !fields::is_forwardable_name(h.name.as_bytes());
             if !dropped {
                 field(&mut out, h.name.as_bytes(), h.value);
             }
