@@ -688,6 +688,7 @@ fn front_door(service: &Service, spec: &ServiceSpec) -> Result<()> {
         idle_timeout: Duration::from_millis(traffic.idle_timeout),
         head_timeout: Duration::from_millis(traffic.head_timeout),
         upstream_timeout: Duration::from_millis(traffic.upstream_timeout),
+        max_connections: traffic.max_connections,
     };
     let preview = Door {
         sticky: None,

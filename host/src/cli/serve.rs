@@ -55,6 +55,15 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    // Client connections must not use up what probes, instance
+    // connections and the control API need.
+    let descriptors = match crate::proxy::admission::raise_descriptor_limit() {
+        Ok((before, now)) if before < now => {
+            format!("open-file limit raised from {before} to {now}")
+        }
+        Ok((_, now)) => format!("open-file limit {now}"),
+        Err(e) => format!("open-file limit unknown ({e})"),
+    };
     let (listeners, tcp_addr) = Listeners::bind(&home, tcp).await?;
     let runtime = cli.runtime(args.limits.limits())?;
     let (agent, notes) = Agent::open(&home, runtime).await?;
@@ -67,6 +76,10 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(addr) = tcp_addr {
         say(&format!("  also on http://{addr} (bearer token required)"));
     }
+    let clients = crate::proxy::admission::Budget::process().limit();
+    say(&format!(
+        "  {descriptors}: front doors hold at most {clients} client connections together"
+    ));
     for note in notes {
         say(&format!("  {note}"));
     }

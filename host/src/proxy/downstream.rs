@@ -29,6 +29,7 @@ use hyper::{Method, StatusCode};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use super::admission::Ticket;
 use super::http1::{self, Framing, Malformed, Relay, RequestHead, Step};
 use super::table::Table;
 use super::upstream::{self, Conn, Pending};
@@ -40,7 +41,7 @@ const WRITE_SIZE: usize = 64 * 1024;
 
 /// Serve the requests of one client connection until it closes, sends
 /// something that is not HTTP/1.1, asks to close or runs out of time.
-pub(super) async fn serve(routes: Arc<Routes>, door: Door, stream: TcpStream) {
+pub(super) async fn serve(routes: Arc<Routes>, door: Door, stream: TcpStream, ticket: Ticket) {
     // The `host` of an HTTP/1.0 request that names none.
     let host = match stream.local_addr() {
         Ok(addr) => addr.to_string().into_bytes(),
@@ -56,6 +57,7 @@ pub(super) async fn serve(routes: Arc<Routes>, door: Door, stream: TcpStream) {
         timer: Timer::new(Instant::now() + door.idle_timeout),
         answer_timer: Timer::new(Instant::now() + door.upstream_timeout),
         door,
+        ticket,
     };
     while let Ok(true) = client.serve_one().await {}
 }
@@ -77,6 +79,8 @@ struct Client {
     /// When the instance must have answered (or sent more of its answer).
     answer_timer: Timer,
     door: Door,
+    /// Its place at the door: evictable while it waits for a request.
+    ticket: Ticket,
 }
 
 impl Client {
@@ -84,10 +88,14 @@ impl Client {
     /// connection ends.
     async fn serve_one(&mut self) -> io::Result<bool> {
         let idle = Instant::now() + self.door.idle_timeout;
+        self.ticket.waiting();
         let mut head_by = None;
         let request = loop {
             match http1::request_head(&mut self.buf, &self.host) {
-                Ok(Some(request)) => break request,
+                Ok(Some(request)) => {
+                    self.ticket.busy();
+                    break request;
+                }
                 Ok(None) => {
                     // Idle until a request begins; then its head has a
                     // deadline of its own.
@@ -97,7 +105,13 @@ impl Client {
                             *head_by.get_or_insert_with(|| Instant::now() + self.door.head_timeout)
                         }
                     };
-                    match read_by(&mut self.stream, &mut self.buf, &mut self.timer, at).await {
+                    let read = tokio::select! {
+                        biased;
+                        read = read_by(&mut self.stream, &mut self.buf, &mut self.timer, at) => read,
+                        // Room for another connection: this one goes.
+                        () = self.ticket.evicted() => return Ok(false),
+                    };
+                    match read {
                         Ok(true) => {}
                         Ok(false) => return Ok(false),
                         Err(e) if e.kind() == io::ErrorKind::TimedOut && head_by.is_some() => {

@@ -19,6 +19,7 @@
 //!   ([`upstream`]): a worker is single-threaded, so forwarding takes no
 //!   lock.
 
+pub mod admission;
 pub mod downstream;
 pub mod metrics;
 pub mod table;
@@ -84,6 +85,8 @@ pub struct Door {
     /// else its client gets `504 Gateway Timeout`, an error of its
     /// revision; and it must not pause this long within its answer's body.
     pub upstream_timeout: Duration,
+    /// The most client connections it holds (see [`admission`]).
+    pub max_connections: usize,
 }
 
 impl Default for Door {
@@ -94,6 +97,7 @@ impl Default for Door {
             idle_timeout: Duration::from_millis(crate::spec::DEFAULT_IDLE_TIMEOUT_MS),
             head_timeout: Duration::from_millis(crate::spec::DEFAULT_HEAD_TIMEOUT_MS),
             upstream_timeout: Duration::from_millis(crate::spec::DEFAULT_UPSTREAM_TIMEOUT_MS),
+            max_connections: crate::spec::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -158,6 +162,7 @@ pub struct Proxy {
     door: Door,
     state: Mutex<State>,
     routes: Arc<Routes>,
+    admission: Arc<admission::Admission>,
     open: AtomicBool,
     closed: tokio::sync::watch::Sender<bool>,
 }
@@ -187,19 +192,23 @@ impl Proxy {
         let proxy = Arc::new(Proxy {
             service: service.to_string(),
             addr: listener.local_addr()?,
-            door,
             state: Mutex::new(State::default()),
             routes: Arc::new(Routes {
                 table: RwLock::new(Arc::new(Table::default())),
                 version: AtomicU64::new(0),
                 gone: AtomicBool::new(false),
             }),
+            admission: admission::Admission::new(
+                door.max_connections,
+                admission::Budget::process(),
+            ),
+            door,
             open: AtomicBool::new(true),
             closed: tokio::sync::watch::Sender::new(false),
         });
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let (handoffs, inboxes): (Vec<_>, Vec<_>) = (0..workers)
-            .map(|_| tokio::sync::mpsc::unbounded_channel::<std::net::TcpStream>())
+            .map(|_| tokio::sync::mpsc::unbounded_channel::<Handoff>())
             .unzip();
         let mut acceptor = Some((listener, handoffs));
         for (i, inbox) in inboxes.into_iter().enumerate() {
@@ -429,6 +438,23 @@ impl Proxy {
             let _ = writeln!(out, "rollout_ready_instances{{{labels}}} {ready}");
             let _ = writeln!(out, "rollout_traffic_weight{{{labels}}} {weight}");
         }
+        let counts = self.admission.counts();
+        let labels = format!("service=\"{}\",port=\"{}\"", self.service, self.addr.port());
+        let _ = writeln!(
+            out,
+            "rollout_front_door_connections{{{labels}}} {}",
+            counts.held
+        );
+        let _ = writeln!(
+            out,
+            "rollout_front_door_connections_refused_total{{{labels}}} {}",
+            counts.refused
+        );
+        let _ = writeln!(
+            out,
+            "rollout_front_door_connections_evicted_total{{{labels}}} {}",
+            counts.evicted
+        );
     }
 }
 
@@ -462,31 +488,58 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// A connection accepted for a worker, with its place at the door.
+type Handoff = (std::net::TcpStream, admission::Ticket);
+
+/// The answer to a client the door has no room for.
+const NO_ROOM: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 48\r\nconnection: close\r\n\r\nthe front door holds all the connections it may\n";
+
 /// Accept connections until the proxy is dropped or closed, handing them
-/// to the workers in turn.
+/// to the workers in turn; one the door has no room for is answered 503
+/// and closed here. Accept errors (out of descriptors, most often) are
+/// logged, at most once a second, and accepting pauses briefly.
 async fn accept(
     proxy: Weak<Proxy>,
     listener: tokio::net::TcpListener,
     mut closed: tokio::sync::watch::Receiver<bool>,
-    handoffs: Vec<tokio::sync::mpsc::UnboundedSender<std::net::TcpStream>>,
+    handoffs: Vec<tokio::sync::mpsc::UnboundedSender<Handoff>>,
 ) {
+    let mut logged: Option<Instant> = None;
     for next in (0..handoffs.len()).cycle() {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = closed.wait_for(|c| *c) => return,
         };
-        match proxy.upgrade() {
-            Some(p) if p.open.load(Ordering::SeqCst) => {}
+        let admission = match proxy.upgrade() {
+            Some(p) if p.open.load(Ordering::SeqCst) => p.admission.clone(),
             _ => return,
-        }
-        let Ok((stream, _)) = accepted else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                if logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                    let addr = listener
+                        .local_addr()
+                        .map(|a| a.to_string())
+                        .unwrap_or_default();
+                    eprintln!("front door {addr}: cannot accept a connection: {e}");
+                    logged = Some(Instant::now());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Some(ticket) = admission.admit() else {
+            // A fresh socket's send buffer takes this whole; the client
+            // reads it before the close.
+            let _ = stream.try_write(NO_ROOM);
+            drop(stream);
             continue;
         };
         let _ = stream.set_nodelay(true);
         // A worker that is gone takes nothing: the connection closes.
         if let Ok(stream) = stream.into_std() {
-            let _ = handoffs[next].send(stream);
+            let _ = handoffs[next].send((stream, ticket));
         }
     }
 }
@@ -495,15 +548,15 @@ async fn accept(
 /// or closed.
 async fn serve(
     proxy: Weak<Proxy>,
-    mut inbox: tokio::sync::mpsc::UnboundedReceiver<std::net::TcpStream>,
+    mut inbox: tokio::sync::mpsc::UnboundedReceiver<Handoff>,
     mut closed: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
-        let stream = tokio::select! {
-            stream = inbox.recv() => stream,
+        let handoff = tokio::select! {
+            handoff = inbox.recv() => handoff,
             _ = closed.wait_for(|c| *c) => return,
         };
-        let Some(stream) = stream else {
+        let Some((stream, ticket)) = handoff else {
             return;
         };
         let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
@@ -513,7 +566,7 @@ async fn serve(
         else {
             return;
         };
-        tokio::spawn(downstream::serve(routes, door, stream));
+        tokio::spawn(downstream::serve(routes, door, stream, ticket));
     }
 }
 
@@ -792,6 +845,54 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn past_max_connections_the_one_idle_longest_gives_way() {
+        let proxy = proxied_by(Door {
+            max_connections: 1,
+            ..Door::default()
+        })
+        .await;
+        let get = "GET / HTTP/1.1\r\nhost: svc\r\ncontent-length: 0\r\n\r\n";
+        let mut idle = connect(&proxy).await;
+        let mut newcomer = connect(&proxy).await;
+        // The idle connection is closed without an answer.
+        assert_eq!(raw(&mut idle, "", |_| false).await, "");
+        let got = raw(&mut newcomer, get, |t| t.contains("\r\n\r\n")).await;
+        assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+        let mut metrics = String::new();
+        proxy.prometheus(&mut metrics);
+        assert!(metrics.contains("_evicted_total{service=\"svc\""), "{metrics}");
+        assert_eq!(proxy.admission.counts().evicted, 1);
+    }
+
+    #[tokio::test]
+    async fn past_max_connections_with_every_one_busy_a_newcomer_gets_503() {
+        let proxy = proxied_by(Door {
+            max_connections: 1,
+            ..Door::default()
+        })
+        .await;
+        // A request whose body never comes keeps its connection busy.
+        let mut busy = connect(&proxy).await;
+        let head = "POST / HTTP/1.1\r\nhost: svc\r\ncontent-length: 5\r\n\r\n";
+        tokio::io::AsyncWriteExt::write_all(&mut busy, head.as_bytes())
+            .await
+            .unwrap();
+        // Its head has reached the instance: it is in flight.
+        let upstream = proxy.state().upstreams["a"].clone();
+        while upstream.inflight.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let mut newcomer = connect(&proxy).await;
+        let got = raw(&mut newcomer, "", |_| false).await;
+        assert!(
+            got.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{got}"
+        );
+        assert!(got.contains("connection: close"), "{got}");
+        assert_eq!(proxy.admission.counts().refused, 1);
+    }
+
+    #[tokio::test]
     async fn without_a_ready_instance_the_answer_is_503_and_the_connection_stays() {
         let proxy = Proxy::bind("svc", "127.0.0.1:0".parse().unwrap(), Door::default()).unwrap();
         let mut stream = connect(&proxy).await;
@@ -813,6 +914,7 @@ mod tests {
             idle_timeout: Duration::from_millis(ms),
             head_timeout: Duration::from_millis(ms),
             upstream_timeout: Duration::from_millis(ms),
+            ..Door::default()
         }
     }
 

@@ -61,6 +61,9 @@ pub const DEFAULT_HEAD_TIMEOUT_MS: u64 = 60_000;
 /// `[traffic] upstream-timeout` when not given (nginx's
 /// `proxy_read_timeout`).
 pub const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 60_000;
+/// `[traffic] max-connections` when not given. The agent's file
+/// descriptors bound it further, for all front doors together.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Smallest `log-max-bytes`: below it, logs would rotate constantly.
 pub const MIN_LOG_MAX_BYTES: u64 = 64 * 1024;
 
@@ -259,6 +262,11 @@ pub struct TrafficSpec {
     /// gets a 504, counted as an error of its revision (ms).
     #[serde(default = "default_upstream_timeout", with = "crate::duration")]
     pub upstream_timeout: u64,
+    /// The most client connections the front door holds; past it, a new
+    /// one takes the place of the one idle longest, or gets a 503 if
+    /// every one has a request in flight.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 impl Default for TrafficSpec {
@@ -270,6 +278,7 @@ impl Default for TrafficSpec {
             idle_timeout: DEFAULT_IDLE_TIMEOUT_MS,
             head_timeout: DEFAULT_HEAD_TIMEOUT_MS,
             upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT_MS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -292,6 +301,10 @@ impl Default for PolicyTable {
 
 fn default_stop_grace() -> u64 {
     DEFAULT_STOP_GRACE_MS
+}
+
+fn default_max_connections() -> usize {
+    DEFAULT_MAX_CONNECTIONS
 }
 
 fn default_idle_timeout() -> u64 {
@@ -665,6 +678,12 @@ fn validate(doc: &Document) -> Option<Problem> {
                 "must be a duration above 0, like \"60s\"".to_string(),
             ));
         }
+    }
+    if doc.traffic.max_connections == 0 {
+        return Some(Problem::new(
+            &["traffic", "max-connections"],
+            "must be at least 1".to_string(),
+        ));
     }
     if doc.traffic.sticky_header.is_some() && doc.traffic.sticky_cookie.is_some() {
         return Some(Problem::new(
