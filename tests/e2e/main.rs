@@ -40,6 +40,7 @@ macro_rules! on_each_backend {
 mod agent;
 mod docker;
 mod docker_util;
+mod framing;
 mod hostile;
 mod proxy;
 mod python;

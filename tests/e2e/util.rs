@@ -123,6 +123,25 @@ pub fn demo_app() -> PathBuf {
         .clone()
 }
 
+/// `tests/raw-instance`, the recording instance of the framing vectors,
+/// built once into its own target directory (as [`demo_app`]); its path.
+pub fn raw_instance() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let target = repo().join("target/e2e-raw-instance");
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "-p", "raw-instance", "--manifest-path"])
+                .arg(repo().join("Cargo.toml"))
+                .env("CARGO_TARGET_DIR", &target)
+                .status()
+                .expect("run cargo");
+            assert!(status.success(), "building tests/raw-instance failed");
+            target.join("debug/raw-instance")
+        })
+        .clone()
+}
+
 /// The backend a test's specs deploy to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum On {
@@ -216,6 +235,15 @@ impl Agent {
             app = demo_app().display()
         );
         self.write_spec(&format!("{name}-{version}.toml"), name, "", &revision)
+    }
+
+    /// Write a spec for service `name` running `command` on the process
+    /// backend, with `env` (inline-table entries, `A = "1", B = "2"`) as
+    /// its environment and the tests' health, guardrails and policy; its
+    /// path.
+    pub fn command_spec(&self, name: &str, command: &Path, env: &str) -> PathBuf {
+        let revision = format!("command = \"{}\"\nenv = {{ {env} }}", command.display());
+        self.write_spec(&format!("{name}.toml"), name, "", &revision)
     }
 
     /// Write a spec for the `docker` backend (`swarm` on a Swarm agent)

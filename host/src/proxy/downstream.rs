@@ -291,10 +291,17 @@ impl Client {
                     }
                     Pending::Streaming(conn) => {
                         let framing = answer.head.framing;
-                        if let Some(conn) = self.relay(conn, framing, relay, guard).await?
-                            && answer.head.reusable
-                        {
-                            upstream::keep(upstream, conn, table);
+                        match self.relay(conn, framing, relay, guard).await? {
+                            Relayed::Whole(Some(conn)) if answer.head.reusable => {
+                                upstream::keep(upstream, conn, table);
+                            }
+                            Relayed::Whole(_) => {}
+                            // Nothing of the answer went out: the client
+                            // gets a 502 instead, as for a malformed head.
+                            Relayed::Unsent(malformed) => {
+                                let why = format!("instance {} failed: {malformed}\n", upstream.id);
+                                self.own(StatusCode::BAD_GATEWAY, &why, keep).await?;
+                            }
                         }
                     }
                 }
@@ -348,18 +355,30 @@ impl Client {
     /// Relay an answer's body from `conn` as `relay` says, after the head
     /// gathered in `out`, releasing `guard` once it is read; the connection
     /// back when the body was read to its end with nothing after it.
+    ///
+    /// A body that breaks its framing before anything of the answer was
+    /// written to the client is [`Relayed::Unsent`] (what was gathered is
+    /// dropped); once the head went out, the client is cut off (an error).
     async fn relay(
         &mut self,
         mut conn: Conn,
         mut framing: Framing,
         relay: Relay,
         guard: InFlight<'_>,
-    ) -> io::Result<Option<Conn>> {
+    ) -> io::Result<Relayed> {
         let mut eof = false;
+        let mut sent = false;
         loop {
-            let step = framing
-                .step(&mut conn.buf, eof)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let step = match framing.step(&mut conn.buf, eof) {
+                Ok(step) => step,
+                Err(malformed) if !sent => {
+                    self.out.clear();
+                    return Ok(Relayed::Unsent(malformed));
+                }
+                Err(malformed) => {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, malformed));
+                }
+            };
             match step {
                 Step::Data(data) => {
                     match relay {
@@ -367,12 +386,14 @@ impl Client {
                         Relay::AsIs | Relay::UntilClose => self.out.extend_from_slice(&data),
                     }
                     if self.out.len() >= WRITE_SIZE {
+                        sent = true;
                         self.flush().await?;
                     }
                 }
                 Step::More => {
                     // Nothing more to hand over until the instance sends it.
                     if !self.out.is_empty() {
+                        sent = true;
                         self.flush().await?;
                     }
                     self.answer_timer
@@ -391,11 +412,23 @@ impl Client {
                         self.out.extend_from_slice(http1::LAST_CHUNK);
                     }
                     self.flush().await?;
-                    return Ok((!eof && conn.buf.is_empty()).then_some(conn));
+                    return Ok(Relayed::Whole(
+                        (!eof && conn.buf.is_empty()).then_some(conn),
+                    ));
                 }
             }
         }
     }
+}
+
+/// How relaying an answer's body ended.
+enum Relayed {
+    /// Read to its end and written to the client; the connection to the
+    /// instance, when it can carry another request.
+    Whole(Option<Conn>),
+    /// It broke its framing before any of the answer was written to the
+    /// client.
+    Unsent(Malformed),
 }
 
 /// Whether the client connection may carry another request after the

@@ -1027,6 +1027,21 @@ mod tests {
         assert!(got.ends_with("\r\n\r\nabc"), "{got}");
     }
 
+    #[tokio::test]
+    async fn a_body_that_breaks_before_the_answer_went_out_is_a_502() {
+        // Head and broken chunk arrive together: nothing went to the client.
+        let broken = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n";
+        let proxy = in_front_of(impatient(1000), mute_instance(broken).await);
+        let mut stream = connect(&proxy).await;
+        let get = "GET / HTTP/1.1\r\nhost: svc\r\n\r\n";
+        let got = raw(&mut stream, get, |t| t.ends_with("size\n")).await;
+        assert!(got.starts_with("HTTP/1.1 502 Bad Gateway\r\n"), "{got}");
+        assert!(!got.contains("abc"), "{got}");
+        // The client's connection carries on.
+        let got = raw(&mut stream, get, |t| t.ends_with("size\n")).await;
+        assert!(got.starts_with("HTTP/1.1 502 Bad Gateway\r\n"), "{got}");
+    }
+
     /// An instance that switches every connection to an echo protocol.
     async fn echo_switching_instance() -> SocketAddr {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
