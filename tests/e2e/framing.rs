@@ -792,24 +792,46 @@ fn smuggling() -> Vec<Vector> {
             ),
             400,
         ),
-        // Not Transfer-Encoding (a field of its own, forwarded): the body is
-        // the 5 bytes Content-Length says.
+        // Not Transfer-Encoding, but a server that folds `_` to `-` would
+        // take it for one: not forwarded. The body is the 5 bytes
+        // Content-Length says.
         taken(
             "smuggle/transfer_encoding-underscore",
             post(
                 "Transfer_Encoding: chunked\r\nContent-Length: 5\r\n",
                 "hello",
             ),
-            "POST / HTTP/1.1\r\nhost: h\r\nTransfer_Encoding: chunked\r\ncontent-length: 5\r\n\r\nhello",
+            "POST / HTTP/1.1\r\nhost: h\r\ncontent-length: 5\r\n\r\nhello",
         ),
         // No length at all: no body; what follows is the next request, and
         // `0` is not one.
         taken(
             "smuggle/transfer_encoding-alone",
             post("Transfer_Encoding: chunked\r\n", "0\r\n\r\n"),
-            "POST / HTTP/1.1\r\nhost: h\r\nTransfer_Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nhost: h\r\n\r\n",
         )
         .client(&format!("{OK} 400 | closed")),
+        taken(
+            "smuggle/content-length-double-hyphen",
+            post("Content--Length: 5\r\n", ""),
+            "POST / HTTP/1.1\r\nhost: h\r\n\r\n",
+        ),
+        taken(
+            "smuggle/transfer-encoding-letter-for-hyphen",
+            post("TransferXEncoding: chunked\r\n", ""),
+            "POST / HTTP/1.1\r\nhost: h\r\n\r\n",
+        ),
+        taken(
+            "smuggle/host-lookalike",
+            post("Ho-st: evil\r\nX_Forwarded_Host: evil\r\n", ""),
+            "POST / HTTP/1.1\r\nhost: h\r\n\r\n",
+        ),
+        taken(
+            "smuggle/get-with-a-body-uses-connections-once",
+            "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello".to_string(),
+            "GET / HTTP/1.1\r\nhost: h\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello",
+        )
+        .client(&format!("{OK} | closed")),
         refused(
             "smuggle/te-space-before-colon",
             post(
