@@ -828,7 +828,7 @@ fn smuggling() -> Vec<Vector> {
         ),
         taken(
             "smuggle/get-with-a-body-uses-connections-once",
-            "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello".to_string(),
+            "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello",
             "GET / HTTP/1.1\r\nhost: h\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello",
         )
         .client(&format!("{OK} | closed")),

@@ -37,6 +37,7 @@ macro_rules! on_each_backend {
     };
 }
 
+mod abuse;
 mod agent;
 mod docker;
 mod docker_util;

@@ -160,6 +160,8 @@ pub struct Agent {
     pub home: tempfile::TempDir,
     /// Where [`Agent::spec`] deploys.
     pub on: On,
+    /// Its limit on open files (soft and hard), if not the test's.
+    nofile: Option<u64>,
     child: Option<std::process::Child>,
 }
 
@@ -172,24 +174,56 @@ impl Agent {
 
     /// Start an agent whose specs deploy on `on`.
     pub fn start_on(on: On) -> Agent {
+        Agent::start_with(on, None)
+    }
+
+    /// Start an agent on the process backend that may open at most
+    /// `nofile` files (its soft and hard limit, as `ulimit -n` in a
+    /// shell sets them).
+    pub fn start_limited(nofile: u64) -> Agent {
+        Agent::start_with(On::Process, Some(nofile))
+    }
+
+    fn start_with(on: On, nofile: Option<u64>) -> Agent {
         let mut agent = Agent {
             home: tempfile::tempdir().expect("temp dir"),
             on,
+            nofile,
             child: None,
         };
         agent.restart();
         agent
     }
 
+    /// The agent's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the agent runs").id()
+    }
+
     /// Start the agent process (again) on the same home.
     pub fn restart(&mut self) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rollout"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rollout"));
+        command
             .args(["serve", "--home"])
             .arg(self.home.path())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .expect("start rollout serve");
+            .stderr(std::process::Stdio::inherit());
+        if let Some(nofile) = self.nofile {
+            use std::os::unix::process::CommandExt;
+            let limit = libc::rlimit {
+                rlim_cur: nofile,
+                rlim_max: nofile,
+            };
+            // SAFETY: between fork and exec the child only sets its own
+            // limit, which is async-signal-safe.
+            unsafe {
+                command.pre_exec(move || match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                });
+            }
+        }
+        let mut child = command.spawn().expect("start rollout serve");
         let mut stdout = std::io::BufReader::new(child.stdout.take().expect("piped"));
         let mut first = String::new();
         std::io::BufRead::read_line(&mut stdout, &mut first).expect("read the agent's first line");

@@ -860,7 +860,10 @@ mod tests {
         assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
         let mut metrics = String::new();
         proxy.prometheus(&mut metrics);
-        assert!(metrics.contains("_evicted_total{service=\"svc\""), "{metrics}");
+        assert!(
+            metrics.contains("_evicted_total{service=\"svc\""),
+            "{metrics}"
+        );
         assert_eq!(proxy.admission.counts().evicted, 1);
     }
 
