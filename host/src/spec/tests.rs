@@ -240,15 +240,28 @@ fn validation_errors_name_file_line_and_field() {
         Some(7),
         "above 0",
     );
-    let timeouts = parse(&with(
+    assert_invalid(
+        &with(
+            "name = \"web\"\nreplicas = 1\nport = 8080",
+            "[traffic]\nmax-connections = 0\n",
+        ),
+        "traffic.max-connections",
+        Some(7),
+        "at least 1",
+    );
+    let traffic = parse(&with(
         "name = \"web\"\nreplicas = 1",
-        "[traffic]\nidle-timeout = \"5s\"\n",
+        "[traffic]\nidle-timeout = \"5s\"\nmax-connections = 500\n",
     ))
     .unwrap()
     .traffic;
     assert_eq!(
-        (timeouts.idle_timeout, timeouts.head_timeout),
-        (5_000, 60_000)
+        (
+            traffic.idle_timeout,
+            traffic.head_timeout,
+            traffic.max_connections
+        ),
+        (5_000, 60_000, 500)
     );
     assert_invalid(
         "name = \"web\"\nreplicas = 1\n[revision]\nimage = \"web:v1\"\n",
