@@ -38,6 +38,10 @@ const FOLLOW_UP: &[u8] = b"GET /after HTTP/1.1\r\nHost: after\r\nConnection: clo
 const FOLLOW_UP_FORWARDED: &[u8] = b"GET /after HTTP/1.1\r\nhost: after\r\n\r\n";
 /// The instance's fixed answer, as the client sees it (see [`view`]).
 const OK: &str = "200/cl/ok";
+/// Hex of an answer the raw instance writes for `/raw/<hex>`, keeping its
+/// connection open: `200`, `ok`, no `connection: close`.
+const KEEP_OPEN_OK: &str =
+    "485454502f312e3120323030204f4b0d0a636f6e74656e742d6c656e6774683a20320d0a0d0a6f6b";
 
 /// What the instance must have received for a vector (before any
 /// [`FOLLOW_UP`]).
@@ -825,6 +829,23 @@ fn smuggling() -> Vec<Vector> {
             "smuggle/host-lookalike",
             post("Ho-st: evil\r\nX_Forwarded_Host: evil\r\n", ""),
             "POST / HTTP/1.1\r\nhost: h\r\n\r\n",
+        ),
+        // The instance answers without `connection: close` and keeps its
+        // connection open: the door must still not pool it.
+        taken(
+            "smuggle/get-with-a-body-instance-keeps-alive",
+            format!("GET /raw/{KEEP_OPEN_OK} HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello"),
+            format!(
+                "GET /raw/{KEEP_OPEN_OK} HTTP/1.1\r\nhost: h\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello"
+            ),
+        )
+        .client(&format!("{OK} | closed")),
+        // h2c would carry requests past the door's routing: not offered.
+        taken(
+            "smuggle/h2c-upgrade-not-offered",
+            "GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+             Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
+            "GET / HTTP/1.1\r\nhost: h\r\n\r\n",
         ),
         taken(
             "smuggle/get-with-a-body-uses-connections-once",

@@ -110,7 +110,7 @@ pub(crate) enum CodingError {
     /// A coding other than chunked (the front door implements no other):
     /// 501 for a request.
     Unimplemented,
-    /// No coding at all, or chunked twice: 400.
+    /// No coding at all: 400.
     Invalid,
 }
 

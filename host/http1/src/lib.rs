@@ -19,7 +19,7 @@
 //! | `Content-Length` not 1*DIGIT (sign, list, NBSP), twice (even equal), or past 2^64 | 400 | 502 |
 //! | `Transfer-Encoding` with a coding other than `chunked` | 501 | 502 |
 //! | `chunked` twice, an empty `Transfer-Encoding`, it with `Content-Length`, or in HTTP/1.0 | 400 | 502 |
-//! | chunk size not 1*HEXDIG, past 2^64, a line not ending in CRLF, bad extensions or trailers | 400 | client cut off |
+//! | chunk size not 1*HEXDIG, past 2^64, a line not ending in CRLF, bad extensions or trailers | 400 | 502 if none of the answer went out yet, else the client is cut off |
 //! | no `Host`, two, or an invalid one (HTTP/1.1) | 400 | |
 //! | absolute-form target: its authority replaces `Host`; userinfo or another scheme | 400 | |
 //! | `*` but for OPTIONS, `#` or non-ASCII in the target | 400 | |
@@ -32,9 +32,11 @@
 //! holds anything but letters, digits and inner hyphens, or spells a
 //! framing or routing field otherwise (`Transfer_Encoding`,
 //! `Content--Length`), is not forwarded. A body on `GET` or `HEAD` is
-//! forwarded with `connection: close`, and the client's connection closes
-//! after the answer: neither carries a request an instance could have
-//! read as part of it. Pure functions over byte buffers, so every case is
+//! forwarded with `connection: close`, and neither connection carries
+//! another request (an instance may have left the body unread). Only a
+//! WebSocket upgrade is offered to an instance (no `h2c`); an instance's
+//! `x-rollout-revision` is replaced by the door's, and a `204` with a
+//! length ends its connection. Pure functions over byte buffers, so every case is
 //! tested without a socket; the `props` feature states the invariants
 //! the fuzz targets (`fuzz/`) check.
 
@@ -93,6 +95,16 @@ fn head_len(parsed: httparse::Result<usize>, buffered: &[u8]) -> Result<Option<u
         Err(Error::Status) => Err(Unfit::Unparsable("invalid status line")),
         Err(Error::Token) => Err(Unfit::Unparsable("invalid request line")),
     }
+}
+
+/// The fields of a head the codec wrote (its first line skipped), names
+/// and values: every line is `name: value\r\n`, as [`field`] writes it.
+fn written_fields(head: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    head.split(|&b| b == b'\n').skip(1).filter_map(|line| {
+        let line = line.strip_suffix(b"\r")?;
+        let colon = line.iter().position(|&b| b == b':')?;
+        Some((&line[..colon], line.get(colon + 2..)?))
+    })
 }
 
 /// Append `name: value\r\n`.

@@ -49,7 +49,7 @@ fn assert_canonical_lines(head: &[u8]) {
     for (at, &b) in head.iter().enumerate() {
         match b {
             b'\r' => assert_eq!(head.get(at + 1), Some(&b'\n'), "bare CR written: {head:?}"),
-            b'\n' => assert_eq!(head[at - 1], b'\r', "bare LF written: {head:?}"),
+            b'\n' => assert!(at > 0 && head[at - 1] == b'\r', "bare LF written: {head:?}"),
             b'\t' => {}
             b if b < 0x20 || b == 0x7f => panic!("control byte {b:#x} written: {head:?}"),
             _ => {}
@@ -59,18 +59,9 @@ fn assert_canonical_lines(head: &[u8]) {
 
 /// The values of the fields called `name` in a head written by the codec.
 fn values<'h>(head: &'h [u8], name: &str) -> Vec<&'h [u8]> {
-    head.split(|&b| b == b'\n')
-        .skip(1)
-        .filter_map(|line| {
-            let line = line.strip_suffix(b"\r")?;
-            let colon = line.iter().position(|&b| b == b':')?;
-            let value = line[colon + 1..]
-                .strip_prefix(b" ")
-                .unwrap_or(&line[colon + 1..]);
-            line[..colon]
-                .eq_ignore_ascii_case(name.as_bytes())
-                .then_some(value)
-        })
+    crate::written_fields(head)
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+        .map(|(_, v)| v)
         .collect()
 }
 
@@ -401,6 +392,15 @@ fn forward_stream(input: &[u8]) -> (Vec<Message>, Vec<u8>) {
         wire.extend_from_slice(&head.outgoing);
         wire.extend_from_slice(&body_wire);
         sent.push((head.outgoing.to_vec(), body));
+        // The door reads nothing more from a client it closes on, and
+        // sends nothing more on an instance connection used once.
+        if !head.keep_alive || !head.reusable {
+            assert!(
+                !head.keep_alive,
+                "an instance connection closed under a kept client"
+            );
+            break;
+        }
     }
     (sent, wire)
 }

@@ -61,24 +61,23 @@ pub struct RequestHead {
     pub http10: bool,
     /// The client keeps its connection open after the answer.
     pub keep_alive: bool,
+    /// The instance's connection may carry another request after this
+    /// one: not after a body on `GET` or `HEAD`, which an instance may
+    /// have left unread (whatever its answer says).
+    pub reusable: bool,
     /// The client waits for `100 Continue` before sending its body.
     pub expect_continue: bool,
-    /// It asks to switch the connection to another protocol (`Upgrade`,
-    /// e.g. WebSocket): the instance's `101` makes it a tunnel.
+    /// It asks to switch the connection to WebSocket (`Upgrade`): the
+    /// instance's `101` makes it a tunnel. Other protocols are not
+    /// offered to the instance: `h2c` would carry requests the door
+    /// never sees past its routing, metrics and drains.
     pub upgrade: bool,
 }
 
 impl RequestHead {
     /// The end-to-end fields as forwarded (`host` first), names and values.
     pub fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.outgoing
-            .split(|&b| b == b'\n')
-            .skip(1)
-            .filter_map(|line| {
-                let line = line.strip_suffix(b"\r")?;
-                let colon = line.iter().position(|&b| b == b':')?;
-                Some((&line[..colon], &line[colon + 2..]))
-            })
+        crate::written_fields(&self.outgoing)
     }
 
     /// The value of the first forwarded field called `name`.
@@ -282,6 +281,7 @@ pub fn request_head(buf: &mut BytesMut, door: &[u8]) -> Result<Option<RequestHea
     let isolated = (method == Method::GET || method == Method::HEAD) && !body.is_done();
     let upgrade = seen
         .upgrade
+        .filter(|p| p.eq_ignore_ascii_case(b"websocket"))
         .filter(|_| seen.connection.upgrade && !http10 && !isolated);
 
     let mut out = Vec::with_capacity(len + 64);
@@ -320,6 +320,7 @@ pub fn request_head(buf: &mut BytesMut, door: &[u8]) -> Result<Option<RequestHea
         body,
         http10,
         keep_alive: !seen.connection.close && (!http10 || seen.connection.keep_alive) && !isolated,
+        reusable: !isolated,
         expect_continue,
         upgrade: upgrade.is_some(),
     };
@@ -358,13 +359,26 @@ mod tests {
             forwarded(text),
             "GET / HTTP/1.1\r\nhost: a\r\ncontent-length: 4\r\nconnection: close\r\n\r\n"
         );
-        assert!(!request(text).unwrap().unwrap().keep_alive);
+        let head = request(text).unwrap().unwrap();
+        assert!(!head.keep_alive && !head.reusable);
         let text = "HEAD / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert!(
             forwarded(text).ends_with("transfer-encoding: chunked\r\nconnection: close\r\n\r\n")
         );
         let text = "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n";
-        assert!(request(text).unwrap().unwrap().keep_alive);
+        let head = request(text).unwrap().unwrap();
+        assert!(head.keep_alive && head.reusable);
+    }
+
+    #[test]
+    fn only_websocket_is_offered_as_an_upgrade() {
+        let ws = "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: WebSocket\r\n\r\n";
+        assert!(request(ws).unwrap().unwrap().upgrade);
+        let h2c = "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+                   Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n";
+        let head = request(h2c).unwrap().unwrap();
+        assert!(!head.upgrade);
+        assert_eq!(forwarded(h2c), "GET / HTTP/1.1\r\nhost: a\r\n\r\n");
     }
 
     #[test]

@@ -9,9 +9,11 @@ use crate::body::Framing;
 use crate::fields::{self, Options};
 use crate::{MAX_HEADERS, Malformed, Unfit, field, head_len};
 
-/// Fields of an answer that belong to its connection or its framing:
-/// the front door writes its own.
-const NOT_FORWARDED: [&str; 9] = [
+/// Fields of an answer that belong to its connection or its framing, or
+/// that the front door writes itself (`x-rollout-revision`, so an
+/// instance cannot claim another revision).
+const NOT_FORWARDED: [&str; 10] = [
+    "x-rollout-revision",
     "content-length",
     "transfer-encoding",
     "connection",
@@ -87,8 +89,12 @@ pub fn response_head(
                 );
             } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
                 codings += 1;
-                fields::transfer_codings(h.value, &mut chunked)
-                    .map_err(|_| Malformed("transfer coding other than chunked"))?;
+                fields::transfer_codings(h.value, &mut chunked).map_err(|e| {
+                    Malformed(match e {
+                        fields::CodingError::Unimplemented => "transfer coding other than chunked",
+                        fields::CodingError::Invalid => "empty transfer-encoding",
+                    })
+                })?;
             } else if name.eq_ignore_ascii_case(b"connection") {
                 connection
                     .add(h.value)
@@ -114,6 +120,9 @@ pub fn response_head(
             (true, Some(p)) => Some(p),
             (true, None) => return Err(Malformed("101 Switching Protocols without Upgrade")),
         };
+        // A 204 must not announce a length (RFC 9110 8.6): if one does,
+        // its bytes may still come and be read as the next answer.
+        let stray_body = status == StatusCode::NO_CONTENT && length.is_some_and(|n| n > 0);
         let bodiless = *method == Method::HEAD
             || switching
             || status == StatusCode::NO_CONTENT
@@ -152,7 +161,8 @@ pub fn response_head(
         let reusable = !switching
             && !connection.close
             && (!http10 || connection.keep_alive)
-            && framing != Framing::Close;
+            && framing != Framing::Close
+            && !stray_body;
         buf.advance(len);
         return Ok(Some(ResponseHead {
             status,
@@ -283,6 +293,18 @@ mod tests {
     }
 
     #[test]
+    fn an_instance_cannot_name_its_revision_nor_reuse_a_connection_after_a_stray_204_body() {
+        let (h, _) = head(
+            "HTTP/1.1 204 No Content\r\nX-Rollout-Revision: r9\r\nContent-Length: 5\r\n\r\n",
+            Method::GET,
+        );
+        assert_eq!(h.fields, b"HTTP/1.1 204 No Content\r\n");
+        assert!(!h.reusable);
+        let (h, _) = head("HTTP/1.1 204 No Content\r\n\r\n", Method::GET);
+        assert!(h.reusable);
+    }
+
+    #[test]
     fn connection_cannot_remove_an_answers_length() {
         let (h, rest) = head(
             "HTTP/1.1 200 OK\r\nConnection: Content-Length, x-hop\r\nX-Hop: 1\r\n\
@@ -313,8 +335,9 @@ mod tests {
                 &format!("HTTP/1.1 {status}\r\nContent-Length: 7\r\n\r\n"),
                 Method::GET,
             );
-            assert!(h.framing.is_done() && h.reusable, "{status}");
-            assert_eq!(h.length.is_some(), kept, "{status}");
+            assert!(h.framing.is_done(), "{status}");
+            // A 204's length is a stray body that may still come.
+            assert_eq!((h.length.is_some(), h.reusable), (kept, kept), "{status}");
         }
     }
 

@@ -10,10 +10,16 @@
 //! the same way. A request in flight is never cut off; when every
 //! connection has one, the newcomer gets a `503` and is closed. Both are
 //! counted (`rollout_front_door_connections_evicted_total`,
-//! `..._refused_total`).
+//! `..._refused_total`). An evicted connection whose request arrives just
+//! then is closed all the same, as a keep-alive connection a server
+//! closes just as a request arrives (clients retry those); a connection
+//! counts until it has gone, so a door holds at most as many more than
+//! its limit as it has evictions under way.
 //!
 //! A request costs two atomic stores here (busy, then waiting again); the
-//! registry of connections is locked only to admit one.
+//! registry of connections is locked only to admit one, and scanned only
+//! when a limit is reached. A connection sending a body or taking an
+//! answer is busy: its timeouts, not eviction, bound it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -24,18 +30,24 @@ use tokio::sync::Notify;
 /// Descriptors never given to client connections.
 const RESERVED_DESCRIPTORS: u64 = 256;
 
-/// Raise the soft limit on open files to the hard limit (as nginx's
-/// `worker_rlimit_nofile` and systemd services do): the limit before and
-/// after.
-pub fn raise_descriptor_limit() -> std::io::Result<(u64, u64)> {
+/// The process's limit on open files.
+fn open_file_limit() -> std::io::Result<libc::rlimit> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes the limit into the struct it is given.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(std::io::Error::last_os_error());
+    match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } {
+        0 => Ok(limit),
+        _ => Err(std::io::Error::last_os_error()),
     }
+}
+
+/// Raise the soft limit on open files to the hard limit (as nginx's
+/// `worker_rlimit_nofile` and systemd services do): the limit before and
+/// after.
+pub fn raise_descriptor_limit() -> std::io::Result<(u64, u64)> {
+    let mut limit = open_file_limit()?;
     let before = limit.rlim_cur;
     if limit.rlim_cur < limit.rlim_max {
         limit.rlim_cur = limit.rlim_max;
@@ -47,12 +59,15 @@ pub fn raise_descriptor_limit() -> std::io::Result<(u64, u64)> {
     Ok((before, limit.rlim_cur))
 }
 
-/// The client connections all front doors of a process may hold together.
+/// The client connections all front doors of a process may hold together,
+/// and every one of them, to find the one to evict when they are spent.
 pub struct Budget {
     /// How many.
     limit: usize,
     /// Held now.
     held: AtomicUsize,
+    /// Every connection admitted (gone ones are dropped as it grows).
+    slots: Mutex<Vec<Weak<Slot>>>,
 }
 
 impl Budget {
@@ -61,6 +76,7 @@ impl Budget {
         Budget {
             limit,
             held: AtomicUsize::new(0),
+            slots: Mutex::new(Vec::new()),
         }
     }
 
@@ -70,15 +86,7 @@ impl Budget {
     pub fn process() -> &'static Budget {
         static BUDGET: OnceLock<Budget> = OnceLock::new();
         BUDGET.get_or_init(|| {
-            let mut limit = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            // SAFETY: getrlimit writes the limit into the struct it is given.
-            let soft = match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } {
-                0 => limit.rlim_cur,
-                _ => 1024,
-            };
+            let soft = open_file_limit().map_or(1024, |l| l.rlim_cur);
             let spare = soft.saturating_sub(RESERVED_DESCRIPTORS) / 2;
             Budget::new(usize::try_from(spare).unwrap_or(usize::MAX).max(1))
         })
@@ -88,91 +96,14 @@ impl Budget {
     pub fn limit(&self) -> usize {
         self.limit
     }
-}
 
-/// One front door's client connections.
-pub struct Admission {
-    max: usize,
-    budget: &'static Budget,
-    held: AtomicUsize,
-    /// Every connection admitted, to find one to evict (gone ones are
-    /// dropped from it as it grows).
-    slots: Mutex<Vec<Weak<Slot>>>,
-    refused: AtomicU64,
-    evicted: AtomicU64,
-    epoch: Instant,
-}
-
-/// One admitted connection's state.
-struct Slot {
-    /// Since when (ms after the door's epoch, plus one) it waits for a
-    /// request; 0 while it serves one.
-    waiting_since: AtomicU64,
-    /// Chosen to make room.
-    evicting: AtomicBool,
-    evict: Notify,
-}
-
-/// What a door's counters say.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Counts {
-    /// Connections held now.
-    pub held: usize,
-    /// Refused with a 503 since the door opened.
-    pub refused: u64,
-    /// Closed to make room for another since the door opened.
-    pub evicted: u64,
-}
-
-impl Admission {
-    /// A door of at most `max` connections within `budget`.
-    pub fn new(max: usize, budget: &'static Budget) -> Arc<Admission> {
-        Arc::new(Admission {
-            max,
-            budget,
-            held: AtomicUsize::new(0),
-            slots: Mutex::new(Vec::new()),
-            refused: AtomicU64::new(0),
-            evicted: AtomicU64::new(0),
-            epoch: Instant::now(),
-        })
-    }
-
-    /// Admit a new connection, evicting the one that has waited longest
-    /// for a request if there is no room; `None`: no room and none to
-    /// evict (it is counted as refused).
-    pub fn admit(self: &Arc<Self>) -> Option<Ticket> {
-        let full = self.held.load(Ordering::Relaxed) >= self.max
-            || self.budget.held.load(Ordering::Relaxed) >= self.budget.limit;
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        if full && !self.evict_one(&slots) {
-            self.refused.fetch_add(1, Ordering::Relaxed);
-            return None;
-        }
-        self.held.fetch_add(1, Ordering::Relaxed);
-        self.budget.held.fetch_add(1, Ordering::Relaxed);
-        let slot = Arc::new(Slot {
-            waiting_since: AtomicU64::new(self.now()),
-            evicting: AtomicBool::new(false),
-            evict: Notify::new(),
-        });
-        if slots.len() >= 2 * self.held.load(Ordering::Relaxed) + 16 {
-            slots.retain(|s| s.strong_count() > 0);
-        }
-        slots.push(Arc::downgrade(&slot));
-        Some(Ticket {
-            admission: self.clone(),
-            slot,
-        })
-    }
-
-    /// Tell the connection that has waited longest for a request to go;
-    /// false if every connection serves one.
-    fn evict_one(&self, slots: &[Weak<Slot>]) -> bool {
+    /// Tell the connection that has waited longest for a request (of door
+    /// `door` only, if given) to go; false if every one serves a request.
+    fn evict_one(&self, slots: &[Weak<Slot>], door: Option<usize>) -> bool {
         let oldest = slots
             .iter()
             .filter_map(Weak::upgrade)
-            .filter(|s| !s.evicting.load(Ordering::Relaxed))
+            .filter(|s| door.is_none_or(|d| s.door == d) && !s.evicting.load(Ordering::Relaxed))
             .filter_map(|s| {
                 let since = s.waiting_since.load(Ordering::Relaxed);
                 (since > 0).then_some((since, s))
@@ -183,8 +114,106 @@ impl Admission {
         };
         slot.evicting.store(true, Ordering::Relaxed);
         slot.evict.notify_one();
-        self.evicted.fetch_add(1, Ordering::Relaxed);
+        slot.evicted.fetch_add(1, Ordering::Relaxed);
         true
+    }
+}
+
+/// One front door's client connections.
+pub struct Admission {
+    /// Tells its connections from other doors' in the budget.
+    id: usize,
+    max: usize,
+    budget: &'static Budget,
+    held: AtomicUsize,
+    refused: AtomicU64,
+    /// Its connections closed to make room, by whichever door.
+    evicted: Arc<AtomicU64>,
+}
+
+/// One admitted connection's state.
+struct Slot {
+    /// Its door's id.
+    door: usize,
+    /// Since when (ms after [`epoch`], plus one) it waits for a request;
+    /// 0 while it serves one.
+    waiting_since: AtomicU64,
+    /// Chosen to make room.
+    evicting: AtomicBool,
+    evict: Notify,
+    /// Its door's count of evictions.
+    evicted: Arc<AtomicU64>,
+}
+
+/// The instant `waiting_since` counts from.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Now, as a `waiting_since` value.
+fn now() -> u64 {
+    epoch().elapsed().as_millis() as u64 + 1
+}
+
+/// What a door's counters say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// Connections held now (those told to go until they have).
+    pub held: usize,
+    /// Refused with a 503 since the door opened.
+    pub refused: u64,
+    /// Closed to make room for another since the door opened.
+    pub evicted: u64,
+}
+
+impl Admission {
+    /// A door of at most `max` connections within `budget`.
+    pub fn new(max: usize, budget: &'static Budget) -> Arc<Admission> {
+        static DOORS: AtomicUsize = AtomicUsize::new(0);
+        Arc::new(Admission {
+            id: DOORS.fetch_add(1, Ordering::Relaxed),
+            max,
+            budget,
+            held: AtomicUsize::new(0),
+            refused: AtomicU64::new(0),
+            evicted: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// Admit a new connection. Past the door's own limit, the one of its
+    /// connections that has waited longest for a request is told to go;
+    /// past the budget, the one of any door. `None`: none to evict (it is
+    /// counted as refused).
+    pub fn admit(self: &Arc<Self>) -> Option<Ticket> {
+        let budget = self.budget;
+        let door_full = self.held.load(Ordering::Relaxed) >= self.max;
+        let budget_full = budget.held.load(Ordering::Relaxed) >= budget.limit;
+        let mut slots = budget.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if door_full || budget_full {
+            let scope = door_full.then_some(self.id);
+            if !budget.evict_one(&slots, scope) {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+        }
+        self.held.fetch_add(1, Ordering::Relaxed);
+        let held = budget.held.fetch_add(1, Ordering::Relaxed) + 1;
+        let slot = Arc::new(Slot {
+            door: self.id,
+            waiting_since: AtomicU64::new(now()),
+            evicting: AtomicBool::new(false),
+            evict: Notify::new(),
+            evicted: self.evicted.clone(),
+        });
+        if slots.len() >= 2 * held + 16 {
+            slots.retain(|s| s.strong_count() > 0);
+        }
+        slots.push(Arc::downgrade(&slot));
+        Some(Ticket {
+            admission: self.clone(),
+            slot,
+        })
     }
 
     /// Its counters.
@@ -194,11 +223,6 @@ impl Admission {
             refused: self.refused.load(Ordering::Relaxed),
             evicted: self.evicted.load(Ordering::Relaxed),
         }
-    }
-
-    /// Now, as a `waiting_since` value.
-    fn now(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64 + 1
     }
 }
 
@@ -216,8 +240,7 @@ impl Ticket {
 
     /// It waits for a request again, from now.
     pub fn waiting(&self) {
-        let now = self.admission.now();
-        self.slot.waiting_since.store(now, Ordering::Relaxed);
+        self.slot.waiting_since.store(now(), Ordering::Relaxed);
     }
 
     /// Resolves once it is told to make room for another connection.
@@ -270,7 +293,7 @@ mod tests {
     }
 
     #[test]
-    fn doors_share_the_process_budget() {
+    fn doors_share_the_process_budget_and_its_evictions() {
         let shared = budget(2);
         let (a, b) = (Admission::new(10, shared), Admission::new(10, shared));
         let held_a = a.admit().expect("room");
@@ -278,8 +301,10 @@ mod tests {
         held_a.busy();
         held_b.busy();
         assert!(a.admit().is_none(), "the budget is spent");
-        drop(held_b);
-        assert!(a.admit().is_some());
+        // Another door's idle connection gives way too.
+        held_b.waiting();
+        let _newcomer = a.admit().expect("room made on door b");
+        assert_eq!((a.counts().evicted, b.counts().evicted), (0, 1));
     }
 
     #[test]

@@ -107,9 +107,12 @@ impl Client {
                     };
                     let read = tokio::select! {
                         biased;
-                        read = read_by(&mut self.stream, &mut self.buf, &mut self.timer, at) => read,
-                        // Room for another connection: this one goes.
+                        // Room for another connection: this one goes,
+                        // even if a request is arriving (as when a client
+                        // reuses a keep-alive connection the server just
+                        // closed, the client retries).
                         () = self.ticket.evicted() => return Ok(false),
+                        read = read_by(&mut self.stream, &mut self.buf, &mut self.timer, at) => read,
                     };
                     match read {
                         Ok(true) => {}
@@ -271,7 +274,7 @@ impl Client {
                 Ok(Some(false))
             }
             Some(Ok(answer)) => {
-                metrics.record(answer.head.status.as_u16(), started.elapsed());
+                let answered = started.elapsed();
                 self.out.clear();
                 let (relay, keep) = http1::answer_head(
                     &answer.head,
@@ -285,14 +288,27 @@ impl Client {
                 // client to take it.
                 match answer.body {
                     Pending::Whole(bytes) => {
+                        metrics.record(answer.head.status.as_u16(), answered);
                         drop(guard);
                         self.out.extend_from_slice(&bytes);
                         self.flush().await?;
                     }
                     Pending::Streaming(conn) => {
                         let framing = answer.head.framing;
-                        match self.relay(conn, framing, relay, guard).await? {
-                            Relayed::Whole(Some(conn)) if answer.head.reusable => {
+                        let relayed = self.relay(conn, framing, relay, guard).await;
+                        // What the client got: a 502 for a body that broke
+                        // before any of the answer went out; an answer cut
+                        // short by the instance counts as its error.
+                        let status = match relayed {
+                            Ok(Relayed::Unsent(_)) => StatusCode::BAD_GATEWAY,
+                            Ok(Relayed::Cut(status)) => status,
+                            _ => answer.head.status,
+                        };
+                        metrics.record(status.as_u16(), answered);
+                        match relayed? {
+                            Relayed::Whole(Some(conn))
+                                if answer.head.reusable && request.reusable =>
+                            {
                                 upstream::keep(upstream, conn, table);
                             }
                             Relayed::Whole(_) => {}
@@ -302,6 +318,7 @@ impl Client {
                                 let why = format!("instance {} failed: {malformed}\n", upstream.id);
                                 self.own(StatusCode::BAD_GATEWAY, &why, keep).await?;
                             }
+                            Relayed::Cut(_) => return Ok(Some(false)),
                         }
                     }
                 }
@@ -358,7 +375,9 @@ impl Client {
     ///
     /// A body that breaks its framing before anything of the answer was
     /// written to the client is [`Relayed::Unsent`] (what was gathered is
-    /// dropped); once the head went out, the client is cut off (an error).
+    /// dropped); once the head went out, an instance that breaks its
+    /// framing, fails or stalls is [`Relayed::Cut`]. An error is the
+    /// client's side failing.
     async fn relay(
         &mut self,
         mut conn: Conn,
@@ -375,9 +394,7 @@ impl Client {
                     self.out.clear();
                     return Ok(Relayed::Unsent(malformed));
                 }
-                Err(malformed) => {
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, malformed));
-                }
+                Err(_) => return Ok(Relayed::Cut(StatusCode::BAD_GATEWAY)),
             };
             match step {
                 Step::Data(data) => {
@@ -400,9 +417,12 @@ impl Client {
                         .set(Instant::now() + self.door.upstream_timeout);
                     eof = tokio::select! {
                         biased;
-                        more = conn.fill() => !more?,
+                        more = conn.fill() => match more {
+                            Ok(more) => !more,
+                            Err(_) => return Ok(Relayed::Cut(StatusCode::BAD_GATEWAY)),
+                        },
                         () = self.answer_timer.expired() => {
-                            return Err(io::ErrorKind::TimedOut.into());
+                            return Ok(Relayed::Cut(StatusCode::GATEWAY_TIMEOUT));
                         }
                     };
                 }
@@ -429,6 +449,10 @@ enum Relayed {
     /// It broke its framing before any of the answer was written to the
     /// client.
     Unsent(Malformed),
+    /// The instance broke its framing, failed or stalled after the
+    /// answer's head went out: the client is cut off, and the answer
+    /// counts as this status.
+    Cut(StatusCode),
 }
 
 /// Whether the client connection may carry another request after the

@@ -530,10 +530,7 @@ async fn accept(
             }
         };
         let Some(ticket) = admission.admit() else {
-            // A fresh socket's send buffer takes this whole; the client
-            // reads it before the close.
-            let _ = stream.try_write(NO_ROOM);
-            drop(stream);
+            refuse(stream);
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -542,6 +539,22 @@ async fn accept(
             let _ = handoffs[next].send((stream, ticket));
         }
     }
+}
+
+/// Answer a client the door has no room for with a `503` and close its
+/// connection. Written straight to the socket (a fresh one's send buffer
+/// takes it whole, and the runtime has not seen it writable yet), then
+/// what the client already sent is read off, so that the close does not
+/// reset the connection and lose the answer.
+fn refuse(stream: tokio::net::TcpStream) {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = stream.into_std() else {
+        return;
+    };
+    let _ = stream.write_all(NO_ROOM);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut sink = [0u8; 4096];
+    while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
 }
 
 /// Serve the connections handed to this worker until the proxy is dropped
@@ -1043,6 +1056,9 @@ mod tests {
         // The client's connection carries on.
         let got = raw(&mut stream, get, |t| t.ends_with("size\n")).await;
         assert!(got.starts_with("HTTP/1.1 502 Bad Gateway\r\n"), "{got}");
+        // Counted as the errors they are, for a canary's analysis.
+        let stats = proxy.stats("r1", Duration::from_secs(60));
+        assert_eq!((stats.requests, stats.errors), (2, 2));
     }
 
     /// An instance that switches every connection to an echo protocol.
@@ -1056,8 +1072,8 @@ mod tests {
                 head.extend_from_slice(&buf[..n]);
             }
             let head = String::from_utf8(head).unwrap();
-            assert!(head.contains("upgrade: echo\r\nconnection: upgrade\r\n"));
-            let switch = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\n\
+            assert!(head.contains("upgrade: websocket\r\nconnection: upgrade\r\n"));
+            let switch = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
                           Connection: Upgrade\r\n\r\n";
             stream.write_all(switch.as_bytes()).await.unwrap();
             loop {
@@ -1074,14 +1090,15 @@ mod tests {
     async fn an_upgraded_connection_is_a_tunnel_to_its_instance_until_it_closes() {
         let proxy = in_front_of(impatient(100), echo_switching_instance().await);
         let mut stream = connect(&proxy).await;
-        let ask = "GET /ws HTTP/1.1\r\nhost: svc\r\nupgrade: echo\r\nconnection: upgrade\r\n\r\n";
+        let ask =
+            "GET /ws HTTP/1.1\r\nhost: svc\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n";
         let got = raw(&mut stream, ask, |t| t.ends_with("\r\n\r\n")).await;
         assert!(
             got.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
             "{got}"
         );
         assert!(
-            got.contains("upgrade: echo\r\nconnection: upgrade\r\n"),
+            got.contains("upgrade: websocket\r\nconnection: upgrade\r\n"),
             "{got}"
         );
         assert!(got.contains("x-rollout-revision: r1\r\n"), "{got}");

@@ -272,9 +272,11 @@ pub async fn send(
         };
         let switched = head.status == StatusCode::SWITCHING_PROTOCOLS;
         let body = match head.framing {
-            Framing::Length(n) if n as usize <= conn.buf.len() && !switched => {
+            Framing::Length(n)
+                if usize::try_from(n).is_ok_and(|n| n <= conn.buf.len()) && !switched =>
+            {
                 let whole = conn.buf.split_to(n as usize).freeze();
-                if head.reusable && conn.buf.is_empty() {
+                if head.reusable && request.reusable && conn.buf.is_empty() {
                     keep(upstream, conn, table);
                 }
                 Pending::Whole(whole)
