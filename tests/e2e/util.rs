@@ -104,42 +104,32 @@ pub fn assert_contains(haystack: &str, needle: &str) {
     );
 }
 
-/// `examples/demo-app`, built once into its own target directory (the
-/// outer `cargo test` holds the workspace's); its path.
+/// Build workspace package `package` (a binary of the same name) into a
+/// target directory of its own (the outer `cargo test` holds the
+/// workspace's); its path.
+fn build_binary(package: &str) -> PathBuf {
+    let target = repo().join(format!("target/e2e-{package}"));
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "-p", package, "--manifest-path"])
+        .arg(repo().join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target)
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "building {package} failed");
+    target.join("debug").join(package)
+}
+
+/// `examples/demo-app`, built once; its path.
 pub fn demo_app() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let target = repo().join("target/e2e-demo-app");
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "-p", "demo-app", "--manifest-path"])
-                .arg(repo().join("Cargo.toml"))
-                .env("CARGO_TARGET_DIR", &target)
-                .status()
-                .expect("run cargo");
-            assert!(status.success(), "building examples/demo-app failed");
-            target.join("debug/demo-app")
-        })
-        .clone()
+    BUILT.get_or_init(|| build_binary("demo-app")).clone()
 }
 
 /// `tests/raw-instance`, the recording instance of the framing vectors,
-/// built once into its own target directory (as [`demo_app`]); its path.
+/// built once; its path.
 pub fn raw_instance() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let target = repo().join("target/e2e-raw-instance");
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "-p", "raw-instance", "--manifest-path"])
-                .arg(repo().join("Cargo.toml"))
-                .env("CARGO_TARGET_DIR", &target)
-                .status()
-                .expect("run cargo");
-            assert!(status.success(), "building tests/raw-instance failed");
-            target.join("debug/raw-instance")
-        })
-        .clone()
+    BUILT.get_or_init(|| build_binary("raw-instance")).clone()
 }
 
 /// The backend a test's specs deploy to.

@@ -46,6 +46,7 @@ mod fields;
 pub mod props;
 mod request;
 mod response;
+mod second_opinion;
 
 pub use body::{Chunked, Framing, LAST_CHUNK, Step, chunk};
 pub use request::{Refused, RequestHead, request_head};

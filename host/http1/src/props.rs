@@ -109,7 +109,8 @@ pub fn request_head_holds(input: &[u8]) {
 
 /// What the codec writes for a request it took: canonical, read back to
 /// itself, one host, framing fields that agree with its framing, and
-/// compliant in the eyes of `http_desync_guardian`.
+/// compliant in the eyes of `http_desync_guardian` (which the codec also
+/// asks about what it reads: here it judges what is written).
 fn assert_outgoing(head: &RequestHead) {
     let out = &head.outgoing[..];
     assert_canonical_lines(out);
@@ -123,6 +124,15 @@ fn assert_outgoing(head: &RequestHead) {
         .unwrap_or_else(|e| panic!("the codec refuses its own head ({e}): {out:?}"))
         .unwrap_or_else(|| panic!("the codec's own head is incomplete: {out:?}"));
     assert_eq!(used, out.len());
+    if again.outgoing != head.outgoing && !head.reusable {
+        // Used once on the second opinion's word, for fields the door
+        // then dropped: read back without them, the same head but for
+        // its `connection: close`, and from there a fixed point.
+        let close = b"connection: close\r\n\r\n";
+        let kept = &out[..out.len() - close.len()];
+        assert!(out.ends_with(close) && again.outgoing[..] == [kept, b"\r\n"].concat());
+        return assert_outgoing(&again);
+    }
     assert_eq!(again.outgoing, head.outgoing, "not a fixed point");
     assert_eq!(again.body, head.body);
     assert_eq!(values(out, "host").len(), 1, "{out:?}");
@@ -342,12 +352,20 @@ fn lenient_request(wire: &[u8]) -> Option<(Message, usize)> {
 /// by the codec and by a lenient server alike.
 pub fn stream_holds(input: &[u8]) {
     let (sent, wire) = forward_stream(input);
-    let (again, rewire) = forward_stream(&wire);
+    let (again, _) = forward_stream(&wire);
+    // Read back, a request used once on the second opinion's word loses
+    // that reason with the fields the door dropped (see assert_outgoing).
+    let use_once = |m: &Message| {
+        let head =
+            m.0.strip_suffix(b"connection: close\r\n\r\n")
+                .map_or(m.0.clone(), |h| [h, b"\r\n"].concat());
+        (head, m.1.clone())
+    };
     assert_eq!(
-        again, sent,
+        again.iter().map(use_once).collect::<Vec<_>>(),
+        sent.iter().map(use_once).collect::<Vec<_>>(),
         "the forwarded stream reads as other requests: {wire:?}"
     );
-    assert_eq!(rewire, wire, "forwarding is not a fixed point");
     let mut at = 0;
     for (head, body) in &sent {
         let ((h, b), used) = lenient_request(&wire[at..])

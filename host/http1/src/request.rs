@@ -6,6 +6,7 @@ use http::{Method, StatusCode};
 
 use crate::body::Framing;
 use crate::fields::{self, CodingError, Options};
+use crate::second_opinion::{self, Verdict};
 use crate::{MAX_HEADERS, Unfit, field, head_len};
 
 /// The longest request target accepted (`414 URI Too Long` past it).
@@ -279,6 +280,13 @@ pub fn request_head(buf: &mut BytesMut, door: &[u8]) -> Result<Option<RequestHea
     // is forwarded, but neither connection carries another request after
     // it (as AWS's desync guardian advises for what it calls Ambiguous).
     let isolated = (method == Method::GET || method == Method::HEAD) && !body.is_done();
+    // What the codec's own rules take, AWS's classifier judges too.
+    let path = request.path.unwrap_or_default();
+    let isolated = match second_opinion::verdict(method.as_str(), http10, path, headers) {
+        Verdict::Refuse => return Err(bad("refused by the second opinion (http_desync_guardian)")),
+        Verdict::UseOnce => true,
+        Verdict::Fine => isolated,
+    };
     let upgrade = seen
         .upgrade
         .filter(|p| p.eq_ignore_ascii_case(b"websocket"))
