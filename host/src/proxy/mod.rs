@@ -491,8 +491,8 @@ impl Drop for InFlight<'_> {
 /// A connection accepted for a worker, with its place at the door.
 type Handoff = (std::net::TcpStream, admission::Ticket);
 
-/// The answer to a client the door has no room for.
-const NO_ROOM: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 48\r\nconnection: close\r\n\r\nthe front door holds all the connections it may\n";
+/// What a client the door has no room for is told, with a `503`.
+const NO_ROOM: &str = "the front door holds all the connections it may (traffic.max-connections)\n";
 
 /// Accept connections until the proxy is dropped or closed, handing them
 /// to the workers in turn; one the door has no room for is answered 503
@@ -551,7 +551,14 @@ fn refuse(stream: tokio::net::TcpStream) {
     let Ok(mut stream) = stream.into_std() else {
         return;
     };
-    let _ = stream.write_all(NO_ROOM);
+    let mut answer = Vec::with_capacity(256);
+    http1::own_answer(
+        hyper::StatusCode::SERVICE_UNAVAILABLE,
+        NO_ROOM,
+        false,
+        &mut answer,
+    );
+    let _ = stream.write_all(&answer);
     let _ = stream.shutdown(std::net::Shutdown::Write);
     let mut sink = [0u8; 4096];
     while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}

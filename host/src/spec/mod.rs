@@ -682,7 +682,8 @@ fn validate(doc: &Document) -> Option<Problem> {
     if doc.traffic.max_connections == 0 {
         return Some(Problem::new(
             &["traffic", "max-connections"],
-            "must be at least 1".to_string(),
+            "must be at least 1: the most client connections the front door holds at once, like 10000"
+                .to_string(),
         ));
     }
     if doc.traffic.sticky_header.is_some() && doc.traffic.sticky_cookie.is_some() {
