@@ -69,12 +69,16 @@
 extern crate self as rollout_policy;
 
 pub mod analysis;
+mod error;
 mod host;
+mod instances;
 pub mod params;
+mod restore;
 pub mod shift;
 pub mod strategy;
 pub mod testing;
 
+pub use error::EffectError;
 pub use host::{Clock, Control, Fleet, Health, Host, Traffic, WasmHost};
 pub use params::Params;
 
@@ -92,6 +96,8 @@ pub mod bindings {
         default_bindings_module: "::rollout_policy::bindings",
         runtime_path: "::rollout_policy::__wit_bindgen::rt",
         generate_all,
+        // The SDK's own type, whose `Display` is not the debug form.
+        with: { "rollout:policy/types@0.1.0/effect-error": crate::EffectError },
         additional_derives: [PartialEq, Eq],
     });
 }
@@ -100,8 +106,8 @@ pub mod bindings {
 pub use wit_bindgen as __wit_bindgen;
 
 pub use bindings::rollout::policy::types::{
-    Command, EffectError, Instance, InstanceId, InstanceState, Level, Outcome, ProbeResult,
-    Progress, RevisionId, RevisionStats, RolloutInfo, Verdict,
+    Command, Instance, InstanceId, InstanceState, Level, Outcome, ProbeResult, Progress,
+    RevisionId, RevisionStats, RolloutInfo, Verdict,
 };
 
 /// A deployment strategy: drives one rollout through the [`Host`] and says
@@ -136,19 +142,5 @@ impl Verdict {
     /// True for [`Verdict::Healthy`].
     pub fn is_healthy(&self) -> bool {
         matches!(self, Verdict::Healthy)
-    }
-}
-
-impl EffectError {
-    /// Why the effect was refused, as plain text for messages (its
-    /// `Display` is the debug form). Guardrail and abort reasons are the
-    /// host's own words, e.g. `max-surge: starting 4 with 4 running would
-    /// exceed 5 instances`; the others are prefixed with their kind.
-    pub fn reason(&self) -> String {
-        match self {
-            EffectError::Guardrail(why) | EffectError::Aborted(why) => why.clone(),
-            EffectError::Invalid(why) => format!("invalid: {why}"),
-            EffectError::Backend(why) => format!("backend: {why}"),
-        }
     }
 }

@@ -88,21 +88,9 @@ impl<'a> Params<'a> {
     }
 }
 
-/// Parse `500`, `500ms`, `30s`, `5m`, `1h` into milliseconds.
-pub fn parse_millis(text: &str) -> Option<u64> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let n: u64 = digits.parse().ok()?;
-    let factor = match unit.trim() {
-        "" | "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => return None,
-    };
-    n.checked_mul(factor)
-}
+/// Parse `500`, `500ms`, `30s`, `5m`, `1h` into milliseconds (the host's
+/// own parser, so a param reads as a spec field would).
+pub use rollout_duration::parse_ms as parse_millis;
 
 /// Parse `2` or `25%` (of `total`, rounded up) into a count.
 pub fn parse_count(text: &str, total: u32) -> Option<u32> {

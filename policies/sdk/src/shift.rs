@@ -33,33 +33,13 @@
 
 use std::fmt;
 
-use crate::strategy::{self, Failure};
+pub use crate::instances::{alive, ids_of};
+use crate::restore::{self, Failure};
 use crate::{EffectError, Host, Instance, InstanceId, InstanceState, Level, Outcome, RolloutInfo};
 
 /// Weights `[(a, a_weight), (b, b_weight)]` for `traffic.set-weights`.
 pub fn split(a: &str, a_weight: u32, b: &str, b_weight: u32) -> [(String, u32); 2] {
     [(a.to_string(), a_weight), (b.to_string(), b_weight)]
-}
-
-/// True while an instance runs or may still run (starting, ready, unhealthy).
-pub fn alive(state: InstanceState) -> bool {
-    matches!(
-        state,
-        InstanceState::Starting | InstanceState::Ready | InstanceState::Unhealthy
-    )
-}
-
-/// Ids of the instances of `revision` whose state matches `keep`.
-pub fn ids_of(
-    fleet: &[Instance],
-    revision: &str,
-    keep: impl Fn(InstanceState) -> bool,
-) -> Vec<InstanceId> {
-    fleet
-        .iter()
-        .filter(|i| i.revision == revision && keep(i.state))
-        .map(|i| i.id.clone())
-        .collect()
 }
 
 /// Instances of `revision` in `fleet` that failed (exited) or turned
@@ -361,10 +341,10 @@ pub fn first_deploy(host: &mut impl Host, info: &RolloutInfo, ready_timeout_ms: 
         message: format!("first deploy: {} instance(s) of {to}", info.replicas),
     });
     if let crate::Command::Abort(why) = host.checkpoint("first deploy") {
-        return strategy::restore(host, info, ready_timeout_ms, why);
+        return restore::restore(host, info, ready_timeout_ms, why);
     }
     if let Err(e) = scale_up(host, to, info.replicas, ready_timeout_ms, None) {
-        return strategy::restore(host, info, ready_timeout_ms, e.to_string());
+        return restore::restore(host, info, ready_timeout_ms, e.to_string());
     }
     if let Err(e) = host.set_weights(&[(to.to_string(), 100)]) {
         host.log(
@@ -378,7 +358,7 @@ pub fn first_deploy(host: &mut impl Host, info: &RolloutInfo, ready_timeout_ms: 
 /// Roll back a traffic-shifting rollout: log the reason, set the weights
 /// to `[(from, 100), (to, 0)]` first (a refusal is logged), then restore
 /// `from-revision` to `replicas` ready instances and stop every instance of
-/// `to-revision` ([`strategy::restore`]).
+/// `to-revision` ([`restore::restore`]).
 pub fn roll_back(
     host: &mut impl Host,
     info: &RolloutInfo,
@@ -395,7 +375,7 @@ pub fn roll_back(
             );
         }
     }
-    strategy::restore(host, info, ready_timeout_ms, reason)
+    restore::restore(host, info, ready_timeout_ms, reason)
 }
 
 #[cfg(test)]
