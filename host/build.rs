@@ -18,6 +18,8 @@ fn main() {
         "policies/Cargo.toml",
         "policies/Cargo.lock",
         "policies/sdk",
+        // The SDK's path dependency.
+        "host/duration",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
