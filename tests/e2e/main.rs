@@ -43,6 +43,7 @@ mod docker;
 mod docker_util;
 mod framing;
 mod hostile;
+mod preflight;
 mod proxy;
 mod python;
 mod scenarios;

@@ -274,7 +274,7 @@ impl Agent {
             Some(c) => c,
             None => self.default_cause(&spec, current, &req.origin)?,
         };
-        self.roll_out(spec, &req.policy, req.params, cause)
+        self.roll_out(spec, &req.origin, &req.policy, req.params, cause)
     }
 
     /// `rollout undo`: roll out an earlier revision's spec again, as a new
@@ -307,18 +307,20 @@ impl Agent {
         }
         let spec = self.spec_of(service, target)?;
         let cause = format!("undo: back to revision {target}");
-        self.roll_out(spec, &req.policy, req.params, cause)
+        let origin = format!("revision {target} of {service}");
+        self.roll_out(spec, &origin, &req.policy, req.params, cause)
     }
 
     fn roll_out(
         self: &Arc<Self>,
         spec: ServiceSpec,
+        origin: &str,
         policy: &Option<PolicyRef>,
         params: Vec<(String, String)>,
         cause: String,
     ) -> Result<Started> {
         let loaded = self.policy(policy, &spec)?;
-        self.check_backend(&spec)?;
+        self.check_backend(&spec, origin)?;
         let service = self.service_on(&spec.name, spec.backend)?;
         if service.backend != spec.backend {
             return Err(AgentError::Invalid(format!(
@@ -386,17 +388,18 @@ impl Agent {
         })
     }
 
-    /// Refuse a revision its backend could not start (an image the Docker
-    /// host lacks, a daemon that does not answer) before anything changes.
+    /// Refuse a revision its backend could not start (a command that does
+    /// not exist, an image the Docker host lacks, a daemon that does not
+    /// answer) before anything changes; `origin` names the spec.
     /// Rollout requests are synchronous (policies compile), so this blocks
     /// its thread, whether a blocking one or a worker of the multi-threaded
     /// runtime.
-    fn check_backend(&self, spec: &ServiceSpec) -> Result<()> {
+    fn check_backend(&self, spec: &ServiceSpec, origin: &str) -> Result<()> {
         let runner = self.runner(spec.backend)?;
         let launch = launch(spec, 0);
         let check = async move { runner.check(&launch).await };
         tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(check))
-            .map_err(|e| AgentError::Invalid(format!("{}: {e}; nothing was changed", spec.name)))
+            .map_err(|e| AgentError::Invalid(format!("{origin}: {e}; nothing was changed")))
     }
 
     /// True when `replicas` instances of revision `n` are ready and nothing

@@ -17,6 +17,7 @@
 mod client;
 pub(crate) mod container;
 mod owner;
+pub(crate) mod preflight;
 pub mod process;
 pub(crate) mod watch;
 
@@ -66,7 +67,7 @@ impl DockerRunner {
 #[async_trait]
 impl Runner for DockerRunner {
     async fn check(&self, launch: &Launch) -> Result<(), BackendError> {
-        check_image(&self.docker, &image(launch)?).await
+        preflight::check(&self.docker, launch).await
     }
 
     async fn start(&self, request: StartRequest<'_>) -> Result<Arc<dyn Running>, BackendError> {
@@ -110,7 +111,7 @@ impl Runner for DockerRunner {
         };
         if let Err(e) = created {
             return Err(match is_status(&e, 404) {
-                true => missing_image(&image),
+                true => preflight::missing_image(&image),
                 false => api_error(&format!("creating {name} from {image}"), &e),
             });
         }
@@ -167,22 +168,6 @@ impl Runner for DockerRunner {
         }
         removed
     }
-}
-
-/// Check that the Docker host has `image`: the container backends never
-/// pull, so a missing image is refused before a rollout changes anything.
-pub(crate) async fn check_image(docker: &Connection, image: &str) -> Result<(), BackendError> {
-    match docker.get().await?.inspect_image(image).await {
-        Ok(_) => Ok(()),
-        Err(e) if is_status(&e, 404) => Err(missing_image(image)),
-        Err(e) => Err(api_error(&format!("inspecting image {image}"), &e)),
-    }
-}
-
-fn missing_image(image: &str) -> BackendError {
-    BackendError::Failed(format!(
-        "image {image} is not on the Docker host (rollout never pulls): build it (`docker build -t {image} .`) or pull it (`docker pull {image}`)"
-    ))
 }
 
 #[cfg(test)]

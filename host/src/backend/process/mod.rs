@@ -8,6 +8,7 @@
 //! start time).
 
 pub(crate) mod os;
+mod preflight;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -18,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use super::BackendError;
-use super::live::{Runner, Running, StartRequest, exit};
+use super::live::{Launch, Runner, Running, StartRequest, exit};
 use crate::model::InstanceId;
 use crate::store::InstanceRow;
 
@@ -27,6 +28,10 @@ pub struct ProcessRunner;
 
 #[async_trait]
 impl Runner for ProcessRunner {
+    async fn check(&self, launch: &Launch) -> Result<(), BackendError> {
+        preflight::check(launch)
+    }
+
     async fn start(&self, request: StartRequest<'_>) -> Result<Arc<dyn Running>, BackendError> {
         let StartRequest {
             id,

@@ -34,7 +34,7 @@ use bollard::query_parameters::ListServicesOptionsBuilder;
 use self::task::Task;
 use super::BackendError;
 use super::docker::{
-    Connection, Owner, api_error, check_image, entrypoint, env_lines, image, is_status, log_options,
+    Connection, Owner, api_error, entrypoint, env_lines, image, is_status, log_options, preflight,
 };
 use super::live::{Launch, Runner, Running, StartRequest};
 use crate::model::InstanceId;
@@ -86,7 +86,7 @@ impl SwarmRunner {
 #[async_trait]
 impl Runner for SwarmRunner {
     async fn check(&self, launch: &Launch) -> Result<(), BackendError> {
-        check_image(&self.docker, &image(launch)?).await
+        preflight::check(&self.docker, launch).await
     }
 
     async fn start(&self, request: StartRequest<'_>) -> Result<Arc<dyn Running>, BackendError> {
