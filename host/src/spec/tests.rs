@@ -556,7 +556,7 @@ fn demo_example_parses() {
     assert_eq!(s.backend, BackendKind::Process);
     assert_eq!(s.revision.env["VERSION"], "v1");
     let root = std::fs::canonicalize(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")).unwrap();
-    let command = root.join("target/debug/demo-app");
+    let command = root.join("target/release/demo-app");
     assert_eq!(
         s.revision.command.as_deref(),
         Some(command.to_str().unwrap())
