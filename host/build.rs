@@ -1,6 +1,11 @@
 //! Compile the built-in policies (`policies/`, a separate workspace) for
 //! `wasm32-wasip2` and place the components in `OUT_DIR/policies/`, where
 //! `runtime::source` embeds them. Nothing built is committed.
+//!
+//! A toolchain without the `wasm32-wasip2` target gets it from rustup
+//! (`rustup target add`, for the toolchain of this build), so a fresh
+//! clone builds with `cargo build` alone; without rustup the build stops
+//! and says what to install.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,6 +32,8 @@ fn main() {
         println!("cargo:rerun-if-changed={}", policies.join(policy).display());
     }
 
+    ensure_target();
+
     let target_dir = policies.join("target");
     let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     // The outer build's settings (target, flags, wrappers such as clippy)
@@ -52,10 +59,7 @@ fn main() {
         .status()
         .expect("run cargo to build the built-in policies");
     if !status.success() {
-        panic!(
-            "building the built-in policies for {TARGET} failed (see above). \
-             If the target is missing, run `rustup target add {TARGET}`."
-        );
+        panic!("building the built-in policies for {TARGET} failed (see above)");
     }
 
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("set by cargo")).join("policies");
@@ -64,6 +68,52 @@ fn main() {
         let file = format!("{}.wasm", policy.replace('-', "_"));
         let built = target_dir.join(TARGET).join("release").join(&file);
         copy(&built, &out.join(&file));
+    }
+}
+
+/// Make sure the toolchain of this build has the standard library for
+/// [`TARGET`]: add it with rustup when it is missing, or stop with what to
+/// run.
+fn ensure_target() {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let sysroot = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+    let Some(sysroot) = sysroot else {
+        // Whatever is wrong with rustc, the build below says it.
+        return;
+    };
+    let installed = |root: &Path| root.join("lib/rustlib").join(TARGET).join("lib").is_dir();
+    if installed(&sysroot) {
+        return;
+    }
+    // rustup sets RUSTUP_TOOLCHAIN for everything it runs: the target goes
+    // to the toolchain building this, not rustup's default.
+    let toolchain = std::env::var("RUSTUP_TOOLCHAIN").ok();
+    let mut add = vec!["target".to_string(), "add".to_string(), TARGET.to_string()];
+    if let Some(t) = &toolchain {
+        add.extend(["--toolchain".to_string(), t.clone()]);
+    }
+    let run = format!("rustup {}", add.join(" "));
+    println!("cargo:warning={TARGET} is not installed for this toolchain: running `{run}`");
+    match Command::new("rustup").args(&add).status() {
+        Ok(status) if status.success() => {}
+        Ok(status) => panic!(
+            "`{run}` failed ({status}, see above): the built-in policies need the {TARGET} \
+             target; run it yourself and build again"
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "the built-in policies are compiled for {TARGET}, which this toolchain ({}) lacks, \
+             and rustup is not on PATH to add it: install rustup (https://rustup.rs), run \
+             `rustup target add {TARGET}` and build again, or install {TARGET}'s standard \
+             library into {} by the means this toolchain came with",
+            rustc.to_string_lossy(),
+            sysroot.display()
+        ),
+        Err(e) => panic!("cannot run `{run}`: {e}; run it yourself and build again"),
     }
 }
 
