@@ -79,6 +79,14 @@ mod tests {
         }
     }
 
+    /// A shell script `name` in `dir` with `mode`; its path.
+    fn script(dir: &Path, name: &str, mode: u32) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
     fn refusal(launch: &Launch) -> String {
         check(launch).unwrap_err().to_string()
     }
@@ -86,8 +94,7 @@ mod tests {
     #[test]
     fn a_path_must_be_an_executable_file() {
         let dir = tempfile::tempdir().unwrap();
-        let program = dir.path().join("web");
-        std::fs::write(&program, "#!/bin/sh\n").unwrap();
+        let program = script(dir.path(), "web", 0o644);
         let at = program.to_str().unwrap();
         let e = refusal(&launch(at, None));
         assert!(
@@ -112,9 +119,7 @@ mod tests {
     #[test]
     fn a_relative_path_is_relative_to_the_working_directory() {
         let dir = tempfile::tempdir().unwrap();
-        let program = dir.path().join("web");
-        std::fs::write(&program, "#!/bin/sh\n").unwrap();
-        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        script(dir.path(), "web", 0o755);
         let mut relative = launch("./web", None);
         relative.workdir = Some(dir.path().to_path_buf());
         assert!(check(&relative).is_ok());
@@ -123,9 +128,7 @@ mod tests {
     #[test]
     fn a_bare_name_is_looked_up_in_the_revisions_path() {
         let dir = tempfile::tempdir().unwrap();
-        let program = dir.path().join("web-server");
-        std::fs::write(&program, "#!/bin/sh\n").unwrap();
-        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        script(dir.path(), "web-server", 0o755);
         let here = dir.path().to_str().unwrap();
         assert!(check(&launch("web-server", Some(here))).is_ok());
         let e = refusal(&launch("web-server", Some("/nonexistent")));
