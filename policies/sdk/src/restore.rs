@@ -51,7 +51,7 @@ impl fmt::Display for Failure {
 /// frees room for another old one without waiting for the ones starting;
 /// each old instance that becomes ready retires a ready new one. The new
 /// revision failed, so its ready instances are suspects: each look probes
-/// them (see [`failing`]) rather than wait for the host's next check, one
+/// them (see `failing`) rather than wait for the host's next check, one
 /// health interval away, to list one that broke since.
 pub fn restore(
     host: &mut impl Host,
