@@ -11,7 +11,6 @@ mod rollout;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use base64::Engine as _;
 use tokio::sync::Notify;
@@ -27,7 +26,7 @@ use crate::backend::swarm::SwarmRunner;
 use crate::engine::journal::Kind;
 use crate::engine::operator::{Action, Inbox};
 use crate::model::InstanceState;
-use crate::proxy::{Door, Proxy, Sticky};
+use crate::proxy::{Door, Proxy};
 use crate::runtime::{LoadedPolicy, PolicySource, Runtime};
 use crate::spec::{BackendKind, ServiceSpec};
 use crate::store::{RolloutRow, Store, StoreError};
@@ -678,21 +677,7 @@ impl Agent {
 /// Put a front door (proxy) on `port` in front of the service's fleet, if
 /// its spec has a port and the fleet has none there yet.
 fn front_door(service: &Service, spec: &ServiceSpec) -> Result<()> {
-    let traffic = &spec.traffic;
-    let sticky = match (&traffic.sticky_header, &traffic.sticky_cookie) {
-        (Some(h), _) => hyper::header::HeaderName::from_bytes(h.as_bytes())
-            .ok()
-            .map(Sticky::Header),
-        (None, Some(c)) => Some(Sticky::Cookie(c.clone())),
-        (None, None) => None,
-    };
-    let door = Door {
-        sticky,
-        idle_timeout: Duration::from_millis(traffic.idle_timeout),
-        head_timeout: Duration::from_millis(traffic.head_timeout),
-        upstream_timeout: Duration::from_millis(traffic.upstream_timeout),
-        max_connections: traffic.max_connections,
-    };
+    let door = spec.traffic.door();
     let preview = Door {
         sticky: None,
         ..door.clone()
@@ -701,7 +686,7 @@ fn front_door(service: &Service, spec: &ServiceSpec) -> Result<()> {
     if let Some(proxy) = open_door(spec, fleet.front_door(), spec.port, door)? {
         fleet.attach(proxy);
     }
-    let port = traffic.preview_port;
+    let port = spec.traffic.preview_port;
     if let Some(proxy) = open_door(spec, fleet.preview(), port, preview)? {
         fleet.attach_preview(proxy);
     }

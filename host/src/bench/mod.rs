@@ -1,14 +1,13 @@
 //! `rollout bench`: performance figures, not assertions (tests check
-//! behaviour).
+//! behaviour), of what needs nothing but rollout itself.
 //!
 //! - [`runtime`]: what the policy runtime costs.
 //! - [`rollout`]: a real rollout of `demo-app` processes against its
 //!   physical limit.
-//! - [`proxy`]: the front door against nginx, and a rollout under load.
-//! - [`swarm`]: rollout on its `swarm` backend against Docker Swarm's own
-//!   rolling update and rollback.
+//!
+//! The benchmarks that drive other systems (the front door against nginx,
+//! the swarm backend against Docker Swarm) are the `rollout-bench` binary
+//! of the `benches/` crate, which `rollout bench proxy|swarm` runs.
 
-pub mod proxy;
 pub mod rollout;
 pub mod runtime;
-pub mod swarm;

@@ -44,6 +44,16 @@ pub struct RolloutFigures {
     pub outcome: String,
 }
 
+/// The demo-app binary of a bench: `app` made absolute (the bench's specs
+/// are read from no file: a relative path would be taken from `/`), else
+/// the one next to this executable.
+pub fn demo_app(app: Option<&Path>) -> anyhow::Result<PathBuf> {
+    match app {
+        Some(app) => std::path::absolute(app).with_context(|| format!("--app {}", app.display())),
+        None => sibling_demo_app(),
+    }
+}
+
 /// The `demo-app` binary next to this executable (cargo builds both into
 /// the same directory).
 pub fn sibling_demo_app() -> anyhow::Result<PathBuf> {
@@ -114,11 +124,8 @@ params = {{ max-surge = "{surge}", max-unavailable = "0" }}
     Ok(ServiceSpec::parse(&text, "bench", Path::new("/"))?.to_toml())
 }
 
-/// Run one rollout to its end: how it ended, and its wall time.
-pub(crate) async fn roll(
-    agent: &Arc<Agent>,
-    spec: String,
-) -> anyhow::Result<(RolloutRow, Duration)> {
+/// Run one rollout to its end on `agent`: how it ended, and its wall time.
+pub async fn roll(agent: &Arc<Agent>, spec: String) -> anyhow::Result<(RolloutRow, Duration)> {
     let started = Instant::now();
     let request = RunRequest {
         spec,

@@ -95,7 +95,8 @@ pub struct LimitArgs {
 }
 
 impl LimitArgs {
-    fn limits(&self) -> Limits {
+    /// The sandbox limits these arguments set.
+    pub fn limits(&self) -> Limits {
         Limits {
             cpu_per_call: std::time::Duration::from_millis(self.policy_cpu_ms),
             memory_bytes: self.policy_memory_mib << 20,

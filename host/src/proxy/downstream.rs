@@ -17,23 +17,26 @@
 //! wheel.
 
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::time::{Instant, Sleep};
-
 use bytes::BytesMut;
 use hyper::{Method, StatusCode};
+use rollout_http1::{self as http1, Framing, Malformed, Relay, RequestHead, Step};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use super::admission::Ticket;
-use super::http1::{self, Framing, Malformed, Relay, RequestHead, Step};
+use super::body::{BodyLeft, ClientBody};
+use super::config::Door;
+use super::drain::InFlight;
+use super::io::{READ_SIZE, read_by};
+use super::routes::Routes;
 use super::table::Table;
+use super::timer::Timer;
 use super::upstream::{self, Conn, Pending};
-use super::{Door, InFlight, READ_SIZE, Routes, read_more};
 use crate::model::InstanceId;
 
 /// Body bytes gathered before they are written to the client.
@@ -462,142 +465,7 @@ fn carries_on(request: &RequestHead, body: &BodyLeft) -> bool {
     request.keep_alive && body.done
 }
 
-/// What is left of a request's body to read from its client.
-pub struct BodyLeft {
-    framing: Framing,
-    /// Read to its end (or it had none).
-    done: bool,
-    /// The client waits for `100 Continue`, not sent yet.
-    expect_continue: bool,
-}
-
-impl BodyLeft {
-    fn of(request: &RequestHead) -> Self {
-        BodyLeft {
-            framing: request.body,
-            done: request.body.is_done(),
-            expect_continue: request.expect_continue,
-        }
-    }
-}
-
-/// A request's body on its way from the client, read as it is sent on.
-pub struct ClientBody<'a> {
-    stream: &'a mut TcpStream,
-    buf: &'a mut BytesMut,
-    timer: &'a mut Timer,
-    /// The most the client may pause within it.
-    idle: Duration,
-    left: &'a mut BodyLeft,
-}
-
-impl ClientBody<'_> {
-    /// Move the body the client has already sent into `out`, framed as it
-    /// goes to the instance ([`Framing::forward`]); whether it is whole.
-    pub fn forward(&mut self, out: &mut Vec<u8>) -> Result<bool, Malformed> {
-        if !self.left.done {
-            self.left.done = self.left.framing.forward(self.buf, out)?;
-        }
-        Ok(self.left.done)
-    }
-
-    /// Read more of it from the client, first telling a client that waits
-    /// for it to go on (`100 Continue`); `TimedOut` when the client sends
-    /// nothing for the idle timeout.
-    pub async fn fill(&mut self) -> io::Result<()> {
-        if std::mem::take(&mut self.left.expect_continue) {
-            self.stream.write_all(http1::CONTINUE).await?;
-        }
-        let at = Instant::now() + self.idle;
-        match read_by(self.stream, self.buf, self.timer, at).await? {
-            true => Ok(()),
-            false => Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the client closed its connection before the end of its body",
-            )),
-        }
-    }
-}
-
-/// Read more from the client into `buf`; `TimedOut` if nothing came by `at`.
-async fn read_by(
-    stream: &mut TcpStream,
-    buf: &mut BytesMut,
-    timer: &mut Timer,
-    at: Instant,
-) -> io::Result<bool> {
-    timer.set(at);
-    tokio::select! {
-        biased;
-        more = read_more(stream, buf) => more,
-        () = timer.expired() => Err(io::ErrorKind::TimedOut.into()),
-    }
-}
-
-/// A connection's deadline, kept by one timer that is re-armed only when
-/// it fires before the deadline: moving the deadline later (each request
-/// does) costs no timer operation, and an idle connection costs one per
-/// timeout.
-struct Timer {
-    /// The deadline.
-    at: Instant,
-    /// Fires at or before `at`.
-    sleep: Pin<Box<Sleep>>,
-}
-
-impl Timer {
-    /// A timer for deadline `at`.
-    fn new(at: Instant) -> Self {
-        Timer {
-            at,
-            sleep: Box::pin(tokio::time::sleep_until(at)),
-        }
-    }
-
-    /// Move the deadline to `at`.
-    fn set(&mut self, at: Instant) {
-        self.at = at;
-        if self.sleep.deadline() > at {
-            self.sleep.as_mut().reset(at);
-        }
-    }
-
-    /// Wait until the deadline passes.
-    async fn expired(&mut self) {
-        loop {
-            self.sleep.as_mut().await;
-            if Instant::now() >= self.at {
-                return;
-            }
-            let at = self.at;
-            self.sleep.as_mut().reset(at);
-        }
-    }
-}
-
 /// `12s`, `1.5s`: a timeout for a message.
 fn seconds(d: Duration) -> String {
     format!("{}s", d.as_secs_f64())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn a_deadline_moved_later_holds_past_the_timer_it_was_armed_with() {
-        let start = Instant::now();
-        let mut timer = Timer::new(start + Duration::from_secs(10));
-        tokio::time::advance(Duration::from_secs(5)).await;
-        // Later: the runtime's timer still fires at 10 s, the deadline does
-        // not pass until 15 s.
-        timer.set(start + Duration::from_secs(15));
-        timer.expired().await;
-        assert_eq!(start.elapsed(), Duration::from_secs(15));
-        // Earlier than the one armed: re-armed at once.
-        timer.set(Instant::now() + Duration::from_secs(60));
-        timer.set(Instant::now() + Duration::from_secs(2));
-        timer.expired().await;
-        assert_eq!(start.elapsed(), Duration::from_secs(17));
-    }
 }

@@ -1,9 +1,9 @@
 //! Keep-alive HTTP/1.1 connections to instances, driven by the task of the
 //! client connection whose request they carry.
 //!
-//! A request writes its head (and body) on a connection and reads the
-//! answer's head in its client connection's task; that task also relays
-//! the body ([`super::downstream`]). There is no connection task and no
+//! A request writes its head (and body, [`super::body`]) on a connection
+//! and reads the answer's head in its client connection's task; that task
+//! also relays the answer's body. There is no connection task and no
 //! channel between tasks (as a hyper client connection has), so a request
 //! costs no cross-task wake-up. A connection goes back to its worker
 //! thread's idle pool when its body has been read to the end; an answer
@@ -17,13 +17,13 @@ use std::task::Context;
 
 use bytes::{Bytes, BytesMut};
 use hyper::StatusCode;
+use rollout_http1::{self as http1, Framing, RequestHead, ResponseHead};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::downstream::ClientBody;
-use super::http1::{self, Framing, RequestHead, ResponseHead};
+use super::body::ClientBody;
+use super::io::{READ_SIZE, read_more};
 use super::table::{Table, Upstream};
-use super::{READ_SIZE, read_more};
 
 /// An open connection to one instance.
 pub struct Conn {

@@ -42,28 +42,28 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::engine::guardrails::GuardrailSpec;
 use crate::health::HealthSpec;
+use crate::proxy::{self, Door, Sticky};
 
 /// Policy used when `[policy]` names none.
 pub const DEFAULT_POLICY: &str = "rolling";
 /// Default `stop-grace`, in ms.
 pub const DEFAULT_STOP_GRACE_MS: u64 = 10_000;
-/// `[traffic] idle-timeout` when not given: nginx's `keepalive_timeout`
-/// is 75 s, its body and send timeouts 60 s.
-pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 60_000;
-/// `[traffic] head-timeout` when not given (nginx's
-/// `client_header_timeout`).
-pub const DEFAULT_HEAD_TIMEOUT_MS: u64 = 60_000;
-/// `[traffic] upstream-timeout` when not given (nginx's
-/// `proxy_read_timeout`).
-pub const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 60_000;
-/// `[traffic] max-connections` when not given. The agent's file
-/// descriptors bound it further, for all front doors together.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// `[traffic] idle-timeout` when not given, in ms (the front door's
+/// [`proxy::config::DEFAULT_IDLE_TIMEOUT`]).
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = proxy::config::DEFAULT_IDLE_TIMEOUT.as_millis() as u64;
+/// `[traffic] head-timeout` when not given, in ms.
+pub const DEFAULT_HEAD_TIMEOUT_MS: u64 = proxy::config::DEFAULT_HEAD_TIMEOUT.as_millis() as u64;
+/// `[traffic] upstream-timeout` when not given, in ms.
+pub const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 =
+    proxy::config::DEFAULT_UPSTREAM_TIMEOUT.as_millis() as u64;
+/// `[traffic] max-connections` when not given.
+pub const DEFAULT_MAX_CONNECTIONS: usize = proxy::config::DEFAULT_MAX_CONNECTIONS;
 /// Smallest `log-max-bytes`: below it, logs would rotate constantly.
 pub const MIN_LOG_MAX_BYTES: u64 = 64 * 1024;
 
@@ -279,6 +279,27 @@ impl Default for TrafficSpec {
             head_timeout: DEFAULT_HEAD_TIMEOUT_MS,
             upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT_MS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+impl TrafficSpec {
+    /// The front door these settings describe. A sticky header that is no
+    /// valid field name pins no one.
+    pub fn door(&self) -> Door {
+        let sticky = match (&self.sticky_header, &self.sticky_cookie) {
+            (Some(h), _) => hyper::header::HeaderName::from_bytes(h.as_bytes())
+                .ok()
+                .map(Sticky::Header),
+            (None, Some(c)) => Some(Sticky::Cookie(c.clone())),
+            (None, None) => None,
+        };
+        Door {
+            sticky,
+            idle_timeout: Duration::from_millis(self.idle_timeout),
+            head_timeout: Duration::from_millis(self.head_timeout),
+            upstream_timeout: Duration::from_millis(self.upstream_timeout),
+            max_connections: self.max_connections,
         }
     }
 }

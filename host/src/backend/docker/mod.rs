@@ -21,8 +21,8 @@ pub(crate) mod preflight;
 pub mod process;
 pub(crate) mod watch;
 
-pub use client::Connection;
-pub(crate) use client::{api_error, is_status};
+pub(crate) use client::api_error;
+pub use client::{Connection, is_status};
 pub use owner::{AGENT_LABEL, HOME_LABEL, INSTANCE_LABEL, Owner, REVISION_LABEL, SERVICE_LABEL};
 pub(crate) use owner::{entrypoint, env_lines, image, log_options};
 

@@ -20,12 +20,12 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Serialize;
 
-use super::rollout::roll;
-use crate::agent::Agent;
-use crate::api::types::ServiceStatus;
-use crate::backend::live::free_port;
-use crate::runtime::Runtime;
-use crate::spec::ServiceSpec;
+use rollout::agent::Agent;
+use rollout::api::types::ServiceStatus;
+use rollout::backend::live::free_port;
+use rollout::bench::rollout::roll;
+use rollout::runtime::Runtime;
+use rollout::spec::ServiceSpec;
 
 /// Figures of `rollout bench proxy`; units are in the names.
 #[derive(Debug, Clone, Serialize)]
@@ -502,7 +502,7 @@ pub fn which(name: &str) -> anyhow::Result<PathBuf> {
         .map(|d| d.join(name))
         .find(|p| p.is_file())
         .with_context(|| {
-            format!("{name} not found: install it with `apt-get install nginx-light wrk` (or run scripts/bench-proxy.sh)")
+            format!("{name} not found: install it with `apt-get install nginx-light wrk` (or run benches/bench-proxy.sh)")
         })
 }
 

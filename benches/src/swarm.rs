@@ -89,13 +89,13 @@ use bollard::query_parameters::{
 };
 use serde::Serialize;
 
-use crate::agent::{Agent, revision_id};
-use crate::backend::docker::{Connection, is_status};
-use crate::bench::rollout::roll;
-use crate::engine::journal::Kind;
-use crate::runtime::Runtime;
-use crate::spec::ServiceSpec as RolloutSpec;
-use crate::store::JournalRow;
+use rollout::agent::{Agent, revision_id};
+use rollout::backend::docker::{Connection, is_status};
+use rollout::bench::rollout::roll;
+use rollout::engine::journal::Kind;
+use rollout::runtime::Runtime;
+use rollout::spec::ServiceSpec as RolloutSpec;
+use rollout::store::JournalRow;
 
 /// Label on the Swarm baseline's service, to find leftovers of an
 /// interrupted run.
@@ -143,7 +143,7 @@ pub struct SwarmOptions {
 }
 
 /// One side of the comparison.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Side {
     /// Docker Swarm's own rolling update.
     Swarm,
@@ -240,7 +240,7 @@ pub async fn swarm_figures(
     for image in [&options.image_v1, &options.image_v2, &options.bad_image] {
         docker.inspect_image(image).await.with_context(|| {
             format!(
-                "image {image} is not on the Docker host: run scripts/bench-swarm.sh, which builds rollout-bench-demo:v1|v2|bad, or name your own with --image-v1, --image-v2, --bad-image"
+                "image {image} is not on the Docker host: run benches/bench-swarm.sh, which builds rollout-bench-demo:v1|v2|bad, or name your own with --image-v1, --image-v2, --bad-image"
             )
         })?;
     }
@@ -305,7 +305,7 @@ async fn check_swarm(docker: &Docker) -> anyhow::Result<u32> {
     let swarm = info.swarm.unwrap_or_default();
     if swarm.local_node_state != Some(LocalNodeState::ACTIVE) {
         bail!(
-            "this Docker engine is not in a swarm: run `docker swarm init --advertise-addr 127.0.0.1` (scripts/bench-swarm.sh does)"
+            "this Docker engine is not in a swarm: run `docker swarm init --advertise-addr 127.0.0.1` (benches/bench-swarm.sh does)"
         );
     }
     if swarm.control_available != Some(true) {
@@ -977,7 +977,7 @@ fn after_first_failure(journal: &[JournalRow], to: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::journal::Entry;
+    use rollout::engine::journal::Entry;
 
     #[test]
     fn reads_docker_timestamps() {
