@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use super::rollout::roll;
 use crate::agent::Agent;
-use crate::api::types::ServiceStatus;
+use crate::agent::ServiceStatus;
 use crate::backend::live::free_port;
 use crate::runtime::Runtime;
 use crate::spec::ServiceSpec;
