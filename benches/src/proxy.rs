@@ -21,7 +21,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 
 use rollout::agent::Agent;
-use rollout::api::types::ServiceStatus;
+use rollout::agent::ServiceStatus;
 use rollout::backend::live::free_port;
 use rollout::bench::rollout::roll;
 use rollout::runtime::Runtime;

@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use super::{Agent, Service, revision_id};
+use super::service::Service;
+use super::{Agent, revision_id};
 use crate::engine::clock::Clock;
 use crate::engine::journal::Entry;
 use crate::engine::operator::{Inbox, Operator};

@@ -1,8 +1,12 @@
 //! What the CLI and the agent say to each other: JSON bodies of the control
-//! API, shared by [`super::client`] and [`super::server`].
+//! API, shared by [`super::client`] and the routes, and how they map to and
+//! from the agent's own types ([`crate::agent`]).
 
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
+use super::error::ApiError;
+use crate::agent;
 use crate::model::{Instance, RevisionStats};
 use crate::store::{JournalRow, RolloutRow};
 
@@ -150,4 +154,124 @@ pub struct ErrorBody {
     pub error: String,
     /// True when nothing was changed.
     pub unchanged: bool,
+}
+
+impl PolicyRef {
+    /// The policy as the agent takes it (an upload decoded).
+    fn into_domain(self) -> Result<agent::PolicyChoice, ApiError> {
+        Ok(match self {
+            PolicyRef::Builtin { name } => agent::PolicyChoice::Named(name),
+            PolicyRef::Wasm { name, base64 } => {
+                match base64::engine::general_purpose::STANDARD.decode(base64) {
+                    Ok(bytes) => agent::PolicyChoice::Uploaded {
+                        name,
+                        bytes: bytes.into(),
+                    },
+                    Err(source) => return Err(ApiError::Upload { name, source }),
+                }
+            }
+        })
+    }
+}
+
+/// The policy of a request, as the agent takes it.
+fn policy_choice(policy: Option<PolicyRef>) -> Result<Option<agent::PolicyChoice>, ApiError> {
+    policy.map(PolicyRef::into_domain).transpose()
+}
+
+impl RunRequest {
+    /// The request as the agent takes it.
+    pub(super) fn into_domain(self) -> Result<agent::RunRequest, ApiError> {
+        Ok(agent::RunRequest {
+            policy: policy_choice(self.policy)?,
+            spec: self.spec,
+            origin: self.origin,
+            params: self.params,
+            cause: self.cause,
+        })
+    }
+}
+
+impl UndoRequest {
+    /// The request as the agent takes it.
+    pub(super) fn into_domain(self) -> Result<agent::UndoRequest, ApiError> {
+        Ok(agent::UndoRequest {
+            policy: policy_choice(self.policy)?,
+            to_revision: self.to_revision,
+            params: self.params,
+        })
+    }
+}
+
+impl From<agent::Started> for Started {
+    fn from(s: agent::Started) -> Self {
+        Started {
+            rollout: s.rollout,
+            service: s.service,
+            from_revision: s.from_revision,
+            to_revision: s.to_revision,
+            message: s.message,
+        }
+    }
+}
+
+impl From<agent::Events> for Events {
+    fn from(e: agent::Events) -> Self {
+        Events {
+            rollout: e.rollout,
+            events: e.events,
+        }
+    }
+}
+
+impl From<agent::ServiceStatus> for ServiceStatus {
+    fn from(s: agent::ServiceStatus) -> Self {
+        ServiceStatus {
+            name: s.name,
+            current_revision: s.current_revision,
+            replicas: s.replicas,
+            backend: s.backend.name().to_string(),
+            instances: s.instances,
+            active: s.active,
+            paused: s.paused,
+            last: s.last,
+            progress: s.progress,
+            front_door: s.front_door.map(|a| a.to_string()),
+            preview: s.preview.map(|a| a.to_string()),
+            traffic: s.traffic.into_iter().map(RevisionTraffic::from).collect(),
+        }
+    }
+}
+
+impl From<agent::RevisionTraffic> for RevisionTraffic {
+    fn from(t: agent::RevisionTraffic) -> Self {
+        RevisionTraffic {
+            revision: t.revision,
+            weight: t.weight,
+            stats: t.stats,
+        }
+    }
+}
+
+impl From<agent::HistoryEntry> for HistoryEntry {
+    fn from(h: agent::HistoryEntry) -> Self {
+        HistoryEntry {
+            number: h.number,
+            cause: h.cause,
+            created_ms: h.created_ms,
+            current: h.current,
+            outcome: h.outcome,
+            diff: h.diff,
+            spec: h.spec,
+        }
+    }
+}
+
+impl From<agent::ControlAnswer> for ControlAnswer {
+    fn from(a: agent::ControlAnswer) -> Self {
+        ControlAnswer {
+            rollout: a.rollout,
+            message: a.message,
+        }
+    }
 }

@@ -16,7 +16,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::agent::Agent;
-use crate::api::types::RunRequest;
+use crate::agent::RunRequest;
 use crate::runtime::Runtime;
 use crate::spec::ServiceSpec;
 use crate::store::RolloutRow;
