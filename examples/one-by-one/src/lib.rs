@@ -10,7 +10,10 @@ pub struct OneByOne;
 impl Strategy for OneByOne {
     // Batch plan: how many old to stop first, how many new to start.
     fn plan(&self, _state: &State) -> Batch {
-        Batch { stop_first: 0, start: 1 }
+        Batch {
+            stop_first: 0,
+            start: 1,
+        }
     }
     // Health verdict: judge each new instance (probe, logs, stats...).
     fn verdict(&self, _host: &mut impl Host, probe: &ProbeResult) -> Verdict {
