@@ -41,6 +41,7 @@ mod abuse;
 mod agent;
 mod docker;
 mod docker_util;
+mod docs;
 mod framing;
 mod hostile;
 mod preflight;
