@@ -92,7 +92,7 @@ use serde::Serialize;
 use rollout::agent::{Agent, revision_id};
 use rollout::backend::docker::{Connection, is_status};
 use rollout::bench::rollout::roll;
-use rollout::engine::journal::Kind;
+use rollout::journal::Kind;
 use rollout::runtime::Runtime;
 use rollout::spec::ServiceSpec as RolloutSpec;
 use rollout::store::JournalRow;
@@ -977,7 +977,7 @@ fn after_first_failure(journal: &[JournalRow], to: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rollout::engine::journal::Entry;
+    use rollout::journal::Entry;
 
     #[test]
     fn reads_docker_timestamps() {

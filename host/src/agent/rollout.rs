@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use super::service::Service;
 use super::{Agent, revision_id};
-use crate::engine::clock::Clock;
-use crate::engine::journal::Entry;
+use crate::clock::Clock;
 use crate::engine::operator::{Inbox, Operator};
 use crate::engine::{self, Session};
+use crate::journal::Entry;
 use crate::model::{Outcome, RolloutInfo};
 use crate::runtime::LoadedPolicy;
 use crate::spec::ServiceSpec;

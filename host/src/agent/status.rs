@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use super::{Agent, Result};
-use crate::engine::journal::Kind;
+use crate::journal::Kind;
 use crate::model::{Instance, RevisionStats};
 use crate::spec::BackendKind;
 use crate::store::RolloutRow;

@@ -17,7 +17,7 @@ use rand::{RngExt, SeedableRng};
 use serde::Deserialize;
 
 use super::{Backend, BackendError, Observation};
-use crate::engine::clock::Clock;
+use crate::clock::Clock;
 use crate::model::{
     Instance, InstanceId, InstanceState, Probe, RevisionId, RevisionStats, Verdict,
 };

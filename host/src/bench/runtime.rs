@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::backend::sim::SimBackend;
+use crate::clock::Clock;
 use crate::engine::Session;
-use crate::engine::clock::Clock;
 use crate::engine::guardrails::GuardrailSpec;
 use crate::engine::operator::Operator;
 use crate::model::{Outcome, RolloutInfo};

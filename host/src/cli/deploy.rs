@@ -167,7 +167,7 @@ pub async fn follow(
                 match &bar {
                     Some(bar) => {
                         bar.println(line);
-                        if row.entry.kind == crate::engine::journal::Kind::Progress {
+                        if row.entry.kind == crate::journal::Kind::Progress {
                             show_step(bar, &row.entry.text);
                         }
                     }

@@ -6,9 +6,7 @@
 //! the old revision so a broken policy can fail a rollout but never take the
 //! service down.
 
-pub mod clock;
 pub mod guardrails;
-pub mod journal;
 pub mod operator;
 pub mod session;
 

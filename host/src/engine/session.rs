@@ -8,11 +8,11 @@
 
 use std::collections::HashSet;
 
-use super::clock::Clock;
 use super::guardrails::{GuardrailSpec, Guardrails};
-use super::journal::{Entry, Journal, Kind};
 use super::operator::Operator;
 use crate::backend::{Backend, BackendError};
+use crate::clock::Clock;
+use crate::journal::{Entry, Journal, Kind};
 use crate::model::{
     Command, EffectError, Instance, InstanceId, InstanceState, Level, Outcome, Probe, Progress,
     RevisionId, RevisionStats, RolloutInfo, Verdict,

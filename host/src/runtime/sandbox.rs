@@ -11,7 +11,7 @@ use rand::rngs::StdRng;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
 
-use crate::engine::clock::{Clock, WasiClock};
+use crate::clock::{Clock, WasiClock};
 
 /// Bytes of a guest's stderr kept (for panic messages).
 const STDERR_BYTES: usize = 64 * 1024;

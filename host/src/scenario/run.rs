@@ -4,10 +4,10 @@ use std::time::{Duration, Instant};
 
 use super::{Check, Observed, Scenario};
 use crate::backend::sim::SimBackend;
-use crate::engine::clock::Clock;
-use crate::engine::journal::Entry;
+use crate::clock::Clock;
 use crate::engine::operator::Operator;
 use crate::engine::{self, Session};
+use crate::journal::Entry;
 use crate::model::Outcome;
 use crate::runtime::{LoadedPolicy, Runtime};
 

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::journal::{Entry, Kind};
+use crate::journal::{Entry, Kind};
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -355,7 +355,7 @@ impl Store {
                     seq: r.get(0)?,
                     entry: Entry {
                         at_ms: r.get::<_, i64>(1)? as u64,
-                        kind: crate::engine::journal::Kind::from_label(&kind),
+                        kind: crate::journal::Kind::from_label(&kind),
                         text: r.get(3)?,
                     },
                 })

@@ -31,7 +31,7 @@ use futures_util::future::join_all;
 use tokio::sync::Notify;
 
 use super::{Backend, BackendError, Observation};
-use crate::engine::clock::Clock;
+use crate::clock::Clock;
 use crate::health::{self, HealthSpec, LogScanner};
 use crate::model::{
     Instance, InstanceId, InstanceState, Probe, RevisionId, RevisionStats, Verdict,
