@@ -116,7 +116,7 @@ impl Agent {
                 a.id, spec.name, spec.name, spec.name
             )));
         }
-        if let Err(e) = front_door(&service, &spec) {
+        if let Err(e) = front_door(&service.fleet, &spec) {
             if self.store.revisions(&spec.name)?.is_empty() {
                 // Never deployed: its next first deploy may pick another
                 // backend.

@@ -3,20 +3,19 @@
 
 use std::sync::Arc;
 
-use super::service::Service;
 use super::{AgentError, Result};
+use crate::backend::live::Fleet;
 use crate::proxy::{Door, Proxy};
 use crate::spec::ServiceSpec;
 
 /// Put a front door (proxy) on `port` in front of the service's fleet, if
 /// its spec has a port and the fleet has none there yet.
-pub(super) fn front_door(service: &Service, spec: &ServiceSpec) -> Result<()> {
+pub(super) fn front_door(fleet: &Fleet, spec: &ServiceSpec) -> Result<()> {
     let door = spec.traffic.door();
     let preview = Door {
         sticky: None,
         ..door.clone()
     };
-    let fleet = &service.fleet;
     if let Some(proxy) = open_door(spec, fleet.front_door(), spec.port, door)? {
         fleet.attach(proxy);
     }

@@ -65,7 +65,7 @@ impl Agent {
         if let Some(n) = serving.or(self.store.revisions(name)?.last().map(|r| r.number)) {
             // A port taken meanwhile leaves the service without a front door
             // until its next rollout says why.
-            let _ = front_door(&service, &self.spec_of(name, n)?);
+            let _ = front_door(&service.fleet, &self.spec_of(name, n)?);
         }
         // Until a rollout sets weights, the serving revision takes all the
         // traffic: instances of a rollout cut short (a green set at weight

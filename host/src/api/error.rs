@@ -7,9 +7,19 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::types::ErrorBody;
+use serde::{Deserialize, Serialize};
+
 use crate::agent::AgentError;
 use crate::store::StoreError;
+
+/// An error from the agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What went wrong, and what to do.
+    pub error: String,
+    /// True when nothing was changed.
+    pub unchanged: bool,
+}
 
 /// Why a request was not carried out. Display is the message the client
 /// shows.

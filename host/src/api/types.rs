@@ -6,6 +6,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
+pub use super::error::ErrorBody;
 use crate::agent;
 use crate::model::{Instance, RevisionStats};
 use crate::store::{JournalRow, RolloutRow};
@@ -145,15 +146,6 @@ pub struct ControlAnswer {
     pub rollout: i64,
     /// What the agent did.
     pub message: String,
-}
-
-/// An error from the agent.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ErrorBody {
-    /// What went wrong, and what to do.
-    pub error: String,
-    /// True when nothing was changed.
-    pub unchanged: bool,
 }
 
 impl PolicyRef {
