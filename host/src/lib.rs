@@ -1,12 +1,15 @@
 //! `rollout`: a deployment engine whose strategies are sandboxed
 //! WebAssembly components.
 //!
-//! - [`runtime`]: wasmtime, the sandbox and the `rollout:policy` bindings.
-//! - [`engine`]: runs a policy under guardrails, operator commands and
-//!   deadlines; journals every step; restores the fleet when a policy fails.
-//! - [`backend`]: what runs instances (`sim` today).
-//! - [`scenario`]: `rollout test` scenarios and their assertions.
-//! - [`cli`]: the `rollout` command.
+//! Leaves: [`model`], [`clock`], [`journal`], [`duration`]. Above them:
+//! [`runtime`] (wasmtime, the sandbox, the `rollout:policy` bindings) and
+//! [`engine`] (the executor: a policy under guardrails, operator commands
+//! and deadlines, restoring the fleet when it fails); [`backend`] (the sim
+//! fleet, the live fleet manager and its process, docker and swarm
+//! runners); [`health`], [`proxy`] (the front door), [`spec`], [`store`];
+//! then [`agent`], its control [`api`], [`scenario`] (`rollout test`) and
+//! [`cli`], with [`bench`] for the benchmarks the binary runs itself.
+//! `host/tests/layers.rs` keeps sibling modules free of import cycles.
 
 #![deny(missing_docs)]
 
@@ -15,9 +18,11 @@ pub mod api;
 pub mod backend;
 pub mod bench;
 pub mod cli;
+pub mod clock;
 pub mod duration;
 pub mod engine;
 pub mod health;
+pub mod journal;
 pub mod model;
 pub mod proxy;
 pub mod runtime;

@@ -10,12 +10,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+/// Cycles known to remain, as the checker prints them: each is work left
+/// (issue 14: the runtime is to become generic over a host trait the
+/// engine's executor implements). An entry that no longer matches a cycle
+/// fails the test too, so the list only shrinks.
+const KNOWN: &[&str] =
+    &["host/src: in crate: {engine, runtime}: engine -> runtime, runtime -> engine"];
+
 /// The source roots checked, relative to the repository.
-const CRATES: &[&str] = &[
-    "host/src",
-    "host/http1/src",
-    "policies/sdk/src",
-];
+const CRATES: &[&str] = &["host/src", "host/http1/src", "policies/sdk/src"];
 
 #[test]
 fn no_module_uses_a_sibling_that_uses_it_back() {
@@ -41,10 +44,25 @@ fn no_module_uses_a_sibling_that_uses_it_back() {
             }
         }
     }
+    let new: Vec<&String> = cycles
+        .iter()
+        .filter(|c| !KNOWN.contains(&c.as_str()))
+        .collect();
+    let gone: Vec<&&str> = KNOWN
+        .iter()
+        .filter(|k| !cycles.iter().any(|c| c == *k))
+        .collect();
     assert!(
-        cycles.is_empty(),
+        new.is_empty(),
         "import cycles between sibling modules:\n  {}",
-        cycles.join("\n  ")
+        new.iter()
+            .map(|c| c.as_str())
+            .collect::<Vec<_>>()
+            .join("\n  ")
+    );
+    assert!(
+        gone.is_empty(),
+        "cycles listed in KNOWN are gone: remove them from the list: {gone:?}"
     );
 }
 
@@ -248,7 +266,41 @@ fn find_cycles(edges: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
                     .map(move |to| format!("{from} -> {to}"))
             })
             .collect();
-        cycles.push(format!("{{{}}}: {}", members.join(", "), edges_inside.join(", ")));
+        cycles.push(format!(
+            "{{{}}}: {}",
+            members.join(", "),
+            edges_inside.join(", ")
+        ));
     }
     cycles
+}
+
+#[test]
+fn the_checker_sees_paths_in_use_groups_and_cycles() {
+    let module: ModPath = vec!["proxy".into(), "upstream".into()];
+    let found = referenced_paths(
+        &module,
+        "use crate::{spec::{A, B}, model}; use super::io::Buf; x = self::y::z;",
+    );
+    let found: Vec<String> = found.iter().map(|p| p.join("::")).collect();
+    assert_eq!(
+        found,
+        [
+            "spec::A",
+            "spec::B",
+            "model",
+            "proxy::io::Buf",
+            "proxy::upstream::y::z"
+        ]
+    );
+    let edges: BTreeMap<String, BTreeSet<String>> = [
+        ("a".to_string(), BTreeSet::from(["b".to_string()])),
+        (
+            "b".to_string(),
+            BTreeSet::from(["a".to_string(), "c".to_string()]),
+        ),
+        ("c".to_string(), BTreeSet::new()),
+    ]
+    .into();
+    assert_eq!(find_cycles(&edges), ["{a, b}: a -> b, b -> a"]);
 }
