@@ -35,6 +35,7 @@ const COMPILED: &[(&str, &[&str])] = &[
 /// Top-level directories of the repository: a shell word starting with one
 /// of them names a file that must exist (build output under `target/` aside).
 const REPO_DIRS: &[&str] = &[
+    "benches/",
     "docs/",
     "examples/",
     "host/",
@@ -307,7 +308,7 @@ fn words(line: &str) -> Vec<String> {
 }
 
 /// A command of a `sh` block: every `rollout` invocation matches its help,
-/// and every repository path exists. `cwd` follows `cd`.
+/// and every repository path (the program's too) exists. `cwd` follows `cd`.
 fn check_command(command: &[String], cwd: &mut PathBuf) -> Result<(), String> {
     let command: Vec<&str> = command
         .iter()
@@ -317,7 +318,7 @@ fn check_command(command: &[String], cwd: &mut PathBuf) -> Result<(), String> {
     let Some((program, args)) = command.split_first() else {
         return Ok(());
     };
-    for word in args
+    for word in command
         .iter()
         .map(|w| w.split_once('=').map_or(*w, |(_, v)| v))
     {

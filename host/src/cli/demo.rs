@@ -134,7 +134,7 @@ async fn steps(client: &Client, app: &Path) -> anyhow::Result<ExitCode> {
     println!("where to look next (run the demo with --keep to keep its home):");
     println!("  rollout --home HOME history demo   numbered revisions, their cause and spec diff");
     println!("  HOME/services/demo/logs/           what each instance logged");
-    println!("  README.md                          write a policy, test it with `rollout test`");
+    println!("  docs/policies.md                   write a policy, test it with `rollout test`");
     Ok(ExitCode::SUCCESS)
 }
 
