@@ -16,11 +16,11 @@
 mod proxy;
 mod swarm;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use rollout::cli::{LimitArgs, Output};
+use rollout::cli::Output;
+use rollout::cli::bench_args::{ProxyArgs, SwarmArgs};
 use rollout::runtime::Runtime;
 
 /// Benchmarks of rollout against nginx and Docker Swarm (also run as
@@ -38,66 +38,6 @@ enum What {
     Proxy(ProxyArgs),
     /// rollout's swarm backend against Docker Swarm's rolling update and rollback.
     Swarm(SwarmArgs),
-}
-
-/// Arguments of `rollout bench proxy`.
-#[derive(Debug, clap::Args)]
-struct ProxyArgs {
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Output::Human)]
-    output: Output,
-    /// The demo-app binary [default: next to this executable].
-    #[arg(long, value_name = "PATH")]
-    app: Option<PathBuf>,
-    /// Seconds of load per measurement.
-    #[arg(long, default_value_t = 4)]
-    seconds: u32,
-    /// Concurrent connections of the load generator (wrk).
-    #[arg(long, default_value_t = 32)]
-    connections: u32,
-    /// Rounds of runs, the proxy and nginx in turn (the other order each
-    /// round); medians are reported.
-    #[arg(long, default_value_t = 7)]
-    rounds: u32,
-    #[command(flatten)]
-    limits: LimitArgs,
-}
-
-/// Arguments of `rollout bench swarm`.
-#[derive(Debug, clap::Args)]
-struct SwarmArgs {
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Output::Human)]
-    output: Output,
-    /// Instances to replace.
-    #[arg(long, default_value_t = 10)]
-    replicas: u32,
-    /// The image deployed first.
-    #[arg(long, default_value = "rollout-bench-demo:v1", value_name = "IMAGE")]
-    image_v1: String,
-    /// The image rolled out.
-    #[arg(long, default_value = "rollout-bench-demo:v2", value_name = "IMAGE")]
-    image_v2: String,
-    /// An image that fails its health check once `UNHEALTHY_AFTER_MS` has passed (rolled back).
-    #[arg(long, default_value = "rollout-bench-demo:bad", value_name = "IMAGE")]
-    bad_image: String,
-    /// Health check interval, on both sides.
-    #[arg(long, default_value_t = 1000, value_name = "MS")]
-    health_interval_ms: u64,
-    /// Swarm's update and rollback monitor period (Swarm's default: 5000).
-    #[arg(long, default_value_t = swarm::SWARM_DEFAULT_MONITOR_MS, value_name = "MS")]
-    swarm_monitor_ms: u64,
-    /// Run Swarm as `docker service update --update-parallelism 1
-    /// --update-failure-action rollback` leaves it (its defaults for the
-    /// rest: stop-first, 3 health retries, no init), not tuned to equal
-    /// safety.
-    #[arg(long)]
-    swarm_defaults: bool,
-    /// Measure one side only.
-    #[arg(long, value_enum, value_name = "SIDE")]
-    only: Option<swarm::Side>,
-    #[command(flatten)]
-    limits: LimitArgs,
 }
 
 fn main() -> ExitCode {

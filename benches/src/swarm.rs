@@ -92,6 +92,7 @@ use serde::Serialize;
 use rollout::agent::{Agent, revision_id};
 use rollout::backend::docker::{Connection, is_status};
 use rollout::bench::rollout::roll;
+use rollout::cli::bench_args::Side;
 use rollout::journal::Kind;
 use rollout::runtime::Runtime;
 use rollout::spec::ServiceSpec as RolloutSpec;
@@ -108,8 +109,6 @@ const POLL: Duration = Duration::from_millis(50);
 const DEPLOY_TIMEOUT: Duration = Duration::from_secs(180);
 /// Longest wait for one update (or rollback) of the baseline.
 const UPDATE_TIMEOUT: Duration = Duration::from_secs(900);
-/// Swarm's default update monitor period.
-pub const SWARM_DEFAULT_MONITOR_MS: u64 = 5_000;
 /// What a healthy image failing to roll out most likely means.
 const BUSY: &str = "a healthy image failed a health check; is the machine busy? \
     (on both sides one failed check, or one that takes over 1 s, fails an instance: \
@@ -140,15 +139,6 @@ pub struct SwarmOptions {
     pub swarm_defaults: bool,
     /// Which sides to measure.
     pub only: Option<Side>,
-}
-
-/// One side of the comparison.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Side {
-    /// Docker Swarm's own rolling update.
-    Swarm,
-    /// rollout on its `swarm` backend.
-    Rollout,
 }
 
 /// Figures of `rollout bench swarm`; units are in the names. A side that
@@ -977,6 +967,7 @@ fn after_first_failure(journal: &[JournalRow], to: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rollout::cli::bench_args::SWARM_DEFAULT_MONITOR_MS;
     use rollout::journal::Entry;
 
     #[test]

@@ -208,7 +208,7 @@ struct Help {
     /// names, and whether each takes a value.
     flags: BTreeMap<String, BTreeMap<String, bool>>,
     /// The values a subcommand's first argument takes, where its help
-    /// lists them (`rollout bench runtime`).
+    /// lists them, or its own subcommands (`rollout bench runtime`).
     values: BTreeMap<String, Vec<String>>,
 }
 
@@ -257,28 +257,42 @@ fn values_of(help: &str) -> Vec<String> {
         .collect()
 }
 
+/// The subcommands a help text lists (none when it has no `Commands:`).
+fn commands_of(help: &str) -> Vec<&str> {
+    let Some((_, commands)) = help.split_once("Commands:") else {
+        return Vec::new();
+    };
+    commands
+        .lines()
+        .skip(1)
+        .take_while(|line| !line.trim().is_empty())
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .collect()
+}
+
 /// The CLI as its help describes it, read once.
 fn help() -> &'static Help {
     static HELP: OnceLock<Help> = OnceLock::new();
     HELP.get_or_init(|| {
         let top = help_of(&[]);
-        let commands = top
-            .split_once("Commands:")
-            .expect("rollout --help lists its commands")
-            .1
-            .lines()
-            .skip(1)
-            .take_while(|line| !line.trim().is_empty())
-            .filter_map(|line| line.split_whitespace().next())
-            .filter(|name| *name != "help");
         let mut help = Help {
             flags: BTreeMap::new(),
             values: BTreeMap::new(),
         };
-        for command in commands {
+        for command in commands_of(&top) {
             let text = help_of(&[command]);
+            for sub in commands_of(&text) {
+                let text = help_of(&[command, sub]);
+                help.flags
+                    .insert(format!("{command} {sub}"), flags_of(&text));
+                help.values
+                    .insert(format!("{command} {sub}"), values_of(&text));
+            }
+            let mut values = values_of(&text);
+            values.extend(commands_of(&text).into_iter().map(String::from));
             help.flags.insert(command.to_string(), flags_of(&text));
-            help.values.insert(command.to_string(), values_of(&text));
+            help.values.insert(command.to_string(), values);
         }
         help.flags.insert(String::new(), flags_of(&top));
         help
@@ -342,7 +356,7 @@ fn check_rollout(args: &[&str]) -> Result<(), String> {
     let help = help();
     let global = &help.flags[""];
     let mut rest = args.iter();
-    let mut command = None;
+    let mut command: Option<String> = None;
     let mut positional = Vec::new();
     let mut flags = Vec::new();
     while let Some(word) = rest.next() {
@@ -350,13 +364,20 @@ fn check_rollout(args: &[&str]) -> Result<(), String> {
             let name = word.split_once('=').map_or(*word, |(name, _)| name);
             flags.push(name);
             let known = command
-                .and_then(|c: &str| help.flags.get(c))
+                .as_ref()
+                .and_then(|c| help.flags.get(c))
                 .unwrap_or(global);
             if known.get(name) == Some(&true) && !word.contains('=') {
                 rest.next();
             }
         } else if command.is_none() {
-            command = Some(*word);
+            command = Some(word.to_string());
+        } else if let Some(nested) = command
+            .as_ref()
+            .map(|c| format!("{c} {word}"))
+            .filter(|nested| positional.is_empty() && help.flags.contains_key(nested))
+        {
+            command = Some(nested);
         } else {
             positional.push(*word);
         }
@@ -364,14 +385,14 @@ fn check_rollout(args: &[&str]) -> Result<(), String> {
     let command = command.ok_or("`rollout` without a subcommand")?;
     let known = help
         .flags
-        .get(command)
+        .get(&command)
         .ok_or_else(|| format!("`rollout {command}`: no such subcommand in `rollout --help`"))?;
     if let Some(flag) = flags.iter().find(|flag| !known.contains_key(**flag)) {
         return Err(format!(
             "`rollout {command} {flag}`: `rollout {command} --help` lists no such flag"
         ));
     }
-    let values = &help.values[command];
+    let values = &help.values[&command];
     match positional.first() {
         Some(first) if !values.is_empty() && !values.iter().any(|v| v == first) => Err(format!(
             "`rollout {command} {first}`: it takes one of {}",

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use super::bench_args::{ProxyArgs, SwarmArgs};
 use super::{Cli, LimitArgs, Output};
 use crate::bench;
 use crate::runtime::Runtime;
@@ -32,13 +33,11 @@ enum What {
     /// A rolling update of real demo-app processes against its physical limit.
     Rollout(RolloutArgs),
     /// The front door against nginx (wrk load), and failed requests during
-    /// a rollout (runs `rollout-bench proxy`; see `rollout bench proxy --help`).
-    #[command(disable_help_flag = true)]
-    Proxy(Passed),
+    /// a rollout (run by `rollout-bench proxy`).
+    Proxy(ProxyArgs),
     /// rollout's swarm backend against Docker Swarm's rolling update and
-    /// rollback (runs `rollout-bench swarm`; see `rollout bench swarm --help`).
-    #[command(disable_help_flag = true)]
-    Swarm(Passed),
+    /// rollback (run by `rollout-bench swarm`).
+    Swarm(SwarmArgs),
 }
 
 /// Arguments of `rollout bench runtime`.
@@ -68,14 +67,6 @@ struct RolloutArgs {
     app: Option<PathBuf>,
     #[command(flatten)]
     limits: LimitArgs,
-}
-
-/// Arguments passed through to `rollout-bench`.
-#[derive(Debug, clap::Args)]
-struct Passed {
-    /// Arguments of the benchmark (`--help` lists them).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    args: Vec<OsString>,
 }
 
 /// Run `rollout bench`.
@@ -135,15 +126,20 @@ pub async fn run(_cli: &Cli, args: &BenchArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        What::Proxy(passed) => return Err(delegate("proxy", &passed.args)),
-        What::Swarm(passed) => return Err(delegate("swarm", &passed.args)),
+        What::Proxy(_) => return Err(delegate("proxy")),
+        What::Swarm(_) => return Err(delegate("swarm")),
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Run `rollout-bench what args` in place of this process: the error when
-/// it cannot run.
-fn delegate(what: &str, args: &[OsString]) -> anyhow::Error {
+/// Run `rollout-bench what ARGS` in place of this process, ARGS being this
+/// command line's words after `what` (checked by clap already): the error
+/// when it cannot run.
+fn delegate(what: &str) -> anyhow::Error {
+    let words: Vec<OsString> = std::env::args_os().collect();
+    let bench = words.iter().position(|w| w == "bench");
+    let at = bench.and_then(|b| words[b..].iter().position(|w| w == what).map(|i| b + i));
+    let args = at.map_or(&[][..], |at| &words[at + 1..]);
     let exe = match std::env::current_exe().context("cannot find this executable") {
         Ok(exe) => exe,
         Err(e) => return e,

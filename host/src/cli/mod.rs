@@ -1,6 +1,7 @@
 //! The `rollout` command line: argument parsing and output.
 
 mod bench;
+pub mod bench_args;
 mod demo;
 mod deploy;
 mod inspect;
