@@ -35,16 +35,22 @@
 //! writes it back and [`ServiceSpec::diff`] compares two of them key by key.
 
 mod diff;
+mod error;
 mod overrides;
 mod source;
 #[cfg(test)]
 mod tests;
+mod validate;
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use error::Context;
+pub use error::SpecError;
+use validate::validate;
 
 use crate::engine::guardrails::GuardrailSpec;
 use crate::health::HealthSpec;
@@ -166,49 +172,6 @@ impl Default for PolicySpec {
             params: Vec::new(),
         }
     }
-}
-
-/// Why a spec was rejected. Display is a complete message for the user.
-#[derive(Debug, thiserror::Error)]
-pub enum SpecError {
-    /// The file could not be read: `web.toml: No such file or directory (os error 2)`.
-    #[error("{path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// Not valid TOML, or a field of the wrong type or unknown. The message
-    /// comes from the TOML parser: line, column, the offending snippet, what
-    /// was expected, and `in `field``.
-    #[error("{origin}: {message}")]
-    Parse {
-        /// The file (or other source) of the text.
-        origin: String,
-        /// What is wrong, and where.
-        message: String,
-    },
-    /// Well-formed but not acceptable: `web.toml: replicas: must be at
-    /// least 1, got 0 (line 2)`.
-    #[error("{origin}: {field}: {message}")]
-    Invalid {
-        /// The file (or other source) of the text.
-        origin: String,
-        /// Dotted key path of the field, e.g. `revision.command`.
-        field: String,
-        /// What is wrong, ending with `(line N)` when the field is in the text.
-        message: String,
-    },
-    /// A `--set` override that cannot be applied or makes the spec invalid:
-    /// `--set replicas=x: invalid type: string "x", expected u32`.
-    #[error("--set {key}: {message}")]
-    Set {
-        /// The override as given, `key=value`.
-        key: String,
-        /// What is wrong.
-        message: String,
-    },
 }
 
 /// The file as deserialized, before validation.
@@ -342,93 +305,6 @@ fn default_upstream_timeout() -> u64 {
 
 fn default_log_max_bytes() -> u64 {
     DEFAULT_LOG_MAX_BYTES
-}
-
-/// A validation failure: the key path it is about, other keys that can
-/// cause it (for blaming a `--set`), and what is wrong.
-struct Problem {
-    path: Vec<String>,
-    also: Option<&'static str>,
-    message: String,
-}
-
-impl Problem {
-    fn new(path: &[&str], message: String) -> Self {
-        Problem {
-            path: path.iter().map(|s| s.to_string()).collect(),
-            also: None,
-            message,
-        }
-    }
-}
-
-/// Where the text came from and what was applied to it, for error messages.
-struct Context<'a> {
-    text: &'a str,
-    origin: &'a str,
-    sets: &'a [(String, String)],
-}
-
-impl Context<'_> {
-    fn parse_error(&self, message: String) -> SpecError {
-        SpecError::Parse {
-            origin: self.origin.to_string(),
-            message,
-        }
-    }
-
-    fn set_error(&self, index: usize, message: String) -> SpecError {
-        let (key, value) = &self.sets[index];
-        SpecError::Set {
-            key: format!("{key}={value}"),
-            message,
-        }
-    }
-
-    /// A type error found in the table with overrides applied (re-serialized
-    /// as `generated`): blame the last `--set` touching the field, else the
-    /// file, located in the original text.
-    fn merged_error(&self, generated: &str, e: &toml::de::Error) -> SpecError {
-        let found = e
-            .span()
-            .and_then(|span| source::path_at(generated, span.clone()));
-        let Some((path, part)) = found else {
-            return self.parse_error(e.message().to_string());
-        };
-        if let Some(i) = overrides::culprit(self.sets, &path) {
-            let mut message = e.message().to_string();
-            if overrides::segments(&self.sets[i].0) != path {
-                message.push_str(&format!(" (in `{}`)", source::dotted(&path)));
-            }
-            return self.set_error(i, message);
-        }
-        let message = match source::span_of(self.text, &path, part) {
-            Some(span) => source::render(self.text, span, e.message(), &path),
-            None => format!("{}\nin `{}`", e.message(), source::dotted(&path)),
-        };
-        self.parse_error(message)
-    }
-
-    fn invalid(&self, problem: Problem) -> SpecError {
-        let field = source::dotted(&problem.path);
-        let blamed = overrides::culprit(self.sets, &problem.path).or_else(|| {
-            let also: Vec<String> = problem.also?.split('.').map(str::to_string).collect();
-            overrides::culprit(self.sets, &also)
-        });
-        if let Some(i) = blamed {
-            return self.set_error(i, format!("{field}: {}", problem.message));
-        }
-        let mut message = problem.message;
-        if let Some(span) = source::span_of(self.text, &problem.path, source::Part::Key) {
-            let (line, _) = source::line_col(self.text, span.start);
-            message.push_str(&format!(" (line {line})"));
-        }
-        SpecError::Invalid {
-            origin: self.origin.to_string(),
-            field,
-            message,
-        }
-    }
 }
 
 impl ServiceSpec {
@@ -575,178 +451,6 @@ impl ServiceSpec {
     pub fn diff(&self, newer: &ServiceSpec) -> Vec<String> {
         diff::diff(&self.raw, &newer.raw)
     }
-}
-
-/// The first thing wrong with a deserialized spec, if any.
-fn validate(doc: &Document) -> Option<Problem> {
-    let name_ok = (1..=MAX_NAME_LEN).contains(&doc.name.len())
-        && doc.name.starts_with(|c: char| c.is_ascii_lowercase())
-        && doc
-            .name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !name_ok {
-        return Some(Problem::new(
-            &["name"],
-            format!(
-                "must be 1 to {MAX_NAME_LEN} characters among a-z, 0-9 and '-', \
-                 starting with a letter; got {:?}",
-                doc.name
-            ),
-        ));
-    }
-    if doc.replicas == 0 {
-        return Some(Problem::new(
-            &["replicas"],
-            "must be at least 1, got 0".to_string(),
-        ));
-    }
-    if doc.port == Some(0) {
-        return Some(Problem::new(
-            &["port"],
-            "must be between 1 and 65535, got 0".to_string(),
-        ));
-    }
-    let rev = &doc.revision;
-    let blank = |v: &Option<String>| v.as_deref().is_none_or(|s| s.trim().is_empty());
-    match doc.backend {
-        BackendKind::Process if blank(&rev.command) => {
-            return Some(Problem {
-                path: vec!["revision".into(), "command".into()],
-                also: Some("backend"),
-                message: "required by the process backend: the program each instance runs, \
-                          e.g. command = \"./bin/web\""
-                    .to_string(),
-            });
-        }
-        BackendKind::Docker | BackendKind::Swarm if blank(&rev.image) => {
-            return Some(Problem {
-                path: vec!["revision".into(), "image".into()],
-                also: Some("backend"),
-                message: format!(
-                    "required by the {} backend: the image each instance runs, \
-                     e.g. image = \"web:v2\"",
-                    doc.backend
-                ),
-            });
-        }
-        _ => {}
-    }
-    if let Some(key) = rev
-        .env
-        .keys()
-        .find(|k| k.is_empty() || k.contains(['=', '\0']))
-    {
-        let path = ["revision", "env", key.as_str()];
-        return Some(Problem::new(
-            &path,
-            "environment variable names must be non-empty, without '=' or NUL".to_string(),
-        ));
-    }
-    if let Some(p) = rev
-        .args
-        .iter()
-        .chain(rev.env.values())
-        .find(|s| s.contains('\0'))
-    {
-        return Some(Problem::new(
-            &["revision"],
-            format!("arguments and environment values cannot contain NUL: {p:?}"),
-        ));
-    }
-    if doc.health.interval == 0 {
-        return Some(Problem::new(
-            &["health", "interval"],
-            "must be more than 0".to_string(),
-        ));
-    }
-    if doc.health.timeout == 0 {
-        return Some(Problem::new(
-            &["health", "timeout"],
-            "must be more than 0".to_string(),
-        ));
-    }
-    if doc.health.start_period == Some(0) {
-        return Some(Problem::new(
-            &["health", "start-period"],
-            "must be more than 0: a starting instance is probed 10 ms after it starts, before most services listen".to_string(),
-        ));
-    }
-    if let Some(h) = &doc.traffic.sticky_header
-        && hyper::header::HeaderName::from_bytes(h.as_bytes()).is_err()
-    {
-        return Some(Problem::new(
-            &["traffic", "sticky-header"],
-            format!("not a valid HTTP header name: {h:?}"),
-        ));
-    }
-    if let Some(preview) = doc.traffic.preview_port
-        && (preview == 0 || doc.port.is_none() || doc.port == Some(preview))
-    {
-        return Some(Problem::new(
-            &["traffic", "preview-port"],
-            format!("must be a port other than 0 and `port`, which must be set too; got {preview}"),
-        ));
-    }
-    for (key, ms) in [
-        ("idle-timeout", doc.traffic.idle_timeout),
-        ("head-timeout", doc.traffic.head_timeout),
-        ("upstream-timeout", doc.traffic.upstream_timeout),
-    ] {
-        if ms == 0 {
-            return Some(Problem::new(
-                &["traffic", key],
-                "must be a duration above 0, like \"60s\"".to_string(),
-            ));
-        }
-    }
-    if doc.traffic.max_connections == 0 {
-        return Some(Problem::new(
-            &["traffic", "max-connections"],
-            "must be at least 1: the most client connections the front door holds at once, like 10000"
-                .to_string(),
-        ));
-    }
-    if doc.traffic.sticky_header.is_some() && doc.traffic.sticky_cookie.is_some() {
-        return Some(Problem::new(
-            &["traffic", "sticky-cookie"],
-            "give sticky-header or sticky-cookie, not both".to_string(),
-        ));
-    }
-    if doc.log_max_bytes < MIN_LOG_MAX_BYTES {
-        return Some(Problem::new(
-            &["log-max-bytes"],
-            format!(
-                "must be at least {MIN_LOG_MAX_BYTES} bytes, got {}",
-                doc.log_max_bytes
-            ),
-        ));
-    }
-    if doc.policy.name.trim().is_empty() {
-        return Some(Problem::new(
-            &["policy", "name"],
-            format!("must name a built-in policy (e.g. {DEFAULT_POLICY:?}) or a .wasm file"),
-        ));
-    }
-    for (key, value) in &doc.policy.params {
-        if !matches!(
-            value,
-            toml::Value::String(_)
-                | toml::Value::Integer(_)
-                | toml::Value::Float(_)
-                | toml::Value::Boolean(_)
-        ) {
-            return Some(Problem::new(
-                &["policy", "params", key.as_str()],
-                format!(
-                    "policy params must be strings, integers, floats or booleans, got {} {}",
-                    article(value.type_str()),
-                    value.type_str()
-                ),
-            ));
-        }
-    }
-    None
 }
 
 fn article(word: &str) -> &'static str {
