@@ -47,7 +47,7 @@ pub struct RunRequest {
 }
 
 /// What a run or an undo started.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Started {
     /// The rollout; `None` when nothing changed.
     pub rollout: Option<i64>,

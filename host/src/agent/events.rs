@@ -6,7 +6,7 @@ use super::{Agent, Result};
 use crate::store::{JournalRow, RolloutRow};
 
 /// Journal entries of a rollout, with the rollout as it stands.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Events {
     /// The rollout as it stands.
     pub rollout: RolloutRow,

@@ -6,7 +6,7 @@ use super::{Agent, AgentError, Result};
 use crate::spec::ServiceSpec;
 
 /// One revision of a service.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct HistoryEntry {
     /// Revision number.
     pub number: u32,

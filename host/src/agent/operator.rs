@@ -6,7 +6,7 @@ use super::{Agent, AgentError, Result};
 use crate::engine::operator::Action;
 
 /// What became of an operator command.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ControlAnswer {
     /// The rollout the command went to.
     pub rollout: i64,

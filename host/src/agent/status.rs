@@ -42,7 +42,7 @@ pub struct ServiceStatus {
 }
 
 /// One revision's traffic through the front door.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RevisionTraffic {
     /// Revision id.
     pub revision: String,

@@ -8,8 +8,10 @@ use serde::{Deserialize, Serialize};
 use super::error::ApiError;
 pub use super::error::ErrorBody;
 use crate::agent;
-use crate::model::{Instance, RevisionStats};
-use crate::store::{JournalRow, RolloutRow};
+/// Answers whose wire form is the agent's own type.
+pub use crate::agent::{ControlAnswer, Events, HistoryEntry, RevisionTraffic, Started};
+use crate::model::Instance;
+use crate::store::RolloutRow;
 
 /// Which policy a rollout runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,31 +57,6 @@ pub struct UndoRequest {
     pub params: Vec<(String, String)>,
 }
 
-/// The answer to a run or an undo.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Started {
-    /// The rollout, to follow with [`Events`]; `None` when nothing changed.
-    pub rollout: Option<i64>,
-    /// Service name.
-    pub service: String,
-    /// Revision serving before.
-    pub from_revision: Option<u32>,
-    /// Revision rolled out (or already serving, when unchanged).
-    pub to_revision: u32,
-    /// What the agent did, in words.
-    pub message: String,
-}
-
-/// `GET /v1/rollouts/ID/events?after=SEQ&wait_ms=MS`: journal entries after
-/// `after`, waiting up to `wait_ms` for some when there are none yet.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Events {
-    /// The rollout as it stands.
-    pub rollout: RolloutRow,
-    /// New entries, oldest first.
-    pub events: Vec<JournalRow>,
-}
-
 /// `GET /v1/services[/NAME]`: one service.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServiceStatus {
@@ -107,45 +84,6 @@ pub struct ServiceStatus {
     pub preview: Option<String>,
     /// What each revision served through the front door over the last minute.
     pub traffic: Vec<RevisionTraffic>,
-}
-
-/// One revision's traffic through the front door.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RevisionTraffic {
-    /// Revision id.
-    pub revision: String,
-    /// Its weight, when the policy set weights.
-    pub weight: Option<u32>,
-    /// Its traffic over the window.
-    pub stats: RevisionStats,
-}
-
-/// One line of `rollout history`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct HistoryEntry {
-    /// Revision number.
-    pub number: u32,
-    /// Why it was made.
-    pub cause: String,
-    /// Unix milliseconds.
-    pub created_ms: u64,
-    /// Serving now.
-    pub current: bool,
-    /// How its rollout ended (`completed`, `rolled-back`, ...), if it ran.
-    pub outcome: Option<String>,
-    /// What changed from the revision before.
-    pub diff: Vec<String>,
-    /// The whole spec, when one revision was asked for.
-    pub spec: Option<String>,
-}
-
-/// `POST /v1/services/NAME/ACTION` for pause, resume, abort, promote.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ControlAnswer {
-    /// The rollout the command went to.
-    pub rollout: i64,
-    /// What the agent did.
-    pub message: String,
 }
 
 impl PolicyRef {
@@ -195,27 +133,6 @@ impl UndoRequest {
     }
 }
 
-impl From<agent::Started> for Started {
-    fn from(s: agent::Started) -> Self {
-        Started {
-            rollout: s.rollout,
-            service: s.service,
-            from_revision: s.from_revision,
-            to_revision: s.to_revision,
-            message: s.message,
-        }
-    }
-}
-
-impl From<agent::Events> for Events {
-    fn from(e: agent::Events) -> Self {
-        Events {
-            rollout: e.rollout,
-            events: e.events,
-        }
-    }
-}
-
 impl From<agent::ServiceStatus> for ServiceStatus {
     fn from(s: agent::ServiceStatus) -> Self {
         ServiceStatus {
@@ -230,40 +147,7 @@ impl From<agent::ServiceStatus> for ServiceStatus {
             progress: s.progress,
             front_door: s.front_door.map(|a| a.to_string()),
             preview: s.preview.map(|a| a.to_string()),
-            traffic: s.traffic.into_iter().map(RevisionTraffic::from).collect(),
-        }
-    }
-}
-
-impl From<agent::RevisionTraffic> for RevisionTraffic {
-    fn from(t: agent::RevisionTraffic) -> Self {
-        RevisionTraffic {
-            revision: t.revision,
-            weight: t.weight,
-            stats: t.stats,
-        }
-    }
-}
-
-impl From<agent::HistoryEntry> for HistoryEntry {
-    fn from(h: agent::HistoryEntry) -> Self {
-        HistoryEntry {
-            number: h.number,
-            cause: h.cause,
-            created_ms: h.created_ms,
-            current: h.current,
-            outcome: h.outcome,
-            diff: h.diff,
-            spec: h.spec,
-        }
-    }
-}
-
-impl From<agent::ControlAnswer> for ControlAnswer {
-    fn from(a: agent::ControlAnswer) -> Self {
-        ControlAnswer {
-            rollout: a.rollout,
-            message: a.message,
+            traffic: s.traffic,
         }
     }
 }
