@@ -2,7 +2,7 @@
 //! backend-specific fields), checked before anything changes.
 
 use super::error::Problem;
-use super::*;
+use super::{BackendKind, DEFAULT_POLICY, Document, MAX_NAME_LEN, MIN_LOG_MAX_BYTES, article};
 
 /// The first thing wrong with a deserialized spec, if any.
 pub(super) fn validate(doc: &Document) -> Option<Problem> {
