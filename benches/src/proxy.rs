@@ -24,7 +24,7 @@ use rollout::agent::Agent;
 use rollout::agent::ServiceStatus;
 use rollout::backend::live::free_port;
 use rollout::bench::rollout::roll;
-use rollout::runtime::Runtime;
+use rollout::executor::PolicyRuntime;
 use rollout::spec::ServiceSpec;
 
 /// Figures of `rollout bench proxy`; units are in the names.
@@ -237,7 +237,7 @@ params = {{ min-ready-ms = "2s" }}
 /// Measure the proxy against nginx, in `rounds` interleaved rounds, and a
 /// rollout under load.
 pub async fn proxy_figures(
-    runtime: Runtime,
+    runtime: PolicyRuntime,
     tools: &Tools,
     load: Load,
 ) -> anyhow::Result<ProxyFigures> {

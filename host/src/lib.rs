@@ -2,9 +2,10 @@
 //! WebAssembly components.
 //!
 //! Leaves: [`model`], [`clock`], [`journal`], [`duration`]. Above them:
-//! [`runtime`] (wasmtime, the sandbox, the `rollout:policy` bindings) and
-//! [`engine`] (the executor: a policy under guardrails, operator commands
-//! and deadlines, restoring the fleet when it fails); [`backend`] (the sim
+//! [`runtime`] (wasmtime, the sandbox, the `rollout:policy` bindings,
+//! generic over the host its imports call) and [`executor`] (that host: a
+//! policy under guardrails, operator commands and deadlines, restoring the
+//! fleet when it fails); [`backend`] (the sim
 //! fleet, the live fleet manager and its process, docker and swarm
 //! runners); [`health`], [`proxy`] (the front door), [`spec`], [`store`];
 //! then [`agent`], its control [`api`], [`scenario`] (`rollout test`) and
@@ -20,7 +21,7 @@ pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod duration;
-pub mod engine;
+pub mod executor;
 pub mod health;
 pub mod journal;
 pub mod model;

@@ -196,6 +196,18 @@ pub enum Level {
     Error,
 }
 
+impl Level {
+    /// Lowercase name, as in the journal.
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
+}
+
 /// What a policy is asked to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RolloutInfo {

@@ -10,13 +10,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// Cycles known to remain, as the checker prints them: each is work left
-/// (issue 14: the runtime is to become generic over a host trait the
-/// engine's executor implements). An entry that no longer matches a cycle
-/// fails the test too, so the list only shrinks.
-const KNOWN: &[&str] =
-    &["host/src: in crate: {engine, runtime}: engine -> runtime, runtime -> engine"];
-
 /// The source roots checked, relative to the repository.
 const CRATES: &[&str] = &["host/src", "host/http1/src", "policies/sdk/src"];
 
@@ -44,25 +37,10 @@ fn no_module_uses_a_sibling_that_uses_it_back() {
             }
         }
     }
-    let new: Vec<&String> = cycles
-        .iter()
-        .filter(|c| !KNOWN.contains(&c.as_str()))
-        .collect();
-    let gone: Vec<&&str> = KNOWN
-        .iter()
-        .filter(|k| !cycles.iter().any(|c| c == *k))
-        .collect();
     assert!(
-        new.is_empty(),
+        cycles.is_empty(),
         "import cycles between sibling modules:\n  {}",
-        new.iter()
-            .map(|c| c.as_str())
-            .collect::<Vec<_>>()
-            .join("\n  ")
-    );
-    assert!(
-        gone.is_empty(),
-        "cycles listed in KNOWN are gone: remove them from the list: {gone:?}"
+        cycles.join("\n  ")
     );
 }
 

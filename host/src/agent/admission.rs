@@ -11,7 +11,8 @@ use super::rollout;
 use super::runners::launch;
 use super::service::Active;
 use super::{Agent, AgentError, Result, front_door::front_door, revision_id};
-use crate::engine::operator::Inbox;
+use crate::executor::Session;
+use crate::executor::operator::Inbox;
 use crate::model::InstanceState;
 use crate::runtime::{LoadedPolicy, PolicySource};
 use crate::spec::ServiceSpec;
@@ -169,7 +170,11 @@ impl Agent {
     }
 
     /// Load the policy a request names (or the spec's), checked and ready.
-    fn policy(&self, policy: &Option<PolicyChoice>, spec: &ServiceSpec) -> Result<LoadedPolicy> {
+    fn policy(
+        &self,
+        policy: &Option<PolicyChoice>,
+        spec: &ServiceSpec,
+    ) -> Result<LoadedPolicy<Session>> {
         let source = match policy {
             Some(PolicyChoice::Named(name)) => PolicySource::parse(name),
             Some(PolicyChoice::Uploaded { name, bytes }) => Ok(PolicySource::Uploaded {

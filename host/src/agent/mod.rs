@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 use crate::backend::docker;
-use crate::runtime::Runtime;
+use crate::executor::PolicyRuntime;
 use crate::store::Store;
 use service::Service;
 
@@ -44,7 +44,7 @@ pub use undo::UndoRequest;
 pub struct Agent {
     home: PathBuf,
     store: Arc<Store>,
-    runtime: Arc<Runtime>,
+    runtime: Arc<PolicyRuntime>,
     services: Mutex<HashMap<String, Arc<Service>>>,
     /// The Docker host, for services on the docker and swarm backends.
     docker: Arc<docker::Connection>,
@@ -62,7 +62,10 @@ pub fn revision_id(n: u32) -> String {
 impl Agent {
     /// Open the agent's state under `home` and re-adopt the instances an
     /// earlier agent left running. Returns the agent and what it found.
-    pub async fn open(home: &Path, runtime: Runtime) -> anyhow::Result<(Arc<Agent>, Vec<String>)> {
+    pub async fn open(
+        home: &Path,
+        runtime: PolicyRuntime,
+    ) -> anyhow::Result<(Arc<Agent>, Vec<String>)> {
         std::fs::create_dir_all(home)?;
         let store = Arc::new(Store::open(&home.join("state.db"))?);
         let mut notes = Vec::new();

@@ -3,7 +3,7 @@
 //! step.
 
 use super::{Agent, AgentError, Result};
-use crate::engine::operator::Action;
+use crate::executor::operator::Action;
 
 /// What became of an operator command.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

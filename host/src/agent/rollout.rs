@@ -7,8 +7,8 @@ use std::sync::Arc;
 use super::service::Service;
 use super::{Agent, revision_id};
 use crate::clock::Clock;
-use crate::engine::operator::{Inbox, Operator};
-use crate::engine::{self, Session};
+use crate::executor::operator::{Inbox, Operator};
+use crate::executor::{self, Session};
 use crate::journal::Entry;
 use crate::model::{Outcome, RolloutInfo};
 use crate::runtime::LoadedPolicy;
@@ -50,7 +50,12 @@ impl Drop for Done {
 }
 
 /// Run the job to its end.
-pub(super) async fn run(agent: Arc<Agent>, service: Arc<Service>, policy: LoadedPolicy, job: Job) {
+pub(super) async fn run(
+    agent: Arc<Agent>,
+    service: Arc<Service>,
+    policy: LoadedPolicy<Session>,
+    job: Job,
+) {
     let _done = Done {
         agent: agent.clone(),
         service: service.clone(),
@@ -78,7 +83,7 @@ pub(super) async fn run(agent: Arc<Agent>, service: Arc<Service>, policy: Loaded
         Operator::live(job.inbox),
     )
     .journal_to(tx);
-    let (session, outcome) = engine::execute(&agent.runtime, &policy, session).await;
+    let (session, outcome) = executor::execute(&agent.runtime, &policy, session).await;
     // Closing the session closes the journal's channel: the writer drains it.
     drop(session);
     let _ = writer.await;

@@ -9,7 +9,7 @@ use super::front_door::front_door;
 use super::runners::launch;
 use super::{Agent, AgentError, Result, revision_id};
 use crate::backend::live::Fleet;
-use crate::engine::operator::Inbox;
+use crate::executor::operator::Inbox;
 use crate::spec::{BackendKind, ServiceSpec};
 
 /// A rollout in progress.

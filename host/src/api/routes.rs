@@ -16,7 +16,7 @@ use super::types::{
     ControlAnswer, Events, HistoryEntry, RunRequest, ServiceStatus, Started, UndoRequest,
 };
 use crate::agent::{Agent, AgentError};
-use crate::engine::operator::Action;
+use crate::executor::operator::Action;
 
 /// A handler's answer: JSON of a wire type, or an error.
 type Answer<T> = Result<Json<T>, ApiError>;

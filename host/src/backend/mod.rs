@@ -3,7 +3,7 @@
 //! child processes ([`process`]) or Docker containers ([`docker`]).
 //!
 //! A backend executes effects; it does not judge them. Guardrails, operator
-//! commands and the journal live in [`crate::engine`], above every backend.
+//! commands and the journal live in [`crate::executor`], above every backend.
 
 pub mod docker;
 pub mod live;

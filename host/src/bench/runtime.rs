@@ -11,11 +11,12 @@ use serde::Serialize;
 
 use crate::backend::sim::SimBackend;
 use crate::clock::Clock;
-use crate::engine::Session;
-use crate::engine::guardrails::GuardrailSpec;
-use crate::engine::operator::Operator;
+use crate::executor::PolicyRuntime;
+use crate::executor::Session;
+use crate::executor::guardrails::GuardrailSpec;
+use crate::executor::operator::Operator;
 use crate::model::{Outcome, RolloutInfo};
-use crate::runtime::{PolicyError, PolicySource, Runtime};
+use crate::runtime::{PolicyError, PolicySource};
 use crate::scenario::{self, Scenario};
 
 /// Host calls per guest run when timing one call: `now-ms` does not reset
@@ -69,7 +70,7 @@ fn idle_session(params: Vec<(String, String)>) -> Session {
 }
 
 /// Measure the runtime; `runtime` caches nothing (timing compiles).
-pub async fn runtime_figures(runtime: &Runtime) -> Result<RuntimeFigures, PolicyError> {
+pub async fn runtime_figures(runtime: &PolicyRuntime) -> Result<RuntimeFigures, PolicyError> {
     let rolling = PolicySource::parse("rolling")?;
     let bytes = rolling.bytes()?;
     let invalid = |e: wasmtime::Error| PolicyError::Invalid {

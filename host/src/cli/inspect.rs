@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use super::{Cli, Output};
 use crate::api::types::{ControlAnswer, HistoryEntry, ServiceStatus, Started};
-use crate::engine::operator::Action;
+use crate::executor::operator::Action;
 use crate::model::{Instance, InstanceState};
 
 /// Arguments of `rollout status`.

@@ -13,8 +13,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::engine::operator::Action;
-use crate::runtime::{Limits, Runtime};
+use crate::executor::PolicyRuntime;
+use crate::executor::operator::Action;
+use crate::runtime::Limits;
 
 /// Deployments whose strategies are sandboxed WebAssembly policies.
 ///
@@ -141,9 +142,9 @@ impl Cli {
     }
 
     /// A runtime caching compiled policies under the home directory.
-    fn runtime(&self, limits: Limits) -> anyhow::Result<Runtime> {
+    fn runtime(&self, limits: Limits) -> anyhow::Result<PolicyRuntime> {
         let cache = self.home().join("cache").join("policies");
-        Ok(Runtime::new(limits, Some(cache))?)
+        Ok(PolicyRuntime::new(limits, Some(cache))?)
     }
 }
 

@@ -4,8 +4,8 @@
 //! limit and the last step it reported, so an operator knows which and why.
 
 use super::Limits;
+use super::host::Halt;
 use super::limits::LimitHit;
-use crate::engine::Halt;
 
 /// A policy failed to load or to run.
 #[derive(Debug, thiserror::Error)]

@@ -5,11 +5,12 @@
 //! disk cache of precompiled components. Loading a policy compiles it (or
 //! loads it precompiled), checks which `rollout:policy` version it imports,
 //! and pre-instantiates it; each rollout then gets a fresh [`Store`] that
-//! owns its [`Session`], with the CPU, memory and deadline limits of
-//! [`Limits`].
+//! owns its [`PolicyHost`] (the executor's session), with the CPU, memory
+//! and deadline limits of [`Limits`].
 
 mod cache;
 mod error;
+mod host;
 mod limits;
 mod sandbox;
 mod source;
@@ -27,10 +28,10 @@ use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 pub use error::PolicyError;
+pub use host::{Call, Halt, PolicyHost};
 pub use limits::Limits;
 pub use source::{BUILTIN, PolicySource};
 
-use crate::engine::{Halt, Session};
 use crate::model::Outcome;
 use limits::{LimitHit, StoreLimiter};
 
@@ -38,8 +39,8 @@ use limits::{LimitHit, StoreLimiter};
 const TICK: Duration = Duration::from_millis(10);
 
 /// What a store holds while a policy runs.
-pub struct PolicyState {
-    session: Session,
+pub struct PolicyState<H> {
+    host: H,
     wasi: WasiCtx,
     stderr: MemoryOutputPipe,
     table: ResourceTable,
@@ -51,7 +52,7 @@ pub struct PolicyState {
     cpu_limit: Duration,
 }
 
-impl wasmtime_wasi::WasiView for PolicyState {
+impl<H: Send + 'static> wasmtime_wasi::WasiView for PolicyState<H> {
     fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
         wasmtime_wasi::WasiCtxView {
             ctx: &mut self.wasi,
@@ -60,7 +61,7 @@ impl wasmtime_wasi::WasiView for PolicyState {
     }
 }
 
-impl PolicyState {
+impl<H> PolicyState<H> {
     /// Return a host call's result to the guest: the guest's CPU budget
     /// starts again, and a [`Halt`] traps.
     fn returned<T, U>(
@@ -73,23 +74,25 @@ impl PolicyState {
     }
 }
 
-/// A policy compiled, version-checked and ready to instantiate.
-pub struct LoadedPolicy {
+/// A policy compiled, version-checked and ready to instantiate against
+/// hosts of type `H`.
+pub struct LoadedPolicy<H: 'static> {
     /// Name for messages: the built-in name or the file path.
     pub name: String,
-    pre: v0_1_0::PolicyPre<PolicyState>,
+    pre: v0_1_0::PolicyPre<PolicyState<H>>,
 }
 
-/// The engine, linker and cache shared by every rollout of this process.
-pub struct Runtime {
+/// The engine, linker and cache shared by every rollout of this process,
+/// whose policies call a host of type `H`.
+pub struct Runtime<H: 'static> {
     engine: Engine,
-    linker: Linker<PolicyState>,
+    linker: Linker<PolicyState<H>>,
     cache: Option<cache::ComponentCache>,
     limits: Limits,
     ticking: Arc<AtomicBool>,
 }
 
-impl Runtime {
+impl<H: PolicyHost> Runtime<H> {
     /// Build the engine with `limits`; `cache_dir` keeps precompiled
     /// components between runs (none: compile every time).
     pub fn new(limits: Limits, cache_dir: Option<PathBuf>) -> Result<Self, PolicyError> {
@@ -141,7 +144,7 @@ impl Runtime {
     }
 
     /// Compile (or load precompiled) and check a policy.
-    pub fn load(&self, source: &PolicySource) -> Result<LoadedPolicy, PolicyError> {
+    pub fn load(&self, source: &PolicySource) -> Result<LoadedPolicy<H>, PolicyError> {
         let name = source.name();
         let bytes = source.bytes()?;
         let component = self.compile(&name, &bytes)?;
@@ -176,15 +179,15 @@ impl Runtime {
         &self.engine
     }
 
-    /// Instantiate `policy` in a fresh store around `session` and call its
-    /// `run`; the session comes back with everything it journaled.
+    /// Instantiate `policy` in a fresh store around `host` and call its
+    /// `run`; the host comes back with everything it did.
     pub async fn run(
         &self,
-        policy: &LoadedPolicy,
-        session: Session,
-    ) -> (Session, Result<Outcome, PolicyError>) {
-        let info = v0_1_0::rollout::policy::types::RolloutInfo::from(session.info());
-        let mut store = self.store(session);
+        policy: &LoadedPolicy<H>,
+        host: H,
+    ) -> (H, Result<Outcome, PolicyError>) {
+        let info = v0_1_0::rollout::policy::types::RolloutInfo::from(host.info());
+        let mut store = self.store(host);
         let result = async {
             let instance = policy.pre.instantiate_async(&mut store).await?;
             instance.call_run(&mut store, &info).await
@@ -193,7 +196,7 @@ impl Runtime {
         let state = store.into_data();
         let result = result.map(Outcome::from).map_err(|e| {
             let stderr = String::from_utf8_lossy(&state.stderr.contents()).into_owned();
-            let step = state.session.last_step();
+            let step = state.host.last_step();
             PolicyError::from_trap(
                 &policy.name,
                 &step,
@@ -203,18 +206,18 @@ impl Runtime {
                 &self.limits,
             )
         });
-        (state.session, result)
+        (state.host, result)
     }
 
-    /// Time creating a store around `session` and instantiating `policy` in
+    /// Time creating a store around `host` and instantiating `policy` in
     /// it, without running it (for `rollout bench runtime`).
     pub async fn time_instantiate(
         &self,
-        policy: &LoadedPolicy,
-        session: Session,
+        policy: &LoadedPolicy<H>,
+        host: H,
     ) -> Result<Duration, PolicyError> {
         let started = Instant::now();
-        let mut store = self.store(session);
+        let mut store = self.store(host);
         let instance = policy.pre.instantiate_async(&mut store).await;
         let took = started.elapsed();
         instance.map_err(|e| PolicyError::link(&policy.name, e))?;
@@ -222,10 +225,10 @@ impl Runtime {
     }
 
     /// A store for one rollout, with the sandbox and the limits.
-    fn store(&self, session: Session) -> Store<PolicyState> {
-        let (wasi, stderr) = sandbox::wasi_ctx(session.clock().clone(), self.limits.seed);
+    fn store(&self, host: H) -> Store<PolicyState<H>> {
+        let (wasi, stderr) = sandbox::wasi_ctx(host.clock().clone(), self.limits.seed);
         let state = PolicyState {
-            session,
+            host,
             wasi,
             stderr,
             table: ResourceTable::new(),
@@ -250,7 +253,7 @@ impl Runtime {
     }
 }
 
-impl Drop for Runtime {
+impl<H> Drop for Runtime<H> {
     fn drop(&mut self) {
         self.ticking.store(false, Ordering::Relaxed);
     }

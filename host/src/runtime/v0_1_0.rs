@@ -1,6 +1,6 @@
 //! Bindings for `rollout:policy@0.1.0`: the generated world, the host side
-//! of each import (forwarding to the [`Session`](crate::engine::Session)),
-//! and conversions to the host's [`model`](crate::model).
+//! of each import (forwarding to the [`PolicyHost`]), and conversions to the
+//! host's [`model`](crate::model).
 //!
 //! One module per WIT version, as Zed does for its extensions: a future
 //! `v0_2_0` module converts its own types into the same model, and the
@@ -8,7 +8,7 @@
 
 use wasmtime::component::HasSelf;
 
-use super::PolicyState;
+use super::{PolicyHost, PolicyState};
 use crate::model;
 
 wasmtime::component::bindgen!({
@@ -28,17 +28,17 @@ use self::rollout::policy::{clock, control, fleet, health, traffic, types};
 pub const VERSION: &str = "0.1.0";
 
 /// Add this version's imports to `linker`.
-pub fn add_to_linker(
-    linker: &mut wasmtime::component::Linker<PolicyState>,
+pub fn add_to_linker<H: PolicyHost>(
+    linker: &mut wasmtime::component::Linker<PolicyState<H>>,
 ) -> wasmtime::Result<()> {
     Policy::add_to_linker::<_, HasSelf<_>>(linker, |state| state)
 }
 
-impl types::Host for PolicyState {}
+impl<H: PolicyHost> types::Host for PolicyState<H> {}
 
-impl fleet::Host for PolicyState {
+impl<H: PolicyHost> fleet::Host for PolicyState<H> {
     async fn list(&mut self) -> wasmtime::Result<Vec<Instance>> {
-        let r = self.session.list().await;
+        let r = self.host.list().await;
         self.returned(r, |v| v.into_iter().map(Instance::from).collect())
     }
 
@@ -47,7 +47,7 @@ impl fleet::Host for PolicyState {
         revision: String,
         count: u32,
     ) -> wasmtime::Result<Result<Vec<Instance>, EffectError>> {
-        let r = self.session.start(&revision, count).await;
+        let r = self.host.start(&revision, count).await;
         self.returned(r, |r| {
             r.map(|v| v.into_iter().map(Instance::from).collect())
                 .map_err(EffectError::from)
@@ -55,7 +55,7 @@ impl fleet::Host for PolicyState {
     }
 
     async fn stop(&mut self, ids: Vec<String>) -> wasmtime::Result<Result<(), EffectError>> {
-        let r = self.session.stop(&ids).await;
+        let r = self.host.stop(&ids).await;
         self.returned(r, |r| r.map_err(EffectError::from))
     }
 
@@ -64,14 +64,14 @@ impl fleet::Host for PolicyState {
         id: String,
         max_lines: u32,
     ) -> wasmtime::Result<Result<Vec<String>, EffectError>> {
-        let r = self.session.logs(&id, max_lines).await;
+        let r = self.host.logs(&id, max_lines).await;
         self.returned(r, |r| r.map_err(EffectError::from))
     }
 }
 
-impl health::Host for PolicyState {
+impl<H: PolicyHost> health::Host for PolicyState<H> {
     async fn probe(&mut self, id: String) -> wasmtime::Result<ProbeResult> {
-        let r = self.session.probe(&id).await;
+        let r = self.host.probe(&id).await;
         self.returned(r, ProbeResult::from)
     }
 
@@ -80,50 +80,50 @@ impl health::Host for PolicyState {
         ids: Vec<String>,
         timeout_ms: u64,
     ) -> wasmtime::Result<Vec<ProbeResult>> {
-        let r = self.session.wait_ready(&ids, timeout_ms).await;
+        let r = self.host.wait_ready(&ids, timeout_ms).await;
         self.returned(r, |v| v.into_iter().map(ProbeResult::from).collect())
     }
 }
 
-impl traffic::Host for PolicyState {
+impl<H: PolicyHost> traffic::Host for PolicyState<H> {
     async fn set_weights(
         &mut self,
         weights: Vec<(String, u32)>,
     ) -> wasmtime::Result<Result<(), EffectError>> {
-        let r = self.session.set_weights(&weights).await;
+        let r = self.host.set_weights(&weights).await;
         self.returned(r, |r| r.map_err(EffectError::from))
     }
 
     async fn stats(&mut self, revision: String, window_ms: u64) -> wasmtime::Result<RevisionStats> {
-        let r = self.session.stats(&revision, window_ms).await;
+        let r = self.host.stats(&revision, window_ms).await;
         self.returned(r, RevisionStats::from)
     }
 }
 
-impl clock::Host for PolicyState {
+impl<H: PolicyHost> clock::Host for PolicyState<H> {
     async fn now_ms(&mut self) -> wasmtime::Result<u64> {
-        Ok(self.session.now_ms())
+        Ok(self.host.now_ms())
     }
 
     async fn sleep(&mut self, ms: u64) -> wasmtime::Result<()> {
-        let r = self.session.sleep(ms).await;
+        let r = self.host.sleep(ms).await;
         self.returned(r, |()| ())
     }
 }
 
-impl control::Host for PolicyState {
+impl<H: PolicyHost> control::Host for PolicyState<H> {
     async fn checkpoint(&mut self, label: String) -> wasmtime::Result<Command> {
-        let r = self.session.checkpoint(&label).await;
+        let r = self.host.checkpoint(&label).await;
         self.returned(r, Command::from)
     }
 
     async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
-        self.session.log(level.into(), &message);
+        self.host.log(level.into(), &message);
         Ok(())
     }
 
     async fn report(&mut self, progress: Progress) -> wasmtime::Result<()> {
-        self.session.report(progress.into());
+        self.host.report(progress.into());
         Ok(())
     }
 }

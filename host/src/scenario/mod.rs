@@ -34,8 +34,8 @@ pub use expect::{Check, Expect, Observed};
 pub use run::{Report, simulate};
 
 use crate::backend::sim::Behaviour;
-use crate::engine::guardrails::GuardrailSpec;
-use crate::engine::operator::Action;
+use crate::executor::guardrails::GuardrailSpec;
+use crate::executor::operator::Action;
 use crate::model::RolloutInfo;
 
 /// A parsed scenario file.

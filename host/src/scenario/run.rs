@@ -5,11 +5,12 @@ use std::time::{Duration, Instant};
 use super::{Check, Observed, Scenario};
 use crate::backend::sim::SimBackend;
 use crate::clock::Clock;
-use crate::engine::operator::Operator;
-use crate::engine::{self, Session};
+use crate::executor::PolicyRuntime;
+use crate::executor::operator::Operator;
+use crate::executor::{self, Session};
 use crate::journal::Entry;
 use crate::model::Outcome;
-use crate::runtime::{LoadedPolicy, Runtime};
+use crate::runtime::LoadedPolicy;
 
 /// What a simulated rollout did.
 #[derive(Debug, Clone)]
@@ -35,8 +36,8 @@ impl Report {
 
 /// Run `policy` on `scenario`, with `overrides` for its params.
 pub async fn simulate(
-    runtime: &Runtime,
-    policy: &LoadedPolicy,
+    runtime: &PolicyRuntime,
+    policy: &LoadedPolicy<Session>,
     scenario: &Scenario,
     overrides: &[(String, String)],
 ) -> Report {
@@ -59,7 +60,7 @@ pub async fn simulate(
         &scenario.guardrails,
         Operator::scripted(scenario.commands()),
     );
-    let (session, outcome) = engine::execute(runtime, policy, session).await;
+    let (session, outcome) = executor::execute(runtime, policy, session).await;
     let step = session.step_number();
     let (journal, backend) = session.into_parts();
     let any: Box<dyn std::any::Any> = backend;

@@ -21,7 +21,7 @@
 //! http = { path = "/healthz", status = 200 }
 //! interval = "100ms"
 //!
-//! [guardrails]                  # crate::engine::guardrails::GuardrailSpec
+//! [guardrails]                  # crate::executor::guardrails::GuardrailSpec
 //! max-surge = 1
 //! min-available = "100%"
 //!
@@ -52,7 +52,7 @@ use error::Context;
 pub use error::SpecError;
 use validate::validate;
 
-use crate::engine::guardrails::GuardrailSpec;
+use crate::executor::guardrails::GuardrailSpec;
 use crate::health::HealthSpec;
 use crate::proxy::{self, Door, Sticky};
 

@@ -1,7 +1,7 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
-use crate::engine::guardrails::Count;
+use crate::executor::guardrails::Count;
 use crate::health::HttpCheck;
 
 const FULL: &str = r#"name = "web"

@@ -8,12 +8,15 @@
 
 pub mod guardrails;
 pub mod operator;
-pub mod session;
+mod session;
 
-pub use session::{Halt, Session};
+pub use session::Session;
 
 use crate::model::Outcome;
-use crate::runtime::{LoadedPolicy, PolicyError, Runtime};
+use crate::runtime::{Halt, LoadedPolicy, PolicyError, Runtime};
+
+/// The runtime as the executor uses it: policies call a [`Session`].
+pub type PolicyRuntime = Runtime<Session>;
 
 /// Run `policy` to the end of the rollout, then check its outcome.
 ///
@@ -21,8 +24,8 @@ use crate::runtime::{LoadedPolicy, PolicyError, Runtime};
 /// it is for the operator; any other error (trap, CPU, memory, deadline)
 /// restores the old revision first. The returned outcome says which and why.
 pub async fn execute(
-    runtime: &Runtime,
-    policy: &LoadedPolicy,
+    runtime: &PolicyRuntime,
+    policy: &LoadedPolicy<Session>,
     session: Session,
 ) -> (Session, Outcome) {
     let (mut session, result) = runtime.run(policy, session).await;

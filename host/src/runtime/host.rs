@@ -1,0 +1,101 @@
+//! What the runtime asks of the host a policy runs against.
+//!
+//! The runtime knows wasmtime and the `rollout:policy` bindings, not what a
+//! rollout does: each import lands on a [`PolicyHost`], which the executor
+//! implements (as Spin's core and Zed's extension host are generic over the
+//! state their bindings forward to). A host call either answers or halts the
+//! policy with a [`Halt`], which traps the guest.
+
+use std::future::Future;
+
+use crate::clock::Clock;
+use crate::model::{
+    Command, EffectError, Instance, InstanceId, Level, Probe, Progress, RevisionId, RevisionStats,
+    RolloutInfo,
+};
+
+/// Why the host stopped the policy (it traps; the policy cannot react).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Halt {
+    /// The rollout ran past its deadline.
+    #[error("rollout deadline of {0} ms exceeded")]
+    Deadline(u64),
+    /// Paused with nothing scheduled to resume it (virtual clock only).
+    #[error("paused by the operator and never resumed")]
+    PausedForever,
+    /// Too many host calls without virtual time passing (virtual clock) or
+    /// without waiting (real clock): each call gives the guest a fresh CPU
+    /// budget, so only this bound stops a loop that never waits before the
+    /// deadlines do.
+    #[error(
+        "made {0} host calls {1}: a busy loop \
+         (wait between looks at the fleet with clock.sleep or health.wait-ready)"
+    )]
+    Busy(u64, &'static str),
+}
+
+/// The result of a host call that may halt the policy.
+pub type Call<T> = Result<T, Halt>;
+
+/// The host side of every `rollout:policy` import, in the host's model.
+pub trait PolicyHost: Send + 'static {
+    /// What the rollout is asked to do (the policy's `run` argument).
+    fn info(&self) -> &RolloutInfo;
+    /// The rollout's clock (the sandbox's WASI clocks read it too).
+    fn clock(&self) -> &Clock;
+    /// The last step the policy reported, for error messages.
+    fn last_step(&self) -> String;
+
+    /// `fleet.list`.
+    fn list(&mut self) -> impl Future<Output = Call<Vec<Instance>>> + Send;
+    /// `fleet.start`.
+    fn start(
+        &mut self,
+        revision: &str,
+        count: u32,
+    ) -> impl Future<Output = Call<Result<Vec<Instance>, EffectError>>> + Send;
+    /// `fleet.stop`.
+    fn stop(
+        &mut self,
+        ids: &[InstanceId],
+    ) -> impl Future<Output = Call<Result<(), EffectError>>> + Send;
+    /// `fleet.logs`.
+    fn logs(
+        &mut self,
+        id: &str,
+        max_lines: u32,
+    ) -> impl Future<Output = Call<Result<Vec<String>, EffectError>>> + Send;
+
+    /// `health.probe`.
+    fn probe(&mut self, id: &str) -> impl Future<Output = Call<Probe>> + Send;
+    /// `health.wait-ready`.
+    fn wait_ready(
+        &mut self,
+        ids: &[InstanceId],
+        timeout_ms: u64,
+    ) -> impl Future<Output = Call<Vec<Probe>>> + Send;
+
+    /// `traffic.set-weights`.
+    fn set_weights(
+        &mut self,
+        weights: &[(RevisionId, u32)],
+    ) -> impl Future<Output = Call<Result<(), EffectError>>> + Send;
+    /// `traffic.stats`.
+    fn stats(
+        &mut self,
+        revision: &str,
+        window_ms: u64,
+    ) -> impl Future<Output = Call<RevisionStats>> + Send;
+
+    /// `clock.now-ms`.
+    fn now_ms(&self) -> u64;
+    /// `clock.sleep`.
+    fn sleep(&mut self, ms: u64) -> impl Future<Output = Call<()>> + Send;
+
+    /// `control.checkpoint`.
+    fn checkpoint(&mut self, label: &str) -> impl Future<Output = Call<Command>> + Send;
+    /// `control.log`.
+    fn log(&mut self, level: Level, message: &str);
+    /// `control.report`.
+    fn report(&mut self, progress: Progress);
+}
