@@ -15,18 +15,18 @@
 #![deny(missing_docs)]
 
 pub mod agent;
-pub mod api;
+pub(crate) mod api;
 pub mod backend;
 pub mod bench;
 pub mod cli;
-pub mod clock;
-pub mod duration;
+pub(crate) mod clock;
+pub(crate) mod duration;
 pub mod executor;
-pub mod health;
+pub(crate) mod health;
 pub mod journal;
-pub mod model;
+pub(crate) mod model;
 pub mod proxy;
-pub mod runtime;
-pub mod scenario;
+pub(crate) mod runtime;
+pub(crate) mod scenario;
 pub mod spec;
 pub mod store;

@@ -36,7 +36,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-pub use error::ApiError;
 pub use server::Listeners;
 
 /// The socket of the agent whose home is `home`.

@@ -39,8 +39,8 @@ pub async fn run(cli: &Cli, args: &TestArgs) -> anyhow::Result<ExitCode> {
         .context("the policy was not run; no instance was touched")?;
     let report = scenario::simulate(&runtime, &policy, &scenario, &args.params).await;
     match args.output {
-        Output::Human => print_human(&args.scenario, &policy.name, &report),
-        Output::Json => print_json(&args.scenario, &policy.name, &report),
+        Output::Human => print_human(&args.scenario, &scenario, &policy.name, &report),
+        Output::Json => print_json(&args.scenario, &scenario, &policy.name, &report),
     }
     Ok(if report.passed() {
         ExitCode::SUCCESS
@@ -49,8 +49,11 @@ pub async fn run(cli: &Cli, args: &TestArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn print_human(scenario: &std::path::Path, policy: &str, report: &Report) {
-    println!("scenario {} with policy {policy}", scenario.display());
+fn print_human(path: &std::path::Path, scenario: &Scenario, policy: &str, report: &Report) {
+    println!("scenario {} with policy {policy}", path.display());
+    if !scenario.description.is_empty() {
+        println!("  {}", scenario.description);
+    }
     for entry in &report.journal {
         println!("  {entry}");
     }
@@ -77,10 +80,11 @@ fn print_human(scenario: &std::path::Path, policy: &str, report: &Report) {
     }
 }
 
-fn print_json(scenario: &std::path::Path, policy: &str, report: &Report) {
+fn print_json(path: &std::path::Path, scenario: &Scenario, policy: &str, report: &Report) {
     let seen = &report.observed;
     let value = json!({
-        "scenario": scenario.display().to_string(),
+        "scenario": path.display().to_string(),
+        "description": scenario.description,
         "policy": policy,
         "outcome": seen.outcome,
         "reason": seen.reason,

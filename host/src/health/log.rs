@@ -2,7 +2,7 @@
 
 use std::fs::{File, Metadata};
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The longest unfinished line kept in memory. Past it, the line is searched
 /// as it stands and only its tail (enough to complete a match that straddles
@@ -46,11 +46,6 @@ impl LogScanner {
             partial: Vec::new(),
             found: None,
         }
-    }
-
-    /// The file watched.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Read what was appended since the last scan; returns the first matching
@@ -157,6 +152,7 @@ mod tests {
     use super::*;
     use std::fs::OpenOptions;
     use std::io::Write;
+    use std::path::Path;
 
     fn append(path: &Path, text: &[u8]) {
         let mut file = OpenOptions::new()
