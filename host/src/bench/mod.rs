@@ -10,4 +10,4 @@
 //! of the `benches/` crate, which `rollout bench proxy|swarm` runs.
 
 pub mod rollout;
-pub mod runtime;
+pub(crate) mod runtime;

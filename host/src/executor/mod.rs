@@ -6,8 +6,8 @@
 //! the old revision so a broken policy can fail a rollout but never take the
 //! service down.
 
-pub mod guardrails;
-pub mod operator;
+pub(crate) mod guardrails;
+pub(crate) mod operator;
 mod session;
 
 pub use session::Session;

@@ -23,7 +23,7 @@
 
 pub mod admission;
 mod body;
-pub mod config;
+pub(crate) mod config;
 mod downstream;
 mod drain;
 mod io;
