@@ -10,7 +10,7 @@
 //! by their lowercase names.
 
 use crate::Behaviour;
-use crate::fleet::{Extremes, Stats};
+use crate::fleet::Extremes;
 
 /// One operation on the fleet.
 #[derive(Debug, Clone, Copy)]
@@ -76,8 +76,9 @@ pub trait Subject {
     fn logs(&mut self, id: &str, max_lines: u32) -> Vec<String>;
     /// Split traffic by weight.
     fn set_weights(&mut self, weights: &[(String, u32)]);
-    /// Traffic of a revision over a window.
-    fn stats(&mut self, revision: &str, window_ms: u64) -> Stats;
+    /// Traffic of a revision over a window: requests, errors, and the p50
+    /// and p99 latencies in µs.
+    fn stats(&mut self, revision: &str, window_ms: u64) -> [u64; 4];
     /// Extremes of the fleet so far.
     fn extremes(&mut self) -> Extremes;
 }
@@ -132,10 +133,9 @@ pub fn run(case: &Case, subject: &mut dyn Subject) -> Vec<String> {
                 format!("weights {}", text.join(" "))
             }
             Step::Stats(revision, window) => {
-                let s = subject.stats(revision, window);
+                let [requests, errors, p50, p99] = subject.stats(revision, window);
                 format!(
-                    "stats {revision} {window}: {} requests, {} errors, p50 {}us, p99 {}us",
-                    s.requests, s.errors, s.p50_us, s.p99_us
+                    "stats {revision} {window}: {requests} requests, {errors} errors, p50 {p50}us, p99 {p99}us"
                 )
             }
         };

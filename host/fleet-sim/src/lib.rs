@@ -90,8 +90,9 @@ mod tests {
         fn set_weights(&mut self, weights: &[(String, u32)]) {
             self.0.set_weights(weights).unwrap();
         }
-        fn stats(&mut self, revision: &str, window_ms: u64) -> Stats {
-            self.0.stats(revision, window_ms).unwrap()
+        fn stats(&mut self, revision: &str, window_ms: u64) -> [u64; 4] {
+            let s = self.0.stats(revision, window_ms).unwrap();
+            [s.requests, s.errors, s.p50_us, s.p99_us]
         }
         fn extremes(&mut self) -> Extremes {
             self.0.extremes()

@@ -263,7 +263,6 @@ impl Backend for SimBackend {
 
 #[cfg(test)]
 mod tests {
-    use rollout_fleet_sim::Stats;
     use rollout_fleet_sim::agreement::{self, Case, Subject};
 
     use super::*;
@@ -447,13 +446,11 @@ mod tests {
         ids.iter().map(|id| format!("web-{id}")).collect()
     }
 
+    /// `healthy`, `unhealthy` or `unknown`, as the verdict's wire form
+    /// names it.
     fn kind(verdict: &Verdict) -> String {
-        match verdict {
-            Verdict::Healthy => "healthy",
-            Verdict::Unhealthy(_) => "unhealthy",
-            Verdict::Unknown(_) => "unknown",
-        }
-        .to_string()
+        let wire = serde_json::to_value(verdict).expect("a verdict serializes");
+        wire["verdict"].as_str().unwrap_or_default().to_string()
     }
 
     impl Subject for Host {
@@ -508,14 +505,9 @@ mod tests {
                 .expect("weights set");
         }
 
-        fn stats(&mut self, revision: &str, window_ms: u64) -> Stats {
+        fn stats(&mut self, revision: &str, window_ms: u64) -> [u64; 4] {
             let s = self.call(async |s| s.stats(revision, window_ms).await);
-            Stats {
-                requests: s.requests,
-                errors: s.errors,
-                p50_us: s.p50_us,
-                p99_us: s.p99_us,
-            }
+            [s.requests, s.errors, s.p50_us, s.p99_us]
         }
 
         /// Ends the session: the extremes are the backend's, read after.

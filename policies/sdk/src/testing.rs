@@ -386,8 +386,8 @@ pub fn rolled_back(outcome: &Outcome) -> &str {
 
 #[cfg(test)]
 mod tests {
+    use rollout_fleet_sim::Extremes;
     use rollout_fleet_sim::agreement::{self, Case, Subject};
-    use rollout_fleet_sim::{Extremes, Stats};
 
     use super::*;
 
@@ -406,16 +406,21 @@ mod tests {
         }
     }
 
-    /// Lowercase name of a state, as in the WIT.
+    /// Lowercase name of a state, as in the WIT: the model's name of the
+    /// state that maps to it (the fake lists no draining instance).
     fn state_name(state: InstanceState) -> &'static str {
-        match state {
-            InstanceState::Starting => "starting",
-            InstanceState::Ready => "ready",
-            InstanceState::Unhealthy => "unhealthy",
-            InstanceState::Draining => "draining",
-            InstanceState::Stopped => "stopped",
-            InstanceState::Failed => "failed",
-        }
+        let states = [
+            State::Starting,
+            State::Ready,
+            State::Unhealthy,
+            State::Stopped,
+            State::Failed,
+        ];
+        let same = |s: &State| InstanceState::from(*s) == state;
+        states
+            .into_iter()
+            .find(same)
+            .map_or("draining", State::name)
     }
 
     fn kind(verdict: &Verdict) -> String {
@@ -470,14 +475,9 @@ mod tests {
             self.0.set_weights(weights).expect("weights set");
         }
 
-        fn stats(&mut self, revision: &str, window_ms: u64) -> Stats {
+        fn stats(&mut self, revision: &str, window_ms: u64) -> [u64; 4] {
             let s = Traffic::stats(&mut self.0, revision, window_ms);
-            Stats {
-                requests: s.requests,
-                errors: s.errors,
-                p50_us: s.p50_us,
-                p99_us: s.p99_us,
-            }
+            [s.requests, s.errors, s.p50_us, s.p99_us]
         }
 
         fn extremes(&mut self) -> Extremes {
