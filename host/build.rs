@@ -23,8 +23,9 @@ fn main() {
         "policies/Cargo.toml",
         "policies/Cargo.lock",
         "policies/sdk",
-        // The SDK's path dependency.
+        // The SDK's path dependencies.
         "host/duration",
+        "host/fleet-sim",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }

@@ -1,20 +1,24 @@
 //! The `sim` backend: a scripted fleet on the virtual clock.
 //!
-//! Each revision has a [`Behaviour`] (start delay, never ready, crash after a
-//! time, flaky starts with a seeded generator, log lines, traffic error rate
-//! and latency). Instances change state at known times, kept in an event
-//! queue; every query first replays the events up to the clock's time in
-//! order, so the fleet's extremes ([`Extremes`]) are exact even between
-//! effects. Nothing real runs: this is for `rollout test`, not a stand-in
-//! for backend tests.
+//! The fleet itself is [`rollout_fleet_sim`], the one model the policy
+//! SDK's `FakeFleet` shares: each revision has a behaviour (start delay,
+//! never ready, crash or turn unhealthy after a time, crash the first
+//! starts or at random from a seed, log lines, traffic error rate and
+//! latency), instances change state at known times, and every query first
+//! replays the changes up to the clock's time in order, so the fleet's
+//! extremes ([`Extremes`]) are exact even between effects. This module is
+//! the host's side of it: the scenario's [`Behaviour`] (serde), the
+//! [`Backend`] impl on the host's clock, and the changes as
+//! [`Observation`]s. Nothing real runs: this is for `rollout test`, not a
+//! stand-in for backend tests.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
+use rollout_fleet_sim::{Fleet, SimError, State};
 use serde::Deserialize;
+
+pub use rollout_fleet_sim::Extremes;
 
 use super::{Backend, BackendError, Observation};
 use crate::clock::Clock;
@@ -33,7 +37,9 @@ pub struct LogLine {
     pub line: String,
 }
 
-/// How instances of one revision behave.
+/// How instances of one revision behave, as a scenario writes it
+/// (`[revisions.NAME]`); the fleet's own [`rollout_fleet_sim::Behaviour`]
+/// is made from it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct Behaviour {
@@ -45,6 +51,12 @@ pub struct Behaviour {
     /// Crashes this long after start.
     #[serde(with = "crate::duration::option")]
     pub fails_after: Option<u64>,
+    /// Fails its health check from this long after start (still running).
+    #[serde(with = "crate::duration::option")]
+    pub unhealthy_after: Option<u64>,
+    /// The first this many instances of the revision crash when they would
+    /// become ready.
+    pub crash_first: u32,
     /// Probability (0..=1) that an instance crashes when it would become ready.
     pub flaky: f64,
     /// Lines each instance logs.
@@ -69,6 +81,8 @@ impl Default for Behaviour {
             ready_after: 1_000,
             never_ready: false,
             fails_after: None,
+            unhealthy_after: None,
+            crash_first: 0,
             flaky: 0.0,
             logs: Vec::new(),
             error_rate: 0.0,
@@ -79,40 +93,48 @@ impl Default for Behaviour {
     }
 }
 
-/// Extremes of the fleet over the whole run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
-pub struct Extremes {
-    /// Most instances not stopped at once.
-    pub max_instances: u32,
-    /// Fewest ready instances at once.
-    pub min_ready: u32,
+impl From<&Behaviour> for rollout_fleet_sim::Behaviour {
+    fn from(b: &Behaviour) -> Self {
+        rollout_fleet_sim::Behaviour {
+            ready_after_ms: (!b.never_ready).then_some(b.ready_after),
+            fails_after_ms: b.fails_after,
+            unhealthy_after_ms: b.unhealthy_after,
+            logs: b.logs.iter().map(|l| (l.after, l.line.clone())).collect(),
+            crash_first: b.crash_first,
+            flaky: b.flaky,
+            error_rate: b.error_rate,
+            errors_after_ms: b.errors_after,
+            latency_ms: b.latency,
+            p99_latency_ms: b.p99_latency,
+        }
+    }
 }
 
-#[derive(Debug)]
-struct SimInstance {
-    id: InstanceId,
-    revision: RevisionId,
-    started_ms: u64,
-    ready_at: Option<u64>,
-    fails_at: Option<u64>,
-    state: InstanceState,
+impl From<State> for InstanceState {
+    fn from(state: State) -> Self {
+        match state {
+            State::Starting => InstanceState::Starting,
+            State::Ready => InstanceState::Ready,
+            State::Unhealthy => InstanceState::Unhealthy,
+            State::Stopped => InstanceState::Stopped,
+            State::Failed => InstanceState::Failed,
+        }
+    }
+}
+
+impl From<SimError> for BackendError {
+    fn from(e: SimError) -> Self {
+        match e {
+            SimError::UnknownInstance(id) => BackendError::UnknownInstance(id),
+            SimError::UnknownRevision(revision) => BackendError::UnknownRevision(revision),
+        }
+    }
 }
 
 /// A scripted fleet on the virtual clock.
 pub struct SimBackend {
     clock: Clock,
-    service: String,
-    behaviours: BTreeMap<RevisionId, Behaviour>,
-    instances: Vec<SimInstance>,
-    by_id: HashMap<InstanceId, usize>,
-    events: BinaryHeap<Reverse<(u64, usize)>>,
-    rng: StdRng,
-    running: u32,
-    ready: u32,
-    extremes: Extremes,
-    observations: Vec<Observation>,
-    weights: Vec<(RevisionId, u32)>,
-    requests_per_second: u64,
+    fleet: Fleet,
 }
 
 impl SimBackend {
@@ -121,152 +143,49 @@ impl SimBackend {
     pub fn new(
         clock: Clock,
         service: &str,
-        behaviours: BTreeMap<RevisionId, Behaviour>,
+        behaviours: BTreeMap<RevisionId, rollout_fleet_sim::Behaviour>,
         seed: u64,
         requests_per_second: u64,
     ) -> Self {
-        SimBackend {
-            clock,
-            service: service.to_string(),
-            behaviours,
-            instances: Vec::new(),
-            by_id: HashMap::new(),
-            events: BinaryHeap::new(),
-            rng: StdRng::seed_from_u64(seed),
-            running: 0,
-            ready: 0,
-            extremes: Extremes::default(),
-            observations: Vec::new(),
-            weights: Vec::new(),
-            requests_per_second,
-        }
+        let fleet = Fleet::new(behaviours)
+            .id_prefix(&format!("{service}-"))
+            .seed(seed)
+            .requests_per_second(requests_per_second);
+        SimBackend { clock, fleet }
     }
 
-    /// Add `count` ready instances of `revision` at time 0: the fleet the
+    /// Add `count` ready instances of `revision` now: the fleet the
     /// rollout starts from.
     pub fn serve(&mut self, revision: &str, count: u32) {
-        for _ in 0..count {
-            let i = self.spawn(revision, Some(0), None);
-            self.set_state(i, InstanceState::Ready, false);
-        }
-        self.extremes = Extremes {
-            max_instances: self.running,
-            min_ready: self.ready,
-        };
+        self.sync();
+        self.fleet.serve(revision, count);
     }
 
     /// Extremes so far.
     pub fn extremes(&mut self) -> Extremes {
         self.sync();
-        self.extremes
+        self.fleet.extremes()
     }
 
     /// Ready instances per revision now.
     pub fn ready_counts(&mut self) -> BTreeMap<RevisionId, u32> {
         self.sync();
-        let mut counts: BTreeMap<RevisionId, u32> =
-            self.behaviours.keys().map(|r| (r.clone(), 0)).collect();
-        for i in &self.instances {
-            if i.state == InstanceState::Ready {
-                *counts.entry(i.revision.clone()).or_default() += 1;
-            }
-        }
-        counts
-    }
-
-    fn spawn(&mut self, revision: &str, ready_at: Option<u64>, fails_at: Option<u64>) -> usize {
-        let index = self.instances.len();
-        let id = format!("{}-{revision}-{}", self.service, index + 1);
-        self.instances.push(SimInstance {
-            id: id.clone(),
-            revision: revision.to_string(),
-            started_ms: self.clock.now_ms(),
-            ready_at,
-            fails_at,
-            state: InstanceState::Starting,
-        });
-        self.by_id.insert(id, index);
-        self.running += 1;
-        for at in [ready_at, fails_at].into_iter().flatten() {
-            self.events.push(Reverse((at, index)));
-        }
-        index
-    }
-
-    /// Move instance `i` to `state`, keeping the counts and extremes.
-    fn set_state(&mut self, i: usize, state: InstanceState, observe: bool) {
-        let old = self.instances[i].state;
-        if old == state {
-            return;
-        }
-        let was_ready = old == InstanceState::Ready;
-        let is_ready = state == InstanceState::Ready;
-        self.ready = self.ready + u32::from(is_ready) - u32::from(was_ready);
-        if old.counts() && !state.counts() {
-            self.running -= 1;
-        }
-        self.instances[i].state = state;
-        self.extremes.max_instances = self.extremes.max_instances.max(self.running);
-        self.extremes.min_ready = self.extremes.min_ready.min(self.ready);
-        if observe {
-            let inst = &self.instances[i];
-            let at = match state {
-                InstanceState::Failed => inst.fails_at,
-                _ => inst.ready_at,
-            };
-            self.observations.push(Observation {
-                at_ms: at.unwrap_or_else(|| self.clock.now_ms()),
-                instance: inst.id.clone(),
-                revision: inst.revision.clone(),
-                state,
-            });
-        }
+        self.fleet.ready_counts()
     }
 
     /// Replay every scripted state change up to now, in time order.
     fn sync(&mut self) {
-        let now = self.clock.now_ms();
-        while let Some(&Reverse((at, i))) = self.events.peek() {
-            if at > now {
-                break;
-            }
-            self.events.pop();
-            let inst = &self.instances[i];
-            if inst.state == InstanceState::Stopped {
-                continue;
-            }
-            let next = if inst.fails_at.is_some_and(|f| f <= at) {
-                InstanceState::Failed
-            } else if inst.ready_at.is_some_and(|r| r <= at) {
-                InstanceState::Ready
-            } else {
-                continue;
-            };
-            self.set_state(i, next, true);
-        }
+        self.fleet.advance_to(self.clock.now_ms());
     }
 
-    fn find(&self, id: &str) -> Result<usize, BackendError> {
-        self.by_id
-            .get(id)
-            .copied()
-            .ok_or_else(|| BackendError::UnknownInstance(id.to_string()))
-    }
-
-    fn view(&self, i: &SimInstance, now: u64) -> Instance {
+    fn view(&self, i: &rollout_fleet_sim::Instance) -> Instance {
         Instance {
             id: i.id.clone(),
             revision: i.revision.clone(),
-            state: i.state,
+            state: i.state().into(),
             address: Some(format!("sim://{}", i.id)),
-            age_ms: now.saturating_sub(i.started_ms),
+            age_ms: self.fleet.now_ms().saturating_sub(i.started_ms),
         }
-    }
-
-    fn behaviour(&self, revision: &str) -> Result<&Behaviour, BackendError> {
-        self.behaviours
-            .get(revision)
-            .ok_or_else(|| BackendError::UnknownRevision(revision.to_string()))
     }
 }
 
@@ -274,172 +193,90 @@ impl SimBackend {
 impl Backend for SimBackend {
     async fn list(&mut self) -> Result<Vec<Instance>, BackendError> {
         self.sync();
-        let now = self.clock.now_ms();
-        Ok(self
-            .instances
-            .iter()
-            .filter(|i| i.state.counts())
-            .map(|i| self.view(i, now))
-            .collect())
+        Ok(self.fleet.list().map(|i| self.view(i)).collect())
     }
 
     async fn start(&mut self, revision: &str, count: u32) -> Result<Vec<Instance>, BackendError> {
         self.sync();
-        let b = self.behaviour(revision)?.clone();
-        let now = self.clock.now_ms();
-        let mut started = Vec::with_capacity(count as usize);
-        for _ in 0..count {
-            let becomes_ready = now + b.ready_after;
-            let crashes = b.flaky > 0.0 && self.rng.random_bool(b.flaky.clamp(0.0, 1.0));
-            let fails_at = match (crashes, b.fails_after) {
-                (true, _) => Some(becomes_ready),
-                (false, after) => after.map(|a| now + a),
-            };
-            let ready_at = (!b.never_ready).then_some(becomes_ready);
-            let i = self.spawn(revision, ready_at, fails_at);
-            started.push(self.view(&self.instances[i], now));
-        }
-        self.extremes.max_instances = self.extremes.max_instances.max(self.running);
-        self.sync();
-        Ok(started)
+        let started = self.fleet.start(revision, count)?;
+        Ok(started.iter().map(|i| self.view(i)).collect())
     }
 
     async fn stop(&mut self, ids: &[InstanceId]) -> Result<(), BackendError> {
         self.sync();
-        let indices = ids
-            .iter()
-            .map(|id| self.find(id))
-            .collect::<Result<Vec<_>, _>>()?;
-        for i in indices {
-            self.set_state(i, InstanceState::Stopped, false);
-        }
-        Ok(())
+        Ok(self.fleet.stop(ids)?)
     }
 
     async fn logs(&mut self, id: &str, max_lines: u32) -> Result<Vec<String>, BackendError> {
         self.sync();
-        let inst = &self.instances[self.find(id)?];
-        let now = self.clock.now_ms();
-        let lines: Vec<String> = self
-            .behaviour(&inst.revision)?
-            .logs
-            .iter()
-            .filter(|l| inst.started_ms + l.after <= now)
-            .map(|l| l.line.clone())
-            .collect();
-        let skip = lines.len().saturating_sub(max_lines as usize);
-        Ok(lines[skip..].to_vec())
+        Ok(self.fleet.logs(id, max_lines)?)
     }
 
     async fn probe(&mut self, id: &str) -> Result<Probe, BackendError> {
         self.sync();
-        let inst = &self.instances[self.find(id)?];
-        let verdict = match inst.state {
-            InstanceState::Ready => Verdict::Healthy,
-            InstanceState::Starting => Verdict::Unknown("starting".into()),
-            InstanceState::Failed => Verdict::Unhealthy("exited".into()),
+        let probe = self.fleet.probe(id)?;
+        let verdict = match probe.state {
+            State::Ready => Verdict::Healthy,
+            State::Starting => Verdict::Unknown("starting".into()),
+            State::Failed => Verdict::Unhealthy("exited".into()),
             other => Verdict::Unhealthy(other.name().into()),
         };
-        let latency_us = self.behaviour(&inst.revision)?.latency * 1_000;
         Ok(Probe {
             instance: id.to_string(),
             verdict,
-            latency_us,
+            latency_us: probe.latency_us,
         })
     }
 
     async fn set_weights(&mut self, weights: &[(RevisionId, u32)]) -> Result<(), BackendError> {
-        for (revision, _) in weights {
-            self.behaviour(revision)?;
-        }
-        self.weights = weights.to_vec();
-        Ok(())
+        Ok(self.fleet.set_weights(weights)?)
     }
 
     async fn stats(&mut self, revision: &str, window_ms: u64) -> RevisionStats {
         self.sync();
-        let ready = |rev: &str| {
-            let same = |i: &&SimInstance| i.revision == rev && i.state == InstanceState::Ready;
-            self.instances.iter().filter(same).count() as u64
-        };
-        // Share of traffic: by weight when weights are set, else by ready instances.
-        let (part, whole) = if self.weights.is_empty() {
-            (ready(revision), u64::from(self.ready))
-        } else {
-            let weight = |(r, w): &(RevisionId, u32)| if r == revision { *w } else { 0 };
-            let part = self.weights.iter().map(weight).sum::<u32>();
-            let whole = self.weights.iter().map(|(_, w)| *w).sum::<u32>();
-            (
-                u64::from(part) * u64::from(ready(revision) > 0),
-                u64::from(whole),
-            )
-        };
-        let requests = match whole {
-            0 => 0,
-            _ => self.requests_per_second * window_ms / 1_000 * part / whole,
-        };
-        let Ok(b) = self.behaviour(revision) else {
-            return RevisionStats {
-                revision: revision.to_string(),
-                ..RevisionStats::default()
-            };
-        };
-        let now = self.clock.now_ms();
-        let first = self
-            .instances
-            .iter()
-            .filter(|i| i.revision == revision)
-            .map(|i| i.started_ms)
-            .min();
-        let onset = b.errors_after.map(|ms| first.unwrap_or(now) + ms);
-        let erring = requests as f64 * share_after(onset, now, window_ms);
+        let s = self.fleet.stats(revision, window_ms).unwrap_or_default();
         RevisionStats {
             revision: revision.to_string(),
-            requests,
-            errors: (erring * b.error_rate).round() as u64,
-            p50_us: b.latency * 1_000,
-            p99_us: b.p99_latency.unwrap_or(b.latency * 2) * 1_000,
+            requests: s.requests,
+            errors: s.errors,
+            p50_us: s.p50_us,
+            p99_us: s.p99_us,
         }
     }
 
     fn next_change_ms(&mut self) -> Option<u64> {
         self.sync();
-        while let Some(&Reverse((at, i))) = self.events.peek() {
-            if self.instances[i].state == InstanceState::Stopped {
-                self.events.pop();
-                continue;
-            }
-            return Some(at);
-        }
-        None
+        self.fleet.next_change_ms()
     }
 
     fn take_observations(&mut self) -> Vec<Observation> {
         self.sync();
-        std::mem::take(&mut self.observations)
-    }
-}
-
-/// The share of the window of `window_ms` ending at `now` that lies after
-/// `onset` (all of it without one): the part of its requests that err.
-fn share_after(onset: Option<u64>, now: u64, window_ms: u64) -> f64 {
-    let Some(onset) = onset else { return 1.0 };
-    let start = now.saturating_sub(window_ms);
-    match window_ms {
-        0 => 0.0,
-        _ => now.saturating_sub(onset.max(start)) as f64 / window_ms as f64,
+        let observe = |c: rollout_fleet_sim::Change| Observation {
+            at_ms: c.at_ms,
+            instance: c.instance,
+            revision: c.revision,
+            state: c.state.into(),
+        };
+        self.fleet.take_changes().into_iter().map(observe).collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use rollout_fleet_sim::agreement::{self, Case, Subject};
+
     use super::*;
+    use crate::engine::Session;
+    use crate::engine::guardrails::{Count, GuardrailSpec};
+    use crate::engine::operator::Operator;
+    use crate::engine::session::Call;
+    use crate::model::RolloutInfo;
 
     fn sim(behaviour: Behaviour) -> (Clock, SimBackend) {
         let clock = Clock::virtual_at_zero();
         let revisions = BTreeMap::from([
-            ("v1".into(), Behaviour::default()),
-            ("v2".into(), behaviour),
+            ("v1".into(), (&Behaviour::default()).into()),
+            ("v2".into(), (&behaviour).into()),
         ]);
         let mut sim = SimBackend::new(clock.clone(), "web", revisions, 7, 100);
         sim.serve("v1", 2);
@@ -551,5 +388,143 @@ mod tests {
         clock.sleep_until(40_000).await;
         let s = sim.stats("v2", 10_000).await;
         assert_eq!((s.requests, s.errors), (1_000, 500));
+    }
+
+    /// The sim backend as `rollout test` drives it, through the host's
+    /// session (guardrails that refuse nothing), as one front of the
+    /// shared agreement cases; the SDK's `FakeFleet` is the other.
+    struct Host {
+        runtime: tokio::runtime::Runtime,
+        session: Option<Session>,
+    }
+
+    impl Host {
+        fn new(case: &Case) -> Self {
+            let clock = Clock::virtual_at_zero();
+            let behaviours = case
+                .revisions
+                .iter()
+                .map(|(revision, b)| (revision.to_string(), b.clone()))
+                .collect();
+            let mut sim = SimBackend::new(clock.clone(), "web", behaviours, 0, 100);
+            sim.serve(case.from, case.serving);
+            let info = RolloutInfo {
+                service: "web".into(),
+                from_revision: Some(case.from.into()),
+                to_revision: case.to.into(),
+                replicas: case.serving,
+                params: Vec::new(),
+            };
+            let guardrails = GuardrailSpec {
+                max_surge: Count::Absolute(100),
+                min_available: Count::Absolute(0),
+                ..GuardrailSpec::default()
+            };
+            let session =
+                Session::new(info, Box::new(sim), clock, &guardrails, Operator::default());
+            Host {
+                runtime: tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .expect("a runtime"),
+                session: Some(session),
+            }
+        }
+
+        /// Run one session call to its end; the cases never halt a rollout.
+        fn call<T>(&mut self, call: impl AsyncFnOnce(&mut Session) -> Call<T>) -> T {
+            let session = self.session.as_mut().expect("extremes come last");
+            self.runtime.block_on(call(session)).expect("no halt")
+        }
+    }
+
+    /// The cases name instances without the service: `web-v2-3` is `v2-3`.
+    fn unprefixed(id: &str) -> String {
+        id.strip_prefix("web-").unwrap_or(id).to_string()
+    }
+
+    fn prefixed(ids: &[String]) -> Vec<String> {
+        ids.iter().map(|id| format!("web-{id}")).collect()
+    }
+
+    /// `healthy`, `unhealthy` or `unknown`, as the verdict's wire form
+    /// names it.
+    fn kind(verdict: &Verdict) -> String {
+        let wire = serde_json::to_value(verdict).expect("a verdict serializes");
+        wire["verdict"].as_str().unwrap_or_default().to_string()
+    }
+
+    impl Subject for Host {
+        fn now_ms(&mut self) -> u64 {
+            self.session.as_ref().expect("extremes come last").now_ms()
+        }
+
+        fn start(&mut self, revision: &str, count: u32) -> Vec<(String, String)> {
+            let started = self
+                .call(async |s| s.start(revision, count).await)
+                .expect("started");
+            let named = |i: Instance| (unprefixed(&i.id), i.state.name().to_string());
+            started.into_iter().map(named).collect()
+        }
+
+        fn stop(&mut self, ids: &[String]) {
+            let ids = prefixed(ids);
+            self.call(async |s| s.stop(&ids).await).expect("stopped");
+        }
+
+        fn sleep(&mut self, ms: u64) {
+            self.call(async |s| s.sleep(ms).await);
+        }
+
+        fn wait_ready(&mut self, ids: &[String], timeout_ms: u64) -> Vec<(String, String)> {
+            let ids = prefixed(ids);
+            let probes = self.call(async |s| s.wait_ready(&ids, timeout_ms).await);
+            let judged = |p: Probe| (unprefixed(&p.instance), kind(&p.verdict));
+            probes.into_iter().map(judged).collect()
+        }
+
+        fn list(&mut self) -> Vec<(String, String, u64)> {
+            let listed = self.call(async |s| s.list().await);
+            let shown = |i: Instance| (unprefixed(&i.id), i.state.name().to_string(), i.age_ms);
+            listed.into_iter().map(shown).collect()
+        }
+
+        fn probe(&mut self, id: &str) -> (String, u64) {
+            let id = format!("web-{id}");
+            let probe = self.call(async |s| s.probe(&id).await);
+            (kind(&probe.verdict), probe.latency_us)
+        }
+
+        fn logs(&mut self, id: &str, max_lines: u32) -> Vec<String> {
+            let id = format!("web-{id}");
+            self.call(async |s| s.logs(&id, max_lines).await)
+                .expect("logs")
+        }
+
+        fn set_weights(&mut self, weights: &[(String, u32)]) {
+            self.call(async |s| s.set_weights(weights).await)
+                .expect("weights set");
+        }
+
+        fn stats(&mut self, revision: &str, window_ms: u64) -> [u64; 4] {
+            let s = self.call(async |s| s.stats(revision, window_ms).await);
+            [s.requests, s.errors, s.p50_us, s.p99_us]
+        }
+
+        /// Ends the session: the extremes are the backend's, read after.
+        fn extremes(&mut self) -> Extremes {
+            let session = self.session.take().expect("extremes come last");
+            let (_, backend) = session.into_parts();
+            let any: Box<dyn std::any::Any> = backend;
+            let mut sim = any.downcast::<SimBackend>().expect("a SimBackend");
+            sim.extremes()
+        }
+    }
+
+    #[test]
+    fn the_session_over_the_sim_gives_the_answers_the_sdk_fake_gives() {
+        for case in agreement::cases() {
+            let got = agreement::run(&case, &mut Host::new(&case));
+            assert_eq!(got, case.expect, "{}", case.name);
+        }
     }
 }

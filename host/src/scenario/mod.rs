@@ -234,6 +234,20 @@ mod tests {
     }
 
     #[test]
+    fn a_revision_table_becomes_the_fleet_behaviour() {
+        let text = "replicas = 3\nto = \"v2\"\n[revisions.v2]\nnever-ready = true\n\
+                    unhealthy-after = \"30s\"\ncrash-first = 2\n\
+                    logs = [{ after = \"1s\", line = \"up\" }]\n";
+        let s = Scenario::parse(text).unwrap();
+        let b = rollout_fleet_sim::Behaviour::from(&s.revisions["v2"]);
+        let expected = rollout_fleet_sim::Behaviour::never_ready()
+            .unhealthy_after(30_000)
+            .crashing_first(2)
+            .logging(1_000, "up");
+        assert_eq!(b, expected);
+    }
+
+    #[test]
     fn errors_name_line_and_field() {
         let err =
             Scenario::parse("replicas = 3\nto = \"v2\"\n[revisions.v2]\nready-after = \"soon\"\n")

@@ -46,7 +46,11 @@ pub async fn simulate(
     let mut sim = SimBackend::new(
         clock.clone(),
         &scenario.service,
-        scenario.revisions.clone(),
+        scenario
+            .revisions
+            .iter()
+            .map(|(revision, b)| (revision.clone(), b.into()))
+            .collect(),
         scenario.seed,
         scenario.requests_per_second,
     );
