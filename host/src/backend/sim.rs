@@ -266,11 +266,11 @@ mod tests {
     use rollout_fleet_sim::agreement::{self, Case, Subject};
 
     use super::*;
-    use crate::engine::Session;
-    use crate::engine::guardrails::{Count, GuardrailSpec};
-    use crate::engine::operator::Operator;
-    use crate::engine::session::Call;
+    use crate::executor::Session;
+    use crate::executor::guardrails::{Count, GuardrailSpec};
+    use crate::executor::operator::Operator;
     use crate::model::RolloutInfo;
+    use crate::runtime::{Call, PolicyHost};
 
     fn sim(behaviour: Behaviour) -> (Clock, SimBackend) {
         let clock = Clock::virtual_at_zero();

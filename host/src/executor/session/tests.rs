@@ -17,20 +17,22 @@ use crate::runtime::{Halt, PolicyHost};
 fn session(guardrails: GuardrailSpec, commands: Vec<(u64, Action)>) -> Session {
     let clock = Clock::virtual_at_zero();
     let behaviours = BTreeMap::from([
-        ("r1".to_string(), Behaviour::default()),
+        ("r1".to_string(), (&Behaviour::default()).into()),
         (
             "r2".to_string(),
-            Behaviour {
+            (&Behaviour {
                 ready_after: 3_000,
                 ..Behaviour::default()
-            },
+            })
+                .into(),
         ),
         (
             "r3".to_string(),
-            Behaviour {
+            (&Behaviour {
                 never_ready: true,
                 ..Behaviour::default()
-            },
+            })
+                .into(),
         ),
     ]);
     let mut sim = SimBackend::new(clock.clone(), "web", behaviours, 1, 100);
