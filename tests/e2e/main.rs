@@ -39,6 +39,7 @@ macro_rules! on_each_backend {
 
 mod abuse;
 mod agent;
+mod api;
 mod docker;
 mod docker_util;
 mod docs;

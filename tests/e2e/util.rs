@@ -334,20 +334,37 @@ params = {{ min-ready-ms = "400ms", ready-timeout-ms = "5s" }}
 
     /// `GET path` on the agent's control socket; the body.
     pub fn get(&self, path: &str) -> String {
-        use std::io::{Read, Write};
-        let mut s = std::os::unix::net::UnixStream::connect(self.home.path().join("agent.sock"))
-            .expect("connect to the agent");
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n"
-        )
-        .expect("send");
-        let mut text = String::new();
-        s.read_to_string(&mut text).expect("read");
-        text.split("\r\n\r\n")
+        let request = format!("GET {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n");
+        let answer = self.request(request.as_bytes());
+        answer
+            .split("\r\n\r\n")
             .nth(1)
             .unwrap_or_default()
             .to_string()
+    }
+
+    /// Send `raw` bytes on the agent's control socket; the whole answer
+    /// (status line, headers, body) once the agent closes the connection.
+    pub fn request(&self, raw: &[u8]) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(self.home.path().join("agent.sock"))
+            .expect("connect to the agent");
+        s.write_all(raw).expect("send");
+        let mut bytes = Vec::new();
+        s.read_to_end(&mut bytes).expect("read");
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// `POST path` of `body` (JSON) on the agent's control socket; the
+    /// whole answer.
+    pub fn post(&self, path: &str, body: &serde_json::Value) -> String {
+        let body = body.to_string();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: agent\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        self.request(&[head.as_bytes(), body.as_bytes()].concat())
     }
 
     /// The agent's database.

@@ -66,6 +66,8 @@ impl Agent {
     /// `rollout run`: record the spec as a new revision and roll it out.
     pub fn run(self: &Arc<Self>, req: RunRequest) -> Result<Started> {
         let spec = ServiceSpec::parse(&req.spec, &req.origin, Path::new("/"))?;
+        // Checked even when nothing would change: a bad policy is refused.
+        let policy = self.policy(&req.policy, &spec)?;
         let current = self.store.current_revision(&spec.name)?;
         if let Some(n) = current {
             let serving = self.spec_of(&spec.name, n)?;
@@ -86,20 +88,19 @@ impl Agent {
             Some(c) => c,
             None => self.default_cause(&spec, current, &req.origin)?,
         };
-        self.roll_out(spec, &req.origin, &req.policy, req.params, cause)
+        self.roll_out(spec, &req.origin, policy, req.params, cause)
     }
 
-    /// Admit `spec` as a new revision and start rolling it out, or refuse
-    /// it with nothing changed.
+    /// Admit `spec` as a new revision and start rolling it out with
+    /// `loaded` (see [`Agent::policy`]), or refuse it with nothing changed.
     pub(super) fn roll_out(
         self: &Arc<Self>,
         spec: ServiceSpec,
         origin: &str,
-        policy: &Option<PolicyChoice>,
+        loaded: LoadedPolicy<Session>,
         params: Vec<(String, String)>,
         cause: String,
     ) -> Result<Started> {
-        let loaded = self.policy(policy, &spec)?;
         self.check_backend(&spec, origin)?;
         let service = self.service_on(&spec.name, spec.backend)?;
         if service.backend != spec.backend {
@@ -170,7 +171,7 @@ impl Agent {
     }
 
     /// Load the policy a request names (or the spec's), checked and ready.
-    fn policy(
+    pub(super) fn policy(
         &self,
         policy: &Option<PolicyChoice>,
         spec: &ServiceSpec,

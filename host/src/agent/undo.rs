@@ -47,8 +47,9 @@ impl Agent {
             )));
         }
         let spec = self.spec_of(service, target)?;
+        let policy = self.policy(&req.policy, &spec)?;
         let cause = format!("undo: back to revision {target}");
         let origin = format!("revision {target} of {service}");
-        self.roll_out(spec, &origin, &req.policy, req.params, cause)
+        self.roll_out(spec, &origin, policy, req.params, cause)
     }
 }

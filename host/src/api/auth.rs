@@ -1,5 +1,6 @@
 //! The TCP listener's bearer token: every request on it must carry
-//! `Authorization: Bearer TOKEN`, compared in constant time.
+//! `Authorization: Bearer TOKEN` (the scheme in any case, as RFC 9110
+//! says), the token compared in constant time.
 
 use std::sync::Arc;
 
@@ -29,7 +30,7 @@ fn authorized(req: &Request, token: &str) -> bool {
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(bearer);
     // Compare without an early exit, so timing does not leak the token.
     given.is_some_and(|g| {
         g.len() == token.len()
@@ -38,4 +39,52 @@ fn authorized(req: &Request, token: &str) -> bool {
                 .fold(0u8, |acc, (a, b)| acc | (a ^ b))
                 == 0
     })
+}
+
+/// The credentials of an `Authorization` value in the bearer scheme.
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, credentials) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| credentials.trim_start())
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+
+    use super::*;
+
+    fn with(value: &str) -> Request {
+        Request::builder()
+            .header(header::AUTHORIZATION, value)
+            .body(Body::empty())
+            .expect("a request")
+    }
+
+    #[test]
+    fn the_scheme_is_case_insensitive_and_the_token_exact() {
+        for ok in [
+            "Bearer s3cret",
+            "bearer s3cret",
+            "BEARER  s3cret",
+            " Bearer s3cret ",
+        ] {
+            assert!(authorized(&with(ok), "s3cret"), "{ok:?}");
+        }
+        for refused in [
+            "Bearer s3cre",
+            "Bearer s3cret2",
+            "Bearer S3CRET",
+            "Basic s3cret",
+            "Bearers3cret",
+            "s3cret",
+            "Bearer",
+            "",
+        ] {
+            assert!(!authorized(&with(refused), "s3cret"), "{refused:?}");
+        }
+        let none = Request::builder().body(Body::empty()).expect("a request");
+        assert!(!authorized(&none, "s3cret"));
+    }
 }

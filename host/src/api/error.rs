@@ -62,6 +62,9 @@ pub enum ApiError {
     /// The request body could not be read (or is too large).
     #[error("cannot read the request: {0}")]
     Read(#[source] axum::BoxError),
+    /// The client stopped sending its request body.
+    #[error("the request body stopped arriving for {} s; nothing was changed", .0.as_secs())]
+    Stalled(std::time::Duration),
     /// The request body is not the JSON the endpoint takes.
     #[error("malformed request: {0}")]
     Malformed(#[source] serde_json::Error),
@@ -108,6 +111,7 @@ impl ApiError {
             | ApiError::Read(_)
             | ApiError::Malformed(_)
             | ApiError::Upload { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Stalled(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Task(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -1,6 +1,7 @@
 //! What handlers take from a request: path segments, query parameters
-//! and a JSON body of bounded size, through axum's extractors but refused
-//! as [`ApiError`]s, so every refusal has the API's error body.
+//! and a JSON body of bounded size that must keep arriving, through axum's
+//! extractors but refused as [`ApiError`]s, so every refusal has the API's
+//! error body.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -10,24 +11,36 @@ use axum::http::request::Parts;
 use http_body_util::{BodyExt, Limited};
 use serde::de::DeserializeOwned;
 
+use super::CLIENT_IDLE;
 use super::error::ApiError;
 
 /// Largest request body: a policy upload (an 18 MB Python component is
 /// 24 MB in base64) with room to spare.
 const MAX_BODY: usize = 128 << 20;
 
-/// A JSON request body of at most [`MAX_BODY`] bytes.
+/// A JSON request body of at most [`MAX_BODY`] bytes, each piece arriving
+/// within [`CLIENT_IDLE`] of the last.
 pub(super) struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
-        let bytes = Limited::new(req.into_body(), MAX_BODY)
-            .collect()
-            .await
-            .map_err(ApiError::Read)?
-            .to_bytes();
+        let mut body = Limited::new(req.into_body(), MAX_BODY);
+        let mut bytes = Vec::new();
+        loop {
+            let frame = tokio::time::timeout(CLIENT_IDLE, body.frame())
+                .await
+                .map_err(|_| ApiError::Stalled(CLIENT_IDLE))?;
+            match frame {
+                None => break,
+                Some(frame) => {
+                    if let Ok(data) = frame.map_err(ApiError::Read)?.into_data() {
+                        bytes.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(ApiError::Malformed)

@@ -38,6 +38,11 @@ use anyhow::Context;
 
 pub use server::Listeners;
 
+/// Longest a client may keep the agent waiting for the next bytes of a
+/// request (its headers, or the next piece of its body) before the agent
+/// gives up on it.
+const CLIENT_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The socket of the agent whose home is `home`.
 pub fn socket_path(home: &Path) -> PathBuf {
     home.join("agent.sock")

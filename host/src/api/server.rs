@@ -106,7 +106,7 @@ where
 {
     let _ = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(std::time::Duration::from_secs(10))
+        .header_read_timeout(super::CLIENT_IDLE)
         .serve_connection(TokioIo::new(stream), TowerToHyperService::new(router))
         .await;
 }

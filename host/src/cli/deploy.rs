@@ -5,14 +5,13 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use base64::Engine as _;
 use serde_json::json;
 
 use super::{Cli, Output, key_value};
 use crate::api::client::Client;
 use crate::api::types::{Events, PolicyRef, RunRequest, Started, UndoRequest};
-use crate::runtime::PolicySource;
+use crate::runtime::{PolicySource, read_component};
 use crate::spec::ServiceSpec;
 use crate::store::JournalRow;
 
@@ -62,11 +61,8 @@ pub struct UndoArgs {
 fn policy_ref(arg: &str) -> anyhow::Result<PolicyRef> {
     Ok(match PolicySource::parse(arg)? {
         PolicySource::Path(path) => {
-            let bytes = std::fs::read(&path).with_context(|| {
-                format!(
-                    "policy {}: cannot read it; nothing was changed",
-                    path.display()
-                )
+            let bytes = read_component(&path).map_err(|why| {
+                anyhow::anyhow!("policy {}: {why}; nothing was changed", path.display())
             })?;
             PolicyRef::Wasm {
                 name: path.display().to_string(),

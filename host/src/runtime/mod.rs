@@ -30,7 +30,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 pub use error::PolicyError;
 pub use host::{Call, Halt, PolicyHost};
 pub use limits::Limits;
-pub use source::{BUILTIN, PolicySource};
+pub use source::{BUILTIN, PolicySource, read_component};
 
 use crate::model::Outcome;
 use limits::{LimitHit, StoreLimiter};

@@ -93,17 +93,67 @@ impl PolicySource {
                 policy: (*name).to_string(),
                 reason: "not built into this binary".into(),
             }),
+            PolicySource::Uploaded { name, bytes } if bytes.len() as u64 > MAX_COMPONENT_BYTES => {
+                Err(PolicyError::NotFound {
+                    policy: name.clone(),
+                    reason: too_large(bytes.len() as u64),
+                })
+            }
             PolicySource::Uploaded { bytes, .. } => Ok(Cow::Owned(bytes.to_vec())),
             PolicySource::Path(path) => {
-                std::fs::read(path)
+                read_component(path)
                     .map(Cow::Owned)
-                    .map_err(|e| PolicyError::NotFound {
+                    .map_err(|reason| PolicyError::NotFound {
                         policy: path.display().to_string(),
-                        reason: format!("cannot read it: {e}"),
+                        reason,
                     })
             }
         }
     }
+}
+
+/// Largest policy component read or accepted: a Python policy, the
+/// largest kind, is about 18 MB.
+const MAX_COMPONENT_BYTES: u64 = 64 << 20;
+
+fn too_large(len: u64) -> String {
+    format!(
+        "{len} bytes is more than a policy may be ({} MiB)",
+        MAX_COMPONENT_BYTES >> 20
+    )
+}
+
+/// Read the component file at `path`, which must be a regular file of at
+/// most [`MAX_COMPONENT_BYTES`]: a FIFO or a device (`/dev/zero`) is
+/// refused at once instead of hanging the reader or filling its memory.
+/// The error says why, for "policy PATH: ...".
+pub fn read_component(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let cannot = |e: std::io::Error| format!("cannot read it: {e}");
+    // Non-blocking, so opening a FIFO with no writer returns at once.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(cannot)?;
+    let meta = file.metadata().map_err(cannot)?;
+    if !meta.is_file() {
+        return Err("not a regular file (a policy is a .wasm component file)".into());
+    }
+    if meta.len() > MAX_COMPONENT_BYTES {
+        return Err(too_large(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // Bounded even if the file grows while it is read.
+    file.take(MAX_COMPONENT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_COMPONENT_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -145,5 +195,37 @@ mod tests {
             assert!(source.bytes().unwrap().len() > 1000, "{name}");
             assert!(!about.is_empty());
         }
+    }
+
+    #[test]
+    fn only_a_regular_file_of_bounded_size_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("policy.wasm");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let huge = dir.path().join("huge.wasm");
+        std::fs::File::create(&huge)
+            .unwrap()
+            .set_len(MAX_COMPONENT_BYTES + 1)
+            .unwrap();
+        let cases = [
+            (fifo.as_path(), "not a regular file"),
+            (Path::new("/dev/zero"), "not a regular file"),
+            (dir.path(), "not a regular file"),
+            (huge.as_path(), "more than a policy may be (64 MiB)"),
+        ];
+        for (path, why) in cases {
+            let err = read_component(path).unwrap_err();
+            assert!(err.contains(why), "{}: {err}", path.display());
+        }
+        let small = dir.path().join("small.wasm");
+        std::fs::write(&small, b"\0asm").unwrap();
+        assert_eq!(read_component(&small).unwrap(), b"\0asm");
+        let upload = PolicySource::Uploaded {
+            name: "big.wasm".into(),
+            bytes: vec![0; MAX_COMPONENT_BYTES as usize + 1].into(),
+        };
+        let err = upload.bytes().unwrap_err().to_string();
+        assert!(err.contains("more than a policy may be"), "{err}");
     }
 }

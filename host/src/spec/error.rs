@@ -72,19 +72,35 @@ pub(super) struct Context<'a> {
     pub(super) sets: &'a [(String, String)],
 }
 
+/// Longest line of a spec (or of a `--set`) an error quotes: a spec with
+/// a 50 MB line must not be answered with it.
+const QUOTED_CHARS: usize = 200;
+
+/// `text` with every line longer than [`QUOTED_CHARS`] cut short.
+fn clipped(text: &str) -> String {
+    let clip = |line: &str| match line.char_indices().nth(QUOTED_CHARS) {
+        Some((end, _)) => {
+            let more = line[end..].chars().count();
+            format!("{}… ({more} more characters)", &line[..end])
+        }
+        None => line.to_string(),
+    };
+    text.split('\n').map(clip).collect::<Vec<_>>().join("\n")
+}
+
 impl Context<'_> {
     pub(super) fn parse_error(&self, message: String) -> SpecError {
         SpecError::Parse {
             origin: self.origin.to_string(),
-            message,
+            message: clipped(&message),
         }
     }
 
     pub(super) fn set_error(&self, index: usize, message: String) -> SpecError {
         let (key, value) = &self.sets[index];
         SpecError::Set {
-            key: format!("{key}={value}"),
-            message,
+            key: clipped(&format!("{key}={value}")),
+            message: clipped(&message),
         }
     }
 
@@ -128,8 +144,8 @@ impl Context<'_> {
         }
         SpecError::Invalid {
             origin: self.origin.to_string(),
-            field,
-            message,
+            field: clipped(&field),
+            message: clipped(&message),
         }
     }
 }

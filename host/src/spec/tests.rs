@@ -590,3 +590,24 @@ fn log_max_bytes_has_a_floor() {
     );
     assert!(err.contains("(line 3)"), "{err}");
 }
+
+#[test]
+fn an_error_never_quotes_a_huge_line_whole() {
+    let huge = "x".repeat(1_000_000);
+    let cases = [
+        // The TOML parser's own message quotes the line.
+        format!("name = \"web\"\nreplicas = 2 {huge}\n"),
+        // A type error located by the spec parser.
+        format!("name = \"web\"\nreplicas = \"{huge}\"\n[revision]\ncommand = \"a\"\n"),
+        // A rule broken by a huge value.
+        format!("name = \"{huge}\"\nreplicas = 2\n[revision]\ncommand = \"a\"\n"),
+    ];
+    for text in &cases {
+        let message = err(text);
+        assert!(message.len() < 2_000, "{} bytes", message.len());
+        assert!(message.contains("more characters)"), "{message}");
+        assert!(message.starts_with("web.toml: "), "{message}");
+    }
+    let message = set_err(MINIMAL, &[("replicas", &huge)]);
+    assert!(message.len() < 2_000, "{} bytes", message.len());
+}
