@@ -22,8 +22,8 @@ use serde::Serialize;
 
 use rollout::agent::Agent;
 use rollout::agent::ServiceStatus;
-use rollout::backend::live::free_port;
 use rollout::bench::rollout::roll;
+use rollout::fleet::free_port;
 use rollout::runtime::Runtime;
 use rollout::spec::ServiceSpec;
 

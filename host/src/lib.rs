@@ -4,11 +4,13 @@
 //! Leaves: [`model`], [`clock`], [`journal`], [`duration`]. Above them:
 //! [`runtime`] (wasmtime, the sandbox, the `rollout:policy` bindings) and
 //! [`engine`] (the executor: a policy under guardrails, operator commands
-//! and deadlines, restoring the fleet when it fails); [`backend`] (the sim
-//! fleet, the live fleet manager and its process, docker and swarm
-//! runners); [`health`], [`proxy`] (the front door), [`spec`], [`store`];
-//! then [`agent`], its control [`api`], [`scenario`] (`rollout test`) and
-//! [`cli`], with [`bench`] for the benchmarks the binary runs itself.
+//! and deadlines, restoring the fleet when it fails); [`backend`] (the
+//! trait, the sim fleet, and the process, docker and swarm runners);
+//! [`health`], [`proxy`] (the front door), [`spec`], [`store`]; [`fleet`]
+//! (the fleet manager: live instances started by a runner, watched,
+//! drained, re-adopted); then [`agent`], its control [`api`], [`scenario`]
+//! (`rollout test`) and [`cli`], with [`bench`] for the benchmarks the
+//! binary runs itself.
 //! `host/tests/layers.rs` keeps sibling modules free of import cycles.
 
 #![deny(missing_docs)]
@@ -21,6 +23,7 @@ pub mod cli;
 pub mod clock;
 pub mod duration;
 pub mod engine;
+pub mod fleet;
 pub mod health;
 pub mod journal;
 pub mod model;

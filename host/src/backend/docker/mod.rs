@@ -37,7 +37,7 @@ use bollard::query_parameters::{
 
 use self::container::Container;
 use super::BackendError;
-use super::live::{Launch, Runner, Running, StartRequest};
+use super::runner::{Launch, Runner, Running, StartRequest};
 use crate::model::InstanceId;
 use crate::store::InstanceRow;
 

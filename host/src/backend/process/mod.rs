@@ -19,7 +19,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use super::BackendError;
-use super::live::{Launch, Runner, Running, StartRequest, exit};
+use super::exit;
+use super::runner::{Launch, Runner, Running, StartRequest};
 use crate::model::InstanceId;
 use crate::store::InstanceRow;
 

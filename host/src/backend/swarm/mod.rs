@@ -36,7 +36,7 @@ use super::BackendError;
 use super::docker::{
     Connection, Owner, api_error, entrypoint, env_lines, image, is_status, log_options, preflight,
 };
-use super::live::{Launch, Runner, Running, StartRequest};
+use super::runner::{Launch, Runner, Running, StartRequest};
 use crate::model::InstanceId;
 use crate::store::InstanceRow;
 

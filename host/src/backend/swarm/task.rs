@@ -16,8 +16,8 @@ use crate::backend::docker::container::end_of;
 use crate::backend::docker::process::Direct;
 use crate::backend::docker::watch::{Watch, log_options};
 use crate::backend::docker::{api_error, is_status};
-use crate::backend::live::Running;
-use crate::backend::live::exit::describe_container;
+use crate::backend::exit::describe_container;
+use crate::backend::runner::Running;
 
 /// How often a task's state is read from the manager.
 const POLL: Duration = Duration::from_millis(50);

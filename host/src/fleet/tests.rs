@@ -1,8 +1,20 @@
-//! The live fleet, exercised with the process runner.
+//! The fleet manager's own rules, exercised with the process runner.
 
-use super::*;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use super::probe::{Outcome, startup_gap_cap};
+use super::watch::apply;
+use super::{Adoption, Fleet};
 use crate::backend::process::{ProcessRunner, os};
-use std::time::Duration;
+use crate::backend::{Backend, BackendError, Launch, Runner, Running, StartRequest};
+use crate::clock::Clock;
+use crate::health::HealthSpec;
+use crate::model::{Instance, InstanceId, InstanceState, Verdict};
+use crate::store::{InstanceRow, Store};
 
 fn fleet() -> (tempfile::TempDir, Arc<Fleet>) {
     let dir = tempfile::tempdir().unwrap();
@@ -160,7 +172,7 @@ async fn a_late_result_of_an_older_probe_is_ignored() {
     let id = fleet.start("r1", 1).await.unwrap().remove(0).id;
     let (older, newer) = {
         let mut inner = fleet.lock();
-        let p = inner.proc(&id).unwrap();
+        let p = inner.get(&id).unwrap();
         (p.check().seq, p.check().seq)
     };
     let outcome = |seq, result| Outcome {
@@ -172,9 +184,9 @@ async fn a_late_result_of_an_older_probe_is_ignored() {
         let mut inner = fleet.lock();
         // The newer probe found it listening; the older one's refused
         // connect arrives afterwards and must not undo that.
-        inner.apply_probe(outcome(newer, Ok(())));
-        inner.apply_probe(outcome(older, Err("connection refused".into())));
-        inner.proc(&id).unwrap().state
+        apply(&mut inner, outcome(newer, Ok(())));
+        apply(&mut inner, outcome(older, Err("connection refused".into())));
+        inner.get(&id).unwrap().state
     };
     assert_eq!(state, InstanceState::Ready);
     fleet.stop(&[id]).await.unwrap();
@@ -320,17 +332,17 @@ fn a_starting_instance_is_probed_every_25_ms_at_most_or_100_with_exec() {
         interval: 60_000,
         ..HealthSpec::default()
     };
-    assert_eq!(super::startup_gap_cap(&http), 25);
+    assert_eq!(startup_gap_cap(&http), 25);
     let exec = HealthSpec {
         exec: Some(vec!["true".into()]),
         ..http.clone()
     };
-    assert_eq!(super::startup_gap_cap(&exec), 100);
+    assert_eq!(startup_gap_cap(&exec), 100);
     let fast = HealthSpec {
         interval: 5,
         ..exec
     };
-    assert_eq!(super::startup_gap_cap(&fast), 5);
+    assert_eq!(startup_gap_cap(&fast), 5);
 }
 
 #[tokio::test]
