@@ -1,4 +1,6 @@
-//! The fleet manager's own rules, exercised with the process runner.
+//! The fleet manager's own rules, exercised with the process runner. What
+//! every runner must do for it (start, exit, stop, adopt, sweep, logs) is
+//! the runner contract of `tests/e2e/runners.rs`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -193,21 +195,6 @@ async fn a_late_result_of_an_older_probe_is_ignored() {
 }
 
 #[tokio::test]
-async fn stop_escalates_to_sigkill_after_the_grace_period() {
-    let (_dir, fleet) = fleet();
-    let stubborn = "trap '' TERM; echo up; while true; do sleep 0.05; done";
-    fleet.register(shell("r1", stubborn, HealthSpec::default()));
-    let id = fleet.start("r1", 1).await.unwrap().remove(0).id;
-    until(&fleet, &id, InstanceState::Ready).await;
-    let pid = fleet.store.instances("svc").unwrap()[0].pid;
-    let started = Instant::now();
-    fleet.stop(std::slice::from_ref(&id)).await.unwrap();
-    assert!(started.elapsed() >= Duration::from_millis(300));
-    assert!(os::start_ticks(pid).is_none(), "{pid} still runs");
-    assert!(fleet.store.instances("svc").unwrap().is_empty());
-}
-
-#[tokio::test]
 async fn an_instance_stopped_before_it_was_ready_is_sent_sigterm_again() {
     // Deaf to SIGTERM for its first moments, as a container's init is
     // until it handles the signal, and never ready (nothing listens).
@@ -280,50 +267,6 @@ async fn logs_are_rotated_past_their_cap() {
     let live = std::fs::metadata(dir.path().join("logs").join(format!("{id}.log"))).unwrap();
     assert!(live.len() <= 64 * 1024, "{}", live.len());
     fleet.stop(&[id]).await.unwrap();
-}
-
-#[tokio::test]
-async fn a_new_fleet_re_adopts_running_instances_and_forgets_gone_ones() {
-    let (dir, fleet) = fleet();
-    fleet.register(shell("r1", "echo up; sleep 30", HealthSpec::default()));
-    let ids: Vec<_> = fleet
-        .start("r1", 2)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|i| i.id)
-        .collect();
-    let gone = fleet.store.instances("svc").unwrap()[1].pid;
-    os::signal_group(gone, libc::SIGKILL);
-    let store = fleet.store.clone();
-    drop(fleet);
-    // Reap the killed child so its pid no longer looks alive.
-    for _ in 0..200 {
-        if os::start_ticks(gone).is_none() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let again = Fleet::new(
-        "svc",
-        Arc::new(ProcessRunner),
-        dir.path().join("logs"),
-        store,
-    )
-    .unwrap();
-    again.register(shell("r1", "echo up; sleep 30", HealthSpec::default()));
-    let found = again.adopt().await.unwrap();
-    assert_eq!(
-        found,
-        Adoption {
-            adopted: vec![ids[0].clone()],
-            gone: vec![ids[1].clone()],
-            swept: Vec::new(),
-        }
-    );
-    let next = again.start("r1", 1).await.unwrap().remove(0).id;
-    assert_eq!(next, "svc-r1-3", "ids continue after the adopted ones");
-    again.stop(&[ids[0].clone(), next]).await.unwrap();
 }
 
 #[test]
