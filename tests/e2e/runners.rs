@@ -89,6 +89,7 @@ const CASES: &[(&str, Case)] = &[
     ("stop", |bed| Box::pin(stop(bed))),
     ("stop_forces", |bed| Box::pin(stop_forces(bed))),
     ("adopt", |bed| Box::pin(adopt(bed))),
+    ("adopt_unready", |bed| Box::pin(adopt_unready(bed))),
     ("sweep", |bed| Box::pin(sweep(bed))),
     ("logs", |bed| Box::pin(logs(bed))),
 ];
@@ -549,6 +550,33 @@ async fn adopt(bed: Bed) {
     assert_eq!(next, "web-r1-4", "numbers follow the adopted ones");
     let all = ids(&again.list());
     again.stop(&all).await.expect("they stop");
+    bed.assert_nothing_left(&again);
+}
+
+/// Adopt, unready: an instance recorded but not ready yet when its agent
+/// restarts (on Swarm, its task maybe not even running) is taken back and
+/// becomes ready, not forgotten.
+async fn adopt_unready(bed: Bed) {
+    let first = bed.fleet(bed.runner());
+    let slow = bed.launch("r1", &["VERSION=c1", "READY_AFTER_MS=1000"]);
+    first.register(slow.clone());
+    let id = first.start("r1", 1).await.expect("it starts").remove(0).id;
+    drop(first);
+
+    let again = bed.fleet(bed.runner());
+    again.register(slow);
+    let found = again.adopt().await.expect("adoption");
+    let adopted = vec![id.clone()];
+    assert_eq!(
+        found,
+        Adoption {
+            adopted,
+            ..Adoption::default()
+        }
+    );
+    until_in(&again, &id, InstanceState::Ready).await;
+    assert_eq!(bed.units(), std::slice::from_ref(&id));
+    again.stop(&[id]).await.expect("it stops");
     bed.assert_nothing_left(&again);
 }
 

@@ -174,7 +174,7 @@ impl Runner for SwarmRunner {
         {
             return Ok(None);
         }
-        if !task::running(docker, &name).await? {
+        if !task::live(docker, &name).await? {
             self.remove(&name).await?;
             return Ok(None);
         }
