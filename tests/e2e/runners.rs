@@ -581,44 +581,45 @@ async fn adopt_unready(bed: Bed) {
 }
 
 /// Sweep: an instance of ours nobody recorded (its agent died before it
-/// could) is removed by the next agent, if the runner can tell it is ours;
-/// one it cannot tell (a process) is left alone, never anyone else's.
+/// could) is removed by the next agent; another agent's is left alone.
 async fn sweep(bed: Bed) {
     let first = bed.fleet(bed.runner());
     let launch = bed.launch("r1", &[]);
     first.register(launch.clone());
     let recorded = first.start("r1", 1).await.expect("it starts").remove(0).id;
     until_in(&first, &recorded, InstanceState::Ready).await;
-    let runner = bed.runner();
-    let stray = bed.stray(runner.as_ref(), &launch, "web-r1-99").await;
-    until("the stray running", || {
-        bed.units().contains(&"web-r1-99".to_string()).then_some(())
-    })
-    .await;
+    let stray = bed.stray(bed.runner().as_ref(), &launch, "web-r1-99").await;
+    let other = Bed::new(bed.subject, bed.program.clone());
+    let theirs = other.launch("r1", &[]);
+    let theirs = other
+        .stray(other.runner().as_ref(), &theirs, "web-r1-98")
+        .await;
+    for (bed, id) in [(&bed, "web-r1-99"), (&other, "web-r1-98")] {
+        let running = || bed.units().contains(&id.to_string()).then_some(());
+        until(&format!("{id} running"), running).await;
+    }
     drop(first);
 
     let again = bed.fleet(bed.runner());
     again.register(launch);
     let found = again.adopt().await.expect("adoption");
-    let tells = bed.subject.on != On::Processes;
-    let swept: Vec<InstanceId> = match tells {
-        true => vec!["web-r1-99".into()],
-        false => Vec::new(),
-    };
     assert_eq!(
         found,
         Adoption {
             adopted: vec![recorded.clone()],
             gone: Vec::new(),
-            swept,
+            swept: vec!["web-r1-99".into()],
         }
     );
-    match tells {
-        true => assert_eq!(bed.units(), std::slice::from_ref(&recorded)),
-        false => assert_eq!(bed.units(), [recorded.clone(), "web-r1-99".into()]),
+    until("the stray removed", || {
+        (bed.units() == std::slice::from_ref(&recorded)).then_some(())
+    })
+    .await;
+    assert_eq!(other.units(), ["web-r1-98"], "another agent's was touched");
+    for run in [stray, theirs] {
+        run.kill().await;
+        run.remove().await;
     }
-    stray.kill().await;
-    stray.remove().await;
     again.stop(&[recorded]).await.expect("it stops");
     bed.assert_nothing_left(&again);
 }
@@ -697,8 +698,8 @@ impl Runner for Noting {
     ) -> Result<Option<Arc<dyn Running>>, BackendError> {
         self.runner.adopt(row, log).await
     }
-    async fn sweep(&self, service: &str, known: &[InstanceId]) -> Vec<InstanceId> {
-        self.runner.sweep(service, known).await
+    async fn sweep(&self, service: &str, known: &[InstanceId], logs: &Path) -> Vec<InstanceId> {
+        self.runner.sweep(service, known, logs).await
     }
 }
 

@@ -73,8 +73,10 @@ pub trait Runner: Send + Sync {
     ) -> Result<Option<Arc<dyn Running>>, BackendError>;
     /// Remove the instances of `service` this runner finds that are not in
     /// `known` (started by an agent that died before recording them);
-    /// their ids.
-    async fn sweep(&self, service: &str, known: &[InstanceId]) -> Vec<InstanceId>;
+    /// their ids. `logs` is the directory their output went to
+    /// (`ID.log`, as [`StartRequest::log`]), whatever else tells them as
+    /// this agent's.
+    async fn sweep(&self, service: &str, known: &[InstanceId], logs: &Path) -> Vec<InstanceId>;
 }
 
 /// One started instance.

@@ -50,7 +50,7 @@ impl Fleet {
                 .instances
                 .insert(tracked.row.id.clone(), tracked);
         }
-        let swept = self.runner.sweep(&self.service, &adopted).await;
+        let swept = self.runner.sweep(&self.service, &adopted, &self.logs).await;
         Ok(Adoption {
             adopted,
             gone,

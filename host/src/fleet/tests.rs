@@ -363,7 +363,12 @@ impl Runner for Wrapping {
     ) -> Result<Option<Arc<dyn Running>>, BackendError> {
         Ok(None)
     }
-    async fn sweep(&self, _service: &str, _known: &[InstanceId]) -> Vec<InstanceId> {
+    async fn sweep(
+        &self,
+        _service: &str,
+        _known: &[InstanceId],
+        _logs: &std::path::Path,
+    ) -> Vec<InstanceId> {
         Vec::new()
     }
 }

@@ -147,7 +147,7 @@ impl Runner for DockerRunner {
         Ok(Some(Container::watch(docker.clone(), name, log, true)))
     }
 
-    async fn sweep(&self, service: &str, known: &[InstanceId]) -> Vec<InstanceId> {
+    async fn sweep(&self, service: &str, known: &[InstanceId], _logs: &Path) -> Vec<InstanceId> {
         let Ok(docker) = self.docker.get().await else {
             return Vec::new();
         };

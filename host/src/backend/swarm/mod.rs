@@ -182,7 +182,7 @@ impl Runner for SwarmRunner {
         Ok(Some(Task::watch(docker.clone(), name, node, log, true)))
     }
 
-    async fn sweep(&self, service: &str, known: &[InstanceId]) -> Vec<InstanceId> {
+    async fn sweep(&self, service: &str, known: &[InstanceId], _logs: &Path) -> Vec<InstanceId> {
         let Ok(docker) = self.docker.get().await else {
             return Vec::new();
         };
