@@ -3,16 +3,16 @@
 //! or Swarm tasks), and everything the runners share above them.
 //!
 //! Each instance gets `$PORT` (a free loopback port), `$ROLLOUT_SERVICE`,
-//! `$ROLLOUT_REVISION` and `$ROLLOUT_INSTANCE` ([`start`]); its output lands
-//! in a per-instance log file, capped by rotation ([`logs`]). A monitor task
-//! probes instances and notices exits ([`watch`]); every state change is an
-//! observation the session journals ([`table`]), and wakes any `wait-ready`.
-//! Stopping drains the instance through the front door ([`doors`]), asks it
-//! to stop, and forces it after the grace period ([`stop`]).
+//! `$ROLLOUT_REVISION` and `$ROLLOUT_INSTANCE` (`start`); its output lands
+//! in a per-instance log file, capped by rotation (`logs`). A monitor task
+//! probes instances and notices exits (`watch`); every state change is an
+//! observation the session journals (`table`), and wakes any `wait-ready`.
+//! Stopping drains the instance through the front door (`doors`), asks it
+//! to stop, and forces it after the grace period (`stop`).
 //!
 //! Instances outlive the agent: each is recorded in the store, and a
 //! restarted agent asks the runner to re-adopt those that still run and to
-//! sweep those nobody recorded ([`adopt`]), so nothing is started twice or
+//! sweep those nobody recorded (`adopt`), so nothing is started twice or
 //! left behind. A rollout sees the fleet as a [`Backend`](crate::backend::Backend)
 //! through [`LiveBackend`].
 
