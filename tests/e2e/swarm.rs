@@ -1,6 +1,6 @@
 //! What only the swarm backend does: instances are one-replica Swarm
 //! services found again by label. The rest of its suite is shared
-//! (`on_each_backend!`, the runner contract of `runners.rs`, and the
+//! (`on_each_backend!`, the runner contract of `runners/`, and the
 //! container-backend tests of `docker.rs`).
 
 use crate::docker::refuses_a_missing_image;

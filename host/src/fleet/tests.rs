@@ -1,6 +1,6 @@
 //! The fleet manager's own rules, exercised with the process runner. What
 //! every runner must do for it (start, exit, stop, adopt, sweep, logs) is
-//! the runner contract of `tests/e2e/runners.rs`.
+//! the runner contract of `tests/e2e/runners/`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
