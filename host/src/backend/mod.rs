@@ -7,7 +7,7 @@
 //! commands and the journal live in [`crate::engine`], above every backend.
 
 pub mod docker;
-pub mod exit;
+pub(crate) mod exit;
 pub mod process;
 pub mod runner;
 pub mod sim;
