@@ -22,9 +22,9 @@ use serde::Serialize;
 
 use rollout::agent::Agent;
 use rollout::agent::ServiceStatus;
-use rollout::backend::live::free_port;
 use rollout::bench::rollout::roll;
 use rollout::executor::PolicyRuntime;
+use rollout::fleet::free_port;
 use rollout::spec::ServiceSpec;
 
 /// Figures of `rollout bench proxy`; units are in the names.

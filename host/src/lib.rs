@@ -5,10 +5,11 @@
 //! [`runtime`] (wasmtime, the sandbox, the `rollout:policy` bindings,
 //! generic over the host its imports call) and [`executor`] (that host: a
 //! policy under guardrails, operator commands and deadlines, restoring the
-//! fleet when it fails); [`backend`] (the sim
-//! fleet, the live fleet manager and its process, docker and swarm
-//! runners); [`health`], [`proxy`] (the front door), [`spec`], [`store`];
-//! then [`agent`], its control [`api`], [`scenario`] (`rollout test`) and
+//! fleet when it fails); [`backend`] (the trait, the sim fleet, and the
+//! process, docker and swarm runners); [`health`], [`proxy`] (the front
+//! door), [`spec`], [`store`]; [`fleet`] (the fleet manager: live
+//! instances started by a runner, watched, drained, re-adopted); then
+//! [`agent`], its control [`api`], [`scenario`] (`rollout test`) and
 //! [`cli`], with [`bench`] for the benchmarks the binary runs itself.
 //! `host/tests/layers.rs` keeps sibling modules free of import cycles.
 
@@ -22,9 +23,10 @@ pub mod cli;
 pub(crate) mod clock;
 pub(crate) mod duration;
 pub mod executor;
-pub(crate) mod health;
+pub mod fleet;
+pub mod health;
 pub mod journal;
-pub(crate) mod model;
+pub mod model;
 pub mod proxy;
 pub(crate) mod runtime;
 pub(crate) mod scenario;

@@ -21,19 +21,13 @@ impl Drop for Container {
 /// `docker run -d --network host` of `image` with `PORT=port` and
 /// `labels`, removed when the guard drops.
 fn run_container(image: &str, port: u16, labels: &[String]) -> Container {
-    Container(start_container(image, port, labels))
-}
-
-/// `docker run -d --network host` of `image` with `PORT=port` and
-/// `labels`; its id.
-fn start_container(image: &str, port: u16, labels: &[String]) -> String {
     let port = format!("PORT={port}");
     let mut args = vec!["run", "-d", "--network", "host", "-e", &port];
     for label in labels {
         args.extend(["--label", label]);
     }
     args.push(image);
-    docker(&args)
+    Container(docker(&args))
 }
 
 /// GET `http://addr/path`, retried for up to 5 s while the app starts.
@@ -203,53 +197,4 @@ fn a_service_keeps_the_backend_it_was_deployed_on() {
     assert_eq!(run.code, 1, "{run:#?}");
     assert_contains(&run.stderr, "web runs on the process backend");
     assert!(agent.handles("web").is_empty(), "a container was started");
-}
-
-#[test]
-fn container_logs_are_read_and_unrecorded_containers_removed_on_restart() {
-    if !docker_ready() {
-        return;
-    }
-    reads_logs_and_removes_strays(Agent::start_on(On::Docker), |labels| {
-        start_container(&format!("{DEMO_IMAGE}:v1"), free_port(), labels)
-    });
-}
-
-/// On a container backend: `rollout logs` reads an instance's output, and
-/// a restarted agent removes an instance of its own that nobody recorded
-/// (one an agent started, then died before recording), which `stray`
-/// starts with the labels it is given and names.
-pub fn reads_logs_and_removes_strays(mut agent: Agent, stray: impl FnOnce(&[String]) -> String) {
-    let v1 = agent.spec("web", "v1", "");
-    assert_eq!(
-        agent.rollout(&["run", "--spec", v1.to_str().unwrap()]).code,
-        0
-    );
-    let logs = agent.rollout(&["logs", "web-r1-1"]);
-    // As the app wrote it: Docker's timestamps (read to resume a broken
-    // stream) are not in the file.
-    assert!(
-        logs.stdout
-            .lines()
-            .any(|l| l.starts_with("[INFO] demo-app v1 listening on 127.0.0.1:")),
-        "{}",
-        logs.stdout
-    );
-    assert_contains(&logs.stdout, "(instance web-r1-1)");
-
-    agent.kill();
-    let orphan = stray(&[
-        format!("rollout.agent={}", agent.id()),
-        format!("rollout.home={}", agent.home.path().display()),
-        "rollout.service=web".into(),
-        "rollout.instance=web-r1-99".into(),
-    ]);
-    let recorded = agent.handles("web");
-    assert_eq!(recorded.len(), 4, "{recorded:?}");
-    agent.restart();
-    let left = agent.handles("web");
-    assert_eq!(left.len(), 3, "{left:?}");
-    assert!(!agent.runs(&orphan), "the unrecorded instance still runs");
-    let ls = agent.rollout(&["ls", "web"]).stdout;
-    assert!(!ls.contains("web-r1-99"), "{ls}");
 }

@@ -372,13 +372,6 @@ params = {{ min-ready-ms = "400ms", ready-timeout-ms = "5s" }}
         rollout::store::Store::open(&self.home.path().join("state.db")).expect("open state.db")
     }
 
-    /// The agent's id, as its containers and Swarm services are labelled
-    /// (`rollout.agent`).
-    pub fn id(&self) -> String {
-        let id = std::fs::read_to_string(self.home.path().join("agent.id"));
-        id.expect("the agent wrote its id").trim().to_string()
-    }
-
     /// What runs the instances of `service`, sorted: process ids, or
     /// container ids on Docker.
     pub fn handles(&self, service: &str) -> Vec<String> {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::faults::ErrorRate;
 use crate::http::{Response, Route, Status};
+use crate::log;
 
 /// Shared state of the server; bodies are built once, at start.
 #[derive(Debug)]
@@ -21,6 +22,8 @@ pub struct App {
     unhealthy_after: Option<Duration>,
     errors: ErrorRate,
     latency: Duration,
+    /// Log each request to `/` as it arrives (`LOG_REQUESTS`).
+    log_requests: bool,
 }
 
 impl App {
@@ -35,6 +38,7 @@ impl App {
             unhealthy_after: config.unhealthy_after,
             errors: ErrorRate::new(config.error_rate),
             latency: config.latency,
+            log_requests: config.log_requests,
         }
     }
 
@@ -58,6 +62,12 @@ impl App {
 
     /// `/`: version and instance, subject to latency and the error rate.
     fn root(&self) -> Response<'_> {
+        if self.log_requests {
+            log::info(format_args!(
+                "request for / (LOG_REQUESTS), answered in {} ms",
+                self.latency.as_millis()
+            ));
+        }
         if !self.latency.is_zero() {
             thread::sleep(self.latency);
         }

@@ -33,6 +33,10 @@ pub struct Config {
     pub error_rate: f64,
     /// `LATENCY_MS`: delay before answering `/`.
     pub latency: Duration,
+    /// `IGNORE_SIGTERM`: SIGTERM does nothing (only SIGKILL stops it).
+    pub ignore_sigterm: bool,
+    /// `LOG_REQUESTS`: log each request to `/` as it arrives.
+    pub log_requests: bool,
 }
 
 /// A variable that is missing or holds a value the app cannot use.
@@ -99,6 +103,8 @@ impl Config {
             exit_after: env.millis("EXIT_AFTER_MS")?,
             error_rate: env.rate("ERROR_RATE")?,
             latency: env.millis("LATENCY_MS")?.unwrap_or_default(),
+            ignore_sigterm: env.flag("IGNORE_SIGTERM")?,
+            log_requests: env.flag("LOG_REQUESTS")?,
         })
     }
 }
@@ -215,7 +221,7 @@ mod tests {
         assert_eq!(config.host, "127.0.0.1");
         assert_eq!(config.version, "v1");
         assert_eq!(config.instance, "demo");
-        assert!(!config.crash_at_start && !config.never_ready);
+        assert!(!config.crash_at_start && !config.never_ready && !config.ignore_sigterm);
         assert_eq!(config.ready_after, Duration::ZERO);
         assert_eq!((config.error_after, config.exit_after), (None, None));
         assert_eq!(config.unhealthy_after, None);
@@ -231,8 +237,11 @@ mod tests {
             ("NEVER_READY", "true"),
             ("EXIT_AFTER_MS", "5"),
             ("UNHEALTHY_AFTER_MS", "1500"),
+            ("IGNORE_SIGTERM", "1"),
+            ("LOG_REQUESTS", "yes"),
         ])
         .unwrap();
+        assert!(config.ignore_sigterm && config.log_requests);
         assert_eq!(config.ready_after, Duration::from_millis(300));
         assert_eq!(config.error_rate, 0.2);
         assert!(config.never_ready);

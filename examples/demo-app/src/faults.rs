@@ -77,6 +77,23 @@ fn exit_now() {
     process::exit(1);
 }
 
+/// Makes SIGTERM do nothing (`IGNORE_SIGTERM`), as in an app that never
+/// reacts to it: only SIGKILL stops it, so a stop waits out its grace
+/// period.
+pub fn ignore_sigterm() {
+    // std has no signal API; libc is linked anyway.
+    unsafe extern "C" {
+        fn signal(signum: i32, handler: usize) -> usize;
+    }
+    const SIGTERM: i32 = 15;
+    const SIG_IGN: usize = 1;
+    // SAFETY: signal(2) with SIG_IGN installs no handler and touches no
+    // memory of ours.
+    unsafe {
+        signal(SIGTERM, SIG_IGN);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,6 +38,9 @@ fn main() {
         log::error(error);
         process::exit(EXIT_CONFIG)
     });
+    if config.ignore_sigterm {
+        faults::ignore_sigterm();
+    }
     if config.crash_at_start {
         log::error("crashing at start (CRASH_AT_START)");
         process::exit(EXIT_FAILURE);

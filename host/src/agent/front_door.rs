@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::{AgentError, Result};
-use crate::backend::live::Fleet;
+use crate::fleet::Fleet;
 use crate::proxy::{Door, Proxy};
 use crate::spec::ServiceSpec;
 

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use super::{Agent, revision_id};
 use crate::backend::docker::DockerRunner;
-use crate::backend::live::{Launch, Runner};
 use crate::backend::process::ProcessRunner;
 use crate::backend::swarm::SwarmRunner;
+use crate::backend::{Launch, Runner};
 use crate::spec::{BackendKind, ServiceSpec};
 
 impl Agent {

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use super::front_door::front_door;
 use super::runners::launch;
 use super::{Agent, AgentError, Result, revision_id};
-use crate::backend::live::Fleet;
 use crate::executor::operator::Inbox;
+use crate::fleet::Fleet;
 use crate::spec::{BackendKind, ServiceSpec};
 
 /// A rollout in progress.

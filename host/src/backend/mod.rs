@@ -1,15 +1,19 @@
 //! Backends run the instances: `sim` (a scripted fleet on the virtual clock)
-//! for `rollout test`, and the live fleet ([`live`]) whose instances are
-//! child processes ([`process`]) or Docker containers ([`docker`]).
+//! for `rollout test`, and the live fleet ([`crate::fleet`], above this
+//! module) whose instances a [`Runner`] starts: child processes
+//! ([`process`]), Docker containers ([`docker`]) or Swarm tasks ([`swarm`]).
 //!
 //! A backend executes effects; it does not judge them. Guardrails, operator
 //! commands and the journal live in [`crate::executor`], above every backend.
 
 pub mod docker;
-pub mod live;
+pub(crate) mod exit;
 pub mod process;
+pub mod runner;
 pub mod sim;
 pub mod swarm;
+
+pub use runner::{Launch, Runner, Running, StartRequest};
 
 use async_trait::async_trait;
 

@@ -71,7 +71,7 @@ pub fn sibling_demo_app() -> anyhow::Result<PathBuf> {
 fn process_start(app: &Path) -> anyhow::Result<Duration> {
     let mut samples = Vec::new();
     for _ in 0..5 {
-        let port = crate::backend::live::free_port()?;
+        let port = crate::fleet::free_port()?;
         let started = Instant::now();
         let mut child = std::process::Command::new(app)
             .env("PORT", port.to_string())

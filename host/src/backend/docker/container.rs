@@ -14,8 +14,8 @@ use super::client::is_status;
 use super::process::Direct;
 use super::watch::Watch;
 use super::watch::log_options;
-use crate::backend::live::Running;
-use crate::backend::live::exit::describe_container;
+use crate::backend::exit::describe_container;
+use crate::backend::runner::Running;
 
 /// Pause before waiting again for a container whose wait was cut short.
 const REWAIT: Duration = Duration::from_millis(500);

@@ -37,7 +37,7 @@ use bollard::query_parameters::{
 
 use self::container::Container;
 use super::BackendError;
-use super::live::{Launch, Runner, Running, StartRequest};
+use super::runner::{Launch, Runner, Running, StartRequest};
 use crate::model::InstanceId;
 use crate::store::InstanceRow;
 
@@ -147,7 +147,7 @@ impl Runner for DockerRunner {
         Ok(Some(Container::watch(docker.clone(), name, log, true)))
     }
 
-    async fn sweep(&self, service: &str, known: &[InstanceId]) -> Vec<InstanceId> {
+    async fn sweep(&self, service: &str, known: &[InstanceId], _logs: &Path) -> Vec<InstanceId> {
         let Ok(docker) = self.docker.get().await else {
             return Vec::new();
         };

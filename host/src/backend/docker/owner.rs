@@ -6,7 +6,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::backend::live::{Launch, StartRequest};
+use crate::backend::runner::{Launch, StartRequest};
 
 /// Label holding the id of the agent that started it: what makes it ours.
 pub const AGENT_LABEL: &str = "rollout.agent";

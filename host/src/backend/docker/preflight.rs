@@ -5,7 +5,7 @@
 use super::client::{Connection, api_error, is_status};
 use super::owner::image;
 use crate::backend::BackendError;
-use crate::backend::live::Launch;
+use crate::backend::runner::Launch;
 
 /// Check that the Docker host has the image `launch` runs.
 pub(crate) async fn check(docker: &Connection, launch: &Launch) -> Result<(), BackendError> {

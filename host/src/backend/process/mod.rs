@@ -19,7 +19,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use super::BackendError;
-use super::live::{Launch, Runner, Running, StartRequest, exit};
+use super::exit;
+use super::runner::{Launch, Runner, Running, StartRequest};
 use crate::model::InstanceId;
 use crate::store::InstanceRow;
 
@@ -88,9 +89,18 @@ impl Runner for ProcessRunner {
         }))
     }
 
-    async fn sweep(&self, _service: &str, _known: &[InstanceId]) -> Vec<InstanceId> {
-        // A process group nobody recorded cannot be told from anyone else's.
-        Vec::new()
+    /// A process group is this fleet's if its leader's output goes to a log
+    /// file in the fleet's directory: no one else's instance logs there.
+    async fn sweep(&self, _service: &str, known: &[InstanceId], logs: &Path) -> Vec<InstanceId> {
+        let mut swept = Vec::new();
+        for (pid, id) in os::instances_logging_to(logs) {
+            if !known.contains(&id) {
+                os::signal_group(pid, libc::SIGKILL);
+                swept.push(id);
+            }
+        }
+        swept.sort();
+        swept
     }
 }
 

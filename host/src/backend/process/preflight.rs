@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::backend::BackendError;
-use crate::backend::live::Launch;
+use crate::backend::runner::Launch;
 
 /// Where programs are looked up when `PATH` is unset (as `execvp` does).
 const DEFAULT_PATH: &str = "/bin:/usr/bin";

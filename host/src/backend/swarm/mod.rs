@@ -36,7 +36,7 @@ use super::BackendError;
 use super::docker::{
     Connection, Owner, api_error, entrypoint, env_lines, image, is_status, log_options, preflight,
 };
-use super::live::{Launch, Runner, Running, StartRequest};
+use super::runner::{Launch, Runner, Running, StartRequest};
 use crate::model::InstanceId;
 use crate::store::InstanceRow;
 
@@ -174,7 +174,7 @@ impl Runner for SwarmRunner {
         {
             return Ok(None);
         }
-        if !task::running(docker, &name).await? {
+        if !task::live(docker, &name).await? {
             self.remove(&name).await?;
             return Ok(None);
         }
@@ -182,7 +182,7 @@ impl Runner for SwarmRunner {
         Ok(Some(Task::watch(docker.clone(), name, node, log, true)))
     }
 
-    async fn sweep(&self, service: &str, known: &[InstanceId]) -> Vec<InstanceId> {
+    async fn sweep(&self, service: &str, known: &[InstanceId], _logs: &Path) -> Vec<InstanceId> {
         let Ok(docker) = self.docker.get().await else {
             return Vec::new();
         };

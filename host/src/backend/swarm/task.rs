@@ -16,8 +16,8 @@ use crate::backend::docker::container::end_of;
 use crate::backend::docker::process::Direct;
 use crate::backend::docker::watch::{Watch, log_options};
 use crate::backend::docker::{api_error, is_status};
-use crate::backend::live::Running;
-use crate::backend::live::exit::describe_container;
+use crate::backend::exit::describe_container;
+use crate::backend::runner::Running;
 
 /// How often a task's state is read from the manager.
 const POLL: Duration = Duration::from_millis(50);
@@ -300,14 +300,18 @@ async fn tasks(
     Ok(found)
 }
 
-/// True when service `service` has a running task.
-pub async fn running(docker: &Docker, service: &str) -> Result<bool, BackendError> {
+/// True when service `service` has a task that has not ended: one that
+/// runs, or is still on its way to (pending, assigned, preparing,
+/// starting), as a task just created when its agent restarted is; or no
+/// task yet, as a service just created has.
+pub async fn live(docker: &Docker, service: &str) -> Result<bool, BackendError> {
     let found = tasks(docker, service)
         .await
         .map_err(|e| api_error(&format!("listing the tasks of {service}"), &e))?;
-    Ok(found
-        .iter()
-        .any(|t| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING)))
+    Ok(found.is_empty()
+        || found
+            .iter()
+            .any(|t| !t.status.as_ref().and_then(|s| s.state).is_some_and(ended)))
 }
 
 /// True for a state a task never leaves.

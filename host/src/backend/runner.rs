@@ -1,15 +1,41 @@
-//! What a live fleet needs from whatever runs its instances: start one,
-//! watch it exit, stop it, and find it again after an agent restart.
+//! What the fleet manager ([`crate::fleet`]) needs from whatever runs its
+//! instances: start one, watch it exit, stop it, and find it again after an
+//! agent restart. The process, docker and swarm runners implement it.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::Launch;
-use crate::backend::BackendError;
-use crate::model::InstanceId;
+use super::BackendError;
+use crate::health::HealthSpec;
+use crate::model::{InstanceId, RevisionId};
 use crate::store::InstanceRow;
+
+/// How to run instances of one revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launch {
+    /// Revision id.
+    pub revision: RevisionId,
+    /// Program to run (process backend), or the image's entrypoint
+    /// override (containers; empty keeps the image's).
+    pub command: String,
+    /// Image to run (container backends).
+    pub image: Option<String>,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Environment added to the agent's.
+    pub env: BTreeMap<String, String>,
+    /// Working directory, if not the agent's.
+    pub workdir: Option<PathBuf>,
+    /// Health checks.
+    pub health: HealthSpec,
+    /// SIGTERM to SIGKILL, in ms.
+    pub stop_grace_ms: u64,
+    /// Log size that triggers rotation.
+    pub log_max_bytes: u64,
+}
 
 /// One instance to start.
 pub struct StartRequest<'a> {
@@ -47,8 +73,10 @@ pub trait Runner: Send + Sync {
     ) -> Result<Option<Arc<dyn Running>>, BackendError>;
     /// Remove the instances of `service` this runner finds that are not in
     /// `known` (started by an agent that died before recording them);
-    /// their ids.
-    async fn sweep(&self, service: &str, known: &[InstanceId]) -> Vec<InstanceId>;
+    /// their ids. `logs` is the directory their output went to
+    /// (`ID.log`, as [`StartRequest::log`]), whatever else tells them as
+    /// this agent's.
+    async fn sweep(&self, service: &str, known: &[InstanceId], logs: &Path) -> Vec<InstanceId>;
 }
 
 /// One started instance.

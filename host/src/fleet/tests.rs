@@ -1,8 +1,22 @@
-//! The live fleet, exercised with the process runner.
+//! The fleet manager's own rules, exercised with the process runner. What
+//! every runner must do for it (start, exit, stop, adopt, sweep, logs) is
+//! the runner contract of `tests/e2e/runners/`.
 
-use super::*;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use super::probe::{Outcome, startup_gap_cap};
+use super::watch::apply;
+use super::{Adoption, Fleet};
 use crate::backend::process::{ProcessRunner, os};
-use std::time::Duration;
+use crate::backend::{Backend, BackendError, Launch, Runner, Running, StartRequest};
+use crate::clock::Clock;
+use crate::health::HealthSpec;
+use crate::model::{Instance, InstanceId, InstanceState, Verdict};
+use crate::store::{InstanceRow, Store};
 
 fn fleet() -> (tempfile::TempDir, Arc<Fleet>) {
     let dir = tempfile::tempdir().unwrap();
@@ -160,7 +174,7 @@ async fn a_late_result_of_an_older_probe_is_ignored() {
     let id = fleet.start("r1", 1).await.unwrap().remove(0).id;
     let (older, newer) = {
         let mut inner = fleet.lock();
-        let p = inner.proc(&id).unwrap();
+        let p = inner.get(&id).unwrap();
         (p.check().seq, p.check().seq)
     };
     let outcome = |seq, result| Outcome {
@@ -172,27 +186,12 @@ async fn a_late_result_of_an_older_probe_is_ignored() {
         let mut inner = fleet.lock();
         // The newer probe found it listening; the older one's refused
         // connect arrives afterwards and must not undo that.
-        inner.apply_probe(outcome(newer, Ok(())));
-        inner.apply_probe(outcome(older, Err("connection refused".into())));
-        inner.proc(&id).unwrap().state
+        apply(&mut inner, outcome(newer, Ok(())));
+        apply(&mut inner, outcome(older, Err("connection refused".into())));
+        inner.get(&id).unwrap().state
     };
     assert_eq!(state, InstanceState::Ready);
     fleet.stop(&[id]).await.unwrap();
-}
-
-#[tokio::test]
-async fn stop_escalates_to_sigkill_after_the_grace_period() {
-    let (_dir, fleet) = fleet();
-    let stubborn = "trap '' TERM; echo up; while true; do sleep 0.05; done";
-    fleet.register(shell("r1", stubborn, HealthSpec::default()));
-    let id = fleet.start("r1", 1).await.unwrap().remove(0).id;
-    until(&fleet, &id, InstanceState::Ready).await;
-    let pid = fleet.store.instances("svc").unwrap()[0].pid;
-    let started = Instant::now();
-    fleet.stop(std::slice::from_ref(&id)).await.unwrap();
-    assert!(started.elapsed() >= Duration::from_millis(300));
-    assert!(os::start_ticks(pid).is_none(), "{pid} still runs");
-    assert!(fleet.store.instances("svc").unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -270,67 +269,23 @@ async fn logs_are_rotated_past_their_cap() {
     fleet.stop(&[id]).await.unwrap();
 }
 
-#[tokio::test]
-async fn a_new_fleet_re_adopts_running_instances_and_forgets_gone_ones() {
-    let (dir, fleet) = fleet();
-    fleet.register(shell("r1", "echo up; sleep 30", HealthSpec::default()));
-    let ids: Vec<_> = fleet
-        .start("r1", 2)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|i| i.id)
-        .collect();
-    let gone = fleet.store.instances("svc").unwrap()[1].pid;
-    os::signal_group(gone, libc::SIGKILL);
-    let store = fleet.store.clone();
-    drop(fleet);
-    // Reap the killed child so its pid no longer looks alive.
-    for _ in 0..200 {
-        if os::start_ticks(gone).is_none() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let again = Fleet::new(
-        "svc",
-        Arc::new(ProcessRunner),
-        dir.path().join("logs"),
-        store,
-    )
-    .unwrap();
-    again.register(shell("r1", "echo up; sleep 30", HealthSpec::default()));
-    let found = again.adopt().await.unwrap();
-    assert_eq!(
-        found,
-        Adoption {
-            adopted: vec![ids[0].clone()],
-            gone: vec![ids[1].clone()],
-            swept: Vec::new(),
-        }
-    );
-    let next = again.start("r1", 1).await.unwrap().remove(0).id;
-    assert_eq!(next, "svc-r1-3", "ids continue after the adopted ones");
-    again.stop(&[ids[0].clone(), next]).await.unwrap();
-}
-
 #[test]
 fn a_starting_instance_is_probed_every_25_ms_at_most_or_100_with_exec() {
     let http = HealthSpec {
         interval: 60_000,
         ..HealthSpec::default()
     };
-    assert_eq!(super::startup_gap_cap(&http), 25);
+    assert_eq!(startup_gap_cap(&http), 25);
     let exec = HealthSpec {
         exec: Some(vec!["true".into()]),
         ..http.clone()
     };
-    assert_eq!(super::startup_gap_cap(&exec), 100);
+    assert_eq!(startup_gap_cap(&exec), 100);
     let fast = HealthSpec {
         interval: 5,
         ..exec
     };
-    assert_eq!(super::startup_gap_cap(&fast), 5);
+    assert_eq!(startup_gap_cap(&fast), 5);
 }
 
 #[tokio::test]
@@ -408,7 +363,12 @@ impl Runner for Wrapping {
     ) -> Result<Option<Arc<dyn Running>>, BackendError> {
         Ok(None)
     }
-    async fn sweep(&self, _service: &str, _known: &[InstanceId]) -> Vec<InstanceId> {
+    async fn sweep(
+        &self,
+        _service: &str,
+        _known: &[InstanceId],
+        _logs: &std::path::Path,
+    ) -> Vec<InstanceId> {
         Vec::new()
     }
 }

@@ -1,19 +1,49 @@
-//! Instance log files and loopback ports, the same for every live runner:
-//! a process writes its log itself, a container's is mirrored into it.
+//! Instance log files, the same for every runner (a process writes its log
+//! itself, a container's is mirrored into it): reading one's tail, rotating
+//! it past its cap, pruning those of stopped instances.
 
 use std::io::{Read, Seek, SeekFrom};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// A loopback port free right now (the instance binds it moments later).
-pub fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+use super::table::Tracked;
+use super::{Fleet, failed};
+use crate::backend::BackendError;
+
+/// Most log lines one `logs` call returns.
+const MAX_LOG_LINES: usize = 10_000;
+/// Logs of stopped instances kept per service (the newest), so `rollout
+/// logs` can still say why a rolled-back revision failed.
+pub(super) const KEPT_LOGS: usize = 50;
+
+impl Fleet {
+    /// The last `lines` lines (at most 10,000) an instance wrote,
+    /// running or stopped (its log file stays).
+    pub fn logs(&self, id: &str, lines: u32) -> Result<Vec<String>, BackendError> {
+        let path = self.log_path(id);
+        if !self.lock().instances.contains_key(id) && !path.is_file() {
+            return Err(BackendError::UnknownInstance(id.to_string()));
+        }
+        tail(&path, (lines as usize).min(MAX_LOG_LINES)).map_err(failed)
+    }
+}
+
+/// Rotate instance `p`'s `log` if it outgrew its cap, after the pattern
+/// check has read what it had not seen yet.
+pub(super) fn rotate_if_large(p: &mut Tracked, log: &Path) {
+    let size = std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
+    if size > p.launch.log_max_bytes {
+        if let Some(s) = p.scanner.as_mut() {
+            s.scan();
+        }
+        if let Err(e) = rotate(log) {
+            p.reason = Some(format!("log rotation failed: {e}"));
+        }
+    }
 }
 
 /// The last `lines` lines of a file (an instance's log), reading backwards
 /// in chunks so a large log costs only what is returned.
-pub fn tail(path: &Path, lines: usize) -> std::io::Result<Vec<String>> {
+pub(super) fn tail(path: &Path, lines: usize) -> std::io::Result<Vec<String>> {
     let mut file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -45,7 +75,7 @@ pub fn tail(path: &Path, lines: usize) -> std::io::Result<Vec<String>> {
 /// Cap a log file the instance keeps appending to: copy it to `PATH.1`
 /// (replacing the previous one) and truncate it. The instance holds the
 /// file open in append mode, so its next write lands at the new end.
-pub fn rotate(path: &Path) -> std::io::Result<()> {
+pub(super) fn rotate(path: &Path) -> std::io::Result<()> {
     let mut rotated = path.as_os_str().to_owned();
     rotated.push(".1");
     std::fs::copy(path, &rotated)?;
@@ -57,11 +87,11 @@ pub fn rotate(path: &Path) -> std::io::Result<()> {
 
 /// Delete the oldest logs in `dir` (and their rotated `.1`) beyond the
 /// newest `keep`, sparing `running` instances' logs.
-pub fn prune_logs(dir: &Path, running: &[std::path::PathBuf], keep: usize) {
+pub(super) fn prune_logs(dir: &Path, running: &[PathBuf], keep: usize) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
-    let mut stopped: Vec<(std::time::SystemTime, std::path::PathBuf)> = entries
+    let mut stopped: Vec<(std::time::SystemTime, PathBuf)> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "log") && !running.contains(p))
