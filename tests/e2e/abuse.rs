@@ -39,6 +39,17 @@ fn rss_kib(pid: u32) -> u64 {
         .expect("VmRSS")
 }
 
+/// Sets its flag when dropped, so the client threads end however the test
+/// does (a failed assertion included) instead of spinning on for the rest
+/// of the suite.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Threads keeping `SLOW` connections that send a request head one byte
 /// every 20 ms and never end it.
 fn slowloris(addr: &str, stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
@@ -49,6 +60,7 @@ fn slowloris(addr: &str, stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<(
                 let head = b"GET / HTTP/1.1\r\nHost: web\r\nX-Slow: ";
                 while !stop.load(Ordering::Relaxed) {
                     let Ok(mut s) = TcpStream::connect(&addr) else {
+                        std::thread::sleep(Duration::from_millis(20));
                         continue;
                     };
                     let mut sent = s.write_all(head);
@@ -97,6 +109,7 @@ fn idle_and_slow_clients_do_not_take_the_agents_descriptors() {
         .map(|_| TcpStream::connect(&addr).expect("connect"))
         .collect();
     let stop = Arc::new(AtomicBool::new(false));
+    let _stop = StopOnDrop(stop.clone());
     let slow = slowloris(&addr, stop.clone());
     // Every idle connection has been accepted: held, or closed to make
     // room for a newer one.
