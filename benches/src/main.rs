@@ -21,7 +21,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use rollout::cli::Output;
 use rollout::cli::bench_args::{ProxyArgs, SwarmArgs};
-use rollout::executor::PolicyRuntime;
+use rollout::executor::DurableRuntime;
 
 /// Benchmarks of rollout against nginx and Docker Swarm (also run as
 /// `rollout bench proxy|swarm`).
@@ -63,7 +63,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.what {
         What::Proxy(args) => {
-            let runtime = PolicyRuntime::new(args.limits.limits(), None)?;
+            let runtime = DurableRuntime::new(args.limits.limits(), None)?;
             let tools = proxy::Tools {
                 wrk: proxy::which("wrk")?,
                 nginx: proxy::which("nginx")?,
@@ -81,7 +81,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         What::Swarm(args) => {
-            let runtime = PolicyRuntime::new(args.limits.limits(), None)?;
+            let runtime = DurableRuntime::new(args.limits.limits(), None)?;
             let options = swarm::SwarmOptions {
                 replicas: args.replicas,
                 image_v1: args.image_v1,

@@ -23,7 +23,7 @@ use serde::Serialize;
 use rollout::agent::Agent;
 use rollout::agent::ServiceStatus;
 use rollout::bench::rollout::roll;
-use rollout::executor::PolicyRuntime;
+use rollout::executor::DurableRuntime;
 use rollout::fleet::free_port;
 use rollout::spec::ServiceSpec;
 
@@ -237,7 +237,7 @@ params = {{ min-ready-ms = "2s" }}
 /// Measure the proxy against nginx, in `rounds` interleaved rounds, and a
 /// rollout under load.
 pub async fn proxy_figures(
-    runtime: PolicyRuntime,
+    runtime: DurableRuntime,
     tools: &Tools,
     load: Load,
 ) -> anyhow::Result<ProxyFigures> {

@@ -93,7 +93,7 @@ use rollout::agent::{Agent, revision_id};
 use rollout::backend::docker::{Connection, is_status};
 use rollout::bench::rollout::roll;
 use rollout::cli::bench_args::Side;
-use rollout::executor::PolicyRuntime;
+use rollout::executor::DurableRuntime;
 use rollout::journal::Kind;
 use rollout::spec::ServiceSpec as RolloutSpec;
 use rollout::store::JournalRow;
@@ -213,7 +213,7 @@ impl BadFigures {
 
 /// Measure both sides (or the one `--only` names).
 pub async fn swarm_figures(
-    runtime: PolicyRuntime,
+    runtime: DurableRuntime,
     options: &SwarmOptions,
 ) -> anyhow::Result<SwarmFigures> {
     anyhow::ensure!(options.replicas >= 1, "--replicas must be at least 1");
@@ -863,7 +863,7 @@ params = {{ max-surge = "{surge}", max-unavailable = "0", failure-threshold = "1
 
 /// rollout's side, in an agent with a temporary home.
 async fn rollout_side(
-    runtime: PolicyRuntime,
+    runtime: DurableRuntime,
     options: &SwarmOptions,
     figures: &mut SwarmFigures,
 ) -> anyhow::Result<()> {

@@ -23,6 +23,16 @@ impl Clock {
         Clock::Real(Instant::now())
     }
 
+    /// A real clock that reads `elapsed_ms` now: a rollout resumed after
+    /// the agent restarted goes on from its start.
+    pub fn real_since(elapsed_ms: u64) -> Self {
+        let now = Instant::now();
+        Clock::Real(
+            now.checked_sub(Duration::from_millis(elapsed_ms))
+                .unwrap_or(now),
+        )
+    }
+
     /// A virtual clock at 0.
     pub fn virtual_at_zero() -> Self {
         Clock::Virtual(Arc::new(AtomicU64::new(0)))

@@ -64,7 +64,7 @@ pub struct Instance {
 }
 
 /// A health judgement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "verdict", content = "reason")]
 pub enum Verdict {
     /// Passing.
@@ -76,7 +76,7 @@ pub enum Verdict {
 }
 
 /// The result of probing one instance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Probe {
     /// Instance probed.
     pub instance: InstanceId,
@@ -144,7 +144,7 @@ impl std::fmt::Display for Outcome {
 }
 
 /// What the operator asks at a checkpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// Carry on.
     Proceed,
@@ -155,7 +155,7 @@ pub enum Command {
 }
 
 /// Why the host refused an effect; the policy sees it and may react.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum EffectError {
     /// A guardrail forbids it.
     #[error("guardrail: {0}")]
@@ -172,7 +172,7 @@ pub enum EffectError {
 }
 
 /// Progress reported by a policy.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
     /// Current step, from 1.
     pub step: u32,
@@ -183,7 +183,7 @@ pub struct Progress {
 }
 
 /// Severity of a policy log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     /// Detail.

@@ -532,7 +532,7 @@ fn hold_canary(agent: &Agent, sets: &[String], steps: &str, weights: &str) -> st
 }
 
 #[test]
-fn after_an_agent_restart_mid_canary_only_the_serving_revision_gets_traffic() {
+fn after_an_agent_restart_mid_canary_the_canary_resumes_at_its_weights() {
     let mut agent = Agent::start();
     let (sets, addr) = front_door(&agent, &[]);
     let mut follower = hold_canary(&agent, &sets, "steps=50,100", "weights r1=50 r2=50");
@@ -540,25 +540,45 @@ fn after_an_agent_restart_mid_canary_only_the_serving_revision_gets_traffic() {
     let _ = follower.kill();
     let _ = follower.wait();
     agent.restart();
-    // Re-adopted instances are probed again before they take traffic.
-    let ready = (0..400).any(|_| {
+    // Re-adopted instances are probed again before they take traffic, and
+    // the resumed canary sets its weights again.
+    let store = agent.store();
+    let resumed = (0..400).any(|_| {
         let list = agent.rollout(&["ls", "web", "--output", "json"]).json();
         let all = list.as_array().cloned().unwrap_or_default();
-        let ok = !all.is_empty() && all.iter().all(|i| i["state"] == "ready");
-        if !ok {
+        let ready = !all.is_empty() && all.iter().all(|i| i["state"] == "ready");
+        let journal = store.journal(2, 0).unwrap_or_default();
+        let live = journal
+            .iter()
+            .any(|r| r.entry.text.contains("goes on live"));
+        if !(ready && live) {
             std::thread::sleep(Duration::from_millis(10));
         }
-        ok
+        ready && live
     });
-    assert!(ready, "the re-adopted instances never became ready");
-    let mut stream = BufReader::new(TcpStream::connect(&addr).unwrap());
-    let mut seen = std::collections::HashSet::new();
-    for _ in 0..50 {
-        let (status, revision) = get(&mut stream, &get_request("")).unwrap();
-        assert_eq!(status, 200);
-        seen.insert(revision);
-    }
-    assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["r1"]);
+    assert!(resumed, "the canary never resumed with ready instances");
+    let answers = |addr: &str| {
+        let mut stream = BufReader::new(TcpStream::connect(addr).unwrap());
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..50 {
+            let (status, revision) = get(&mut stream, &get_request("")).unwrap();
+            assert_eq!(status, 200);
+            seen.insert(revision);
+        }
+        seen.into_iter().collect::<Vec<_>>()
+    };
+    assert_eq!(answers(&addr), ["r1", "r2"]);
+    // Aborted, it rolls back: only the serving revision gets traffic.
+    assert_eq!(agent.rollout(&["abort", "web"]).code, 0);
+    let ended = (0..1_000).any(|_| {
+        let done = store.rollout(2).is_ok_and(|r| r.state != "running");
+        if !done {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        done
+    });
+    assert!(ended, "the aborted canary never ended");
+    assert_eq!(answers(&addr), ["r1"]);
 }
 
 #[test]

@@ -11,11 +11,12 @@ use super::rollout;
 use super::runners::launch;
 use super::service::Active;
 use super::{Agent, AgentError, Result, front_door::front_door, revision_id};
-use crate::executor::Session;
+use crate::executor::Durable;
 use crate::executor::operator::Inbox;
 use crate::model::InstanceState;
 use crate::runtime::{LoadedPolicy, PolicySource};
 use crate::spec::ServiceSpec;
+use crate::store::PinnedPolicy;
 
 /// Which policy a rollout runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,7 +98,7 @@ impl Agent {
         self: &Arc<Self>,
         spec: ServiceSpec,
         origin: &str,
-        loaded: LoadedPolicy<Session>,
+        loaded: LoadedPolicy<Durable>,
         params: Vec<(String, String)>,
         cause: String,
     ) -> Result<Started> {
@@ -132,9 +133,21 @@ impl Agent {
             .store
             .add_revision(&spec.name, &spec.to_toml(), &cause)?;
         service.fleet.register(launch(&spec, to));
-        let id = self
-            .store
-            .start_rollout(&spec.name, from, to, &loaded.name)?;
+        let mut merged = spec.policy.params.clone();
+        for (k, v) in params {
+            merged.retain(|(key, _)| *key != k);
+            merged.push((k, v));
+        }
+        // The rollout starts with its policy pinned, so a restarted agent
+        // can resume it from its first instant.
+        let pinned = PinnedPolicy {
+            name: loaded.name.clone(),
+            digest: loaded.digest.clone(),
+            wit: loaded.wit.to_string(),
+            params: merged.clone(),
+            bytes: loaded.bytes.to_vec(),
+        };
+        let id = self.store.start_rollout(&spec.name, from, to, &pinned)?;
         let inbox = Inbox::default();
         *active = Some(Active {
             id,
@@ -142,11 +155,6 @@ impl Agent {
             paused: false,
         });
         drop(active);
-        let mut merged = spec.policy.params.clone();
-        for (k, v) in params {
-            merged.retain(|(key, _)| *key != k);
-            merged.push((k, v));
-        }
         let message = match from {
             Some(f) => format!("rolling {} from revision {f} to {to}", spec.name),
             None => format!("deploying {} revision {to}", spec.name),
@@ -160,7 +168,13 @@ impl Agent {
             inbox,
         };
         let service_name = job.spec.name.clone();
-        tokio::spawn(rollout::run(self.clone(), service, loaded, job));
+        tokio::spawn(rollout::run(
+            self.clone(),
+            service,
+            loaded,
+            job,
+            rollout::Begin::New,
+        ));
         Ok(Started {
             rollout: Some(id),
             service: service_name,
@@ -175,7 +189,7 @@ impl Agent {
         &self,
         policy: &Option<PolicyChoice>,
         spec: &ServiceSpec,
-    ) -> Result<LoadedPolicy<Session>> {
+    ) -> Result<LoadedPolicy<Durable>> {
         let source = match policy {
             Some(PolicyChoice::Named(name)) => PolicySource::parse(name),
             Some(PolicyChoice::Uploaded { name, bytes }) => Ok(PolicySource::Uploaded {

@@ -15,6 +15,7 @@ mod history;
 mod instances;
 mod metrics;
 mod operator;
+mod resume;
 mod rollout;
 mod runners;
 mod service;
@@ -28,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 use crate::backend::docker;
-use crate::executor::PolicyRuntime;
+use crate::executor::DurableRuntime;
 use crate::store::Store;
 use service::Service;
 
@@ -44,7 +45,7 @@ pub use undo::UndoRequest;
 pub struct Agent {
     home: PathBuf,
     store: Arc<Store>,
-    runtime: Arc<PolicyRuntime>,
+    runtime: Arc<DurableRuntime>,
     services: Mutex<HashMap<String, Arc<Service>>>,
     /// The Docker host, for services on the docker and swarm backends.
     docker: Arc<docker::Connection>,
@@ -64,17 +65,11 @@ impl Agent {
     /// earlier agent left running. Returns the agent and what it found.
     pub async fn open(
         home: &Path,
-        runtime: PolicyRuntime,
+        runtime: DurableRuntime,
     ) -> anyhow::Result<(Arc<Agent>, Vec<String>)> {
         std::fs::create_dir_all(home)?;
         let store = Arc::new(Store::open(&home.join("state.db"))?);
         let mut notes = Vec::new();
-        let interrupted = store.fail_interrupted("the agent stopped during the rollout; the fleet was left as it was: check `rollout status` and `rollout undo` if needed")?;
-        if interrupted > 0 {
-            notes.push(format!(
-                "{interrupted} rollout(s) were interrupted by the agent stopping; marked failed"
-            ));
-        }
         let agent = Arc::new(Agent {
             home: home.to_path_buf(),
             store,
@@ -117,6 +112,7 @@ impl Agent {
                 notes.push(note);
             }
         }
+        notes.extend(agent.resume_rollouts()?);
         Ok((agent, notes))
     }
 

@@ -1,6 +1,8 @@
 //! One rollout on the agent: the policy runs in its own task on the real
-//! clock; every journal entry is written to the store as it happens, and
-//! the outcome closes the rollout and moves the service's current revision.
+//! clock, on a [`Durable`] session whose calls are logged so a restarted
+//! agent resumes it; every journal entry is written to the store as it
+//! happens, and the outcome closes the rollout and moves the service's
+//! current revision.
 
 use std::sync::Arc;
 
@@ -8,11 +10,12 @@ use super::service::Service;
 use super::{Agent, revision_id};
 use crate::clock::Clock;
 use crate::executor::operator::{Inbox, Operator};
-use crate::executor::{self, Session};
+use crate::executor::{self, Durable, Session};
 use crate::journal::Entry;
 use crate::model::{Outcome, RolloutInfo};
 use crate::runtime::LoadedPolicy;
 use crate::spec::ServiceSpec;
+use crate::store::CallRecord;
 
 /// What to roll out.
 pub(super) struct Job {
@@ -22,6 +25,18 @@ pub(super) struct Job {
     pub to: u32,
     pub params: Vec<(String, String)>,
     pub inbox: Inbox,
+}
+
+/// Where a rollout begins.
+pub(super) enum Begin {
+    /// At its start.
+    New,
+    /// After the agent restarted: `elapsed_ms` since it started, with the
+    /// calls its policy made before.
+    Resumed {
+        elapsed_ms: u64,
+        calls: Vec<CallRecord>,
+    },
 }
 
 /// Frees the service for the next rollout when the task ends, however it
@@ -53,8 +68,9 @@ impl Drop for Done {
 pub(super) async fn run(
     agent: Arc<Agent>,
     service: Arc<Service>,
-    policy: LoadedPolicy<Session>,
+    policy: LoadedPolicy<Durable>,
     job: Job,
+    begin: Begin,
 ) {
     let _done = Done {
         agent: agent.clone(),
@@ -63,7 +79,10 @@ pub(super) async fn run(
     };
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let writer = tokio::spawn(write_journal(agent.clone(), job.id, rx));
-    let clock = Clock::real();
+    let clock = match &begin {
+        Begin::New => Clock::real(),
+        Begin::Resumed { elapsed_ms, .. } => Clock::real_since(*elapsed_ms),
+    };
     let info = RolloutInfo {
         service: job.spec.name.clone(),
         from_revision: job.from.map(revision_id),
@@ -81,11 +100,25 @@ pub(super) async fn run(
         clock,
         &job.spec.guardrails,
         Operator::live(job.inbox),
-    )
-    .journal_to(tx);
-    let (session, outcome) = executor::execute(&agent.runtime, &policy, session).await;
-    // Closing the session closes the journal's channel: the writer drains it.
-    drop(session);
+    );
+    let store = agent.store.clone();
+    let durable = match begin {
+        Begin::New => Durable::start(session.journal_to(tx), store, job.id).await,
+        Begin::Resumed { calls, .. } => {
+            let session = session.resuming(calls.len()).journal_to(tx);
+            Ok(Durable::resume(session, store, job.id, calls))
+        }
+    };
+    let outcome = match durable {
+        Ok(durable) => {
+            let (durable, outcome) = executor::execute(&agent.runtime, &policy, durable).await;
+            // Closing the session closes the journal's channel: the writer
+            // drains it.
+            drop(durable.into_session());
+            outcome
+        }
+        Err(halt) => Outcome::Failed(halt.to_string()),
+    };
     let _ = writer.await;
     let (state, reason) = match &outcome {
         Outcome::Completed => ("completed", String::new()),
@@ -99,6 +132,9 @@ pub(super) async fn run(
         errors.push(e.to_string());
     }
     if let Err(e) = agent.store.end_rollout(job.id, state, &reason) {
+        errors.push(e.to_string());
+    }
+    if let Err(e) = agent.store.forget_calls(job.id) {
         errors.push(e.to_string());
     }
     for e in errors {

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::agent::Agent;
 use crate::agent::RunRequest;
-use crate::executor::PolicyRuntime;
+use crate::executor::DurableRuntime;
 use crate::spec::ServiceSpec;
 use crate::store::RolloutRow;
 
@@ -144,7 +144,7 @@ pub async fn roll(agent: &Arc<Agent>, spec: String) -> anyhow::Result<(RolloutRo
 
 /// Measure a rolling update of `replicas` instances of `app`.
 pub async fn rollout_figures(
-    runtime: PolicyRuntime,
+    runtime: DurableRuntime,
     app: &Path,
     replicas: u32,
     ready_delay_ms: u64,

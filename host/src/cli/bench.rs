@@ -13,7 +13,7 @@ use anyhow::Context;
 use super::bench_args::{ProxyArgs, SwarmArgs};
 use super::{Cli, LimitArgs, Output};
 use crate::bench;
-use crate::executor::PolicyRuntime;
+use crate::executor::{DurableRuntime, PolicyRuntime};
 
 /// The binary of the benchmarks that drive other systems.
 const BENCH_BINARY: &str = "rollout-bench";
@@ -94,7 +94,7 @@ pub async fn run(_cli: &Cli, args: &BenchArgs) -> anyhow::Result<ExitCode> {
             }
         }
         What::Rollout(args) => {
-            let runtime = PolicyRuntime::new(args.limits.limits(), None)?;
+            let runtime = DurableRuntime::new(args.limits.limits(), None)?;
             let app = bench::rollout::demo_app(args.app.as_deref())?;
             let f =
                 bench::rollout::rollout_figures(runtime, &app, args.replicas, args.ready_delay_ms)

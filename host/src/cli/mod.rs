@@ -13,9 +13,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::executor::PolicyRuntime;
 use crate::executor::operator::Action;
-use crate::runtime::Limits;
+use crate::runtime::{Limits, PolicyHost, Runtime};
 
 /// Deployments whose strategies are sandboxed WebAssembly policies.
 ///
@@ -142,9 +141,9 @@ impl Cli {
     }
 
     /// A runtime caching compiled policies under the home directory.
-    fn runtime(&self, limits: Limits) -> anyhow::Result<PolicyRuntime> {
+    fn runtime<H: PolicyHost>(&self, limits: Limits) -> anyhow::Result<Runtime<H>> {
         let cache = self.home().join("cache").join("policies");
-        Ok(PolicyRuntime::new(limits, Some(cache))?)
+        Ok(Runtime::new(limits, Some(cache))?)
     }
 }
 

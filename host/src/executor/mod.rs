@@ -4,31 +4,39 @@
 //! The policy decides; the [`Session`] enforces. When the policy itself
 //! fails (a trap, a limit, a lie about its outcome), the session restores
 //! the old revision so a broken policy can fail a rollout but never take the
-//! service down.
+//! service down. On the agent, the policy calls a [`Durable`] session,
+//! whose every call is logged so the rollout survives a restart.
 
+mod durable;
 pub(crate) mod guardrails;
 pub(crate) mod operator;
 mod session;
 
+pub use durable::Durable;
 pub use session::Session;
 
 use crate::model::Outcome;
-use crate::runtime::{Halt, LoadedPolicy, PolicyError, Runtime};
+use crate::runtime::{Halt, LoadedPolicy, PolicyError, PolicyHost, Runtime};
 
-/// The runtime as the executor uses it: policies call a [`Session`].
+/// The runtime of `rollout test` and the benchmarks: policies call a
+/// [`Session`].
 pub type PolicyRuntime = Runtime<Session>;
+
+/// The agent's runtime: policies call a [`Durable`] session.
+pub type DurableRuntime = Runtime<Durable>;
 
 /// Run `policy` to the end of the rollout, then check its outcome.
 ///
 /// A policy error fails the rollout: a halt while paused leaves the fleet as
 /// it is for the operator; any other error (trap, CPU, memory, deadline)
 /// restores the old revision first. The returned outcome says which and why.
-pub async fn execute(
-    runtime: &PolicyRuntime,
-    policy: &LoadedPolicy<Session>,
-    session: Session,
-) -> (Session, Outcome) {
-    let (mut session, result) = runtime.run(policy, session).await;
+pub async fn execute<H: PolicyHost + AsMut<Session>>(
+    runtime: &Runtime<H>,
+    policy: &LoadedPolicy<H>,
+    host: H,
+) -> (H, Outcome) {
+    let (mut host, result) = runtime.run(policy, host).await;
+    let session = host.as_mut();
     session.close_operator();
     let outcome = match result {
         Ok(outcome) => session.verify(&policy.name, outcome).await,
@@ -45,5 +53,11 @@ pub async fn execute(
         }
     };
     session.note(format!("outcome: {outcome}"));
-    (session, outcome)
+    (host, outcome)
+}
+
+impl AsMut<Session> for Session {
+    fn as_mut(&mut self) -> &mut Session {
+        self
+    }
 }

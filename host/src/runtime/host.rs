@@ -32,6 +32,15 @@ pub enum Halt {
          (wait between looks at the fleet with clock.sleep or health.wait-ready)"
     )]
     Busy(u64, &'static str),
+    /// Replaying a resumed rollout, the policy made another call than the
+    /// one it made before the agent restarted: it is not deterministic, or
+    /// the component changed.
+    #[error("the resumed policy diverged from its recorded calls at {0}")]
+    Diverged(String),
+    /// The call could not be recorded, so the rollout could not survive a
+    /// restart of the agent; an effect is never made unrecorded.
+    #[error("the rollout's state could not be written: {0}")]
+    Unrecorded(String),
 }
 
 /// The result of a host call that may halt the policy.
@@ -88,7 +97,7 @@ pub trait PolicyHost: Send + 'static {
     ) -> impl Future<Output = Call<RevisionStats>> + Send;
 
     /// `clock.now-ms`.
-    fn now_ms(&self) -> u64;
+    fn now_ms(&mut self) -> u64;
     /// `clock.sleep`.
     fn sleep(&mut self, ms: u64) -> impl Future<Output = Call<()>> + Send;
 

@@ -79,6 +79,12 @@ impl<H> PolicyState<H> {
 pub struct LoadedPolicy<H: 'static> {
     /// Name for messages: the built-in name or the file path.
     pub name: String,
+    /// The component, as loaded (so a rollout can pin exactly it).
+    pub bytes: Arc<[u8]>,
+    /// SHA-256 of the component, in hex.
+    pub digest: String,
+    /// The `rollout:policy` version it imports.
+    pub wit: &'static str,
     pre: v0_1_0::PolicyPre<PolicyState<H>>,
 }
 
@@ -154,7 +160,14 @@ impl<H: PolicyHost> Runtime<H> {
             .instantiate_pre(&component)
             .map_err(|e| PolicyError::link(&name, e))?;
         let pre = v0_1_0::PolicyPre::new(instance_pre).map_err(|e| PolicyError::link(&name, e))?;
-        Ok(LoadedPolicy { name, pre })
+        let digest = hex_digest(&bytes);
+        Ok(LoadedPolicy {
+            name,
+            bytes: Arc::from(bytes.as_ref()),
+            digest,
+            wit: v0_1_0::VERSION,
+            pre,
+        })
     }
 
     /// The component for `bytes`, from the cache when possible.
@@ -251,6 +264,15 @@ impl<H: PolicyHost> Runtime<H> {
         });
         store
     }
+}
+
+/// SHA-256 of `bytes`, in lowercase hex.
+pub fn hex_digest(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl<H> Drop for Runtime<H> {

@@ -1,11 +1,14 @@
 //! The agent's state in SQLite: services, their numbered revisions (a full
 //! spec snapshot and the cause of each change), rollouts, the append-only
-//! journal of every rollout, and the instances the agent started (so it can
-//! re-adopt them after a restart).
+//! journal of every rollout, the instances the agent started (so it can
+//! re-adopt them after a restart), and what a running rollout needs to
+//! resume after one (its [`PinnedPolicy`] and its [`CallRecord`]s).
 //!
 //! One connection behind a mutex: every call is a short statement, and the
 //! agent is the only writer. WAL mode keeps readers (`rollout status` while a
 //! rollout writes its journal) from waiting.
+
+mod calls;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -14,6 +17,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::journal::{Entry, Kind};
+
+pub use calls::{CallRecord, PinnedPolicy};
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -167,6 +172,7 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(calls::SCHEMA)?;
         Ok(Store {
             conn: Mutex::new(conn),
         })
@@ -256,20 +262,25 @@ impl Store {
         })
     }
 
-    /// Open a rollout; returns its id.
+    /// Open a rollout of `policy` (pinned with it, see [`PinnedPolicy`]);
+    /// returns its id.
     pub fn start_rollout(
         &self,
         service: &str,
         from: Option<u32>,
         to: u32,
-        policy: &str,
+        policy: &PinnedPolicy,
     ) -> Result<i64> {
         self.with(|c| {
-            c.execute(
+            let tx = c.transaction()?;
+            tx.execute(
                 "INSERT INTO rollouts (service, from_revision, to_revision, policy, state, started_ms) VALUES (?1, ?2, ?3, ?4, 'running', ?5)",
-                params![service, from, to, policy, unix_ms() as i64],
+                params![service, from, to, policy.name, unix_ms() as i64],
             )?;
-            Ok(c.last_insert_rowid())
+            let id = tx.last_insert_rowid();
+            calls::pin(&tx, id, policy)?;
+            tx.commit()?;
+            Ok(id)
         })
     }
 
@@ -284,14 +295,14 @@ impl Store {
         })
     }
 
-    /// Rollouts left `running` by an agent that died mid-rollout: marked
-    /// `failed` so they do not look alive; returns how many.
-    pub fn fail_interrupted(&self, reason: &str) -> Result<usize> {
+    /// Rollouts still `running`, oldest first: after a restart, those the
+    /// agent died during.
+    pub fn running_rollouts(&self) -> Result<Vec<RolloutRow>> {
         self.with(|c| {
-            c.execute(
-                "UPDATE rollouts SET state = 'failed', reason = ?1, ended_ms = ?2 WHERE state = 'running'",
-                params![reason, unix_ms() as i64],
-            )
+            let mut q = c.prepare(
+                "SELECT id, service, from_revision, to_revision, policy, state, reason, started_ms, ended_ms FROM rollouts WHERE state = 'running' ORDER BY id",
+            )?;
+            q.query_map([], rollout_row)?.collect()
         })
     }
 
@@ -477,7 +488,9 @@ mod tests {
     fn journal_is_numbered_and_append_only() {
         let (_dir, s) = store();
         s.add_revision("web", "a", "first").unwrap();
-        let id = s.start_rollout("web", None, 1, "rolling").unwrap();
+        let id = s
+            .start_rollout("web", None, 1, &calls::tests::pinned())
+            .unwrap();
         let entry = |t: &str| Entry {
             at_ms: 5,
             kind: Kind::Effect,

@@ -6,7 +6,6 @@ use std::collections::HashSet;
 use super::{Session, effect_error};
 use crate::journal::Kind;
 use crate::model::{EffectError, Instance, InstanceId, InstanceState};
-use crate::runtime::PolicyHost;
 
 impl Session {
     /// Start after the surge check; journals success.
@@ -26,7 +25,7 @@ impl Session {
             .map_err(effect_error)?;
         let ids: Vec<_> = started.iter().map(|i| i.id.as_str()).collect();
         self.journal.push(
-            self.now_ms(),
+            self.clock.now_ms(),
             Kind::Effect,
             format!("start {revision} x{count} -> {}", ids.join(" ")),
         );
@@ -55,7 +54,7 @@ impl Session {
             .map_err(EffectError::Guardrail)?;
         self.backend.stop(ids).await.map_err(effect_error)?;
         self.journal.push(
-            self.now_ms(),
+            self.clock.now_ms(),
             Kind::Effect,
             format!("stop {}", ids.join(" ")),
         );

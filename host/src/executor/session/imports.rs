@@ -27,7 +27,7 @@ impl PolicyHost for Session {
         }
     }
 
-    fn now_ms(&self) -> u64 {
+    fn now_ms(&mut self) -> u64 {
         self.clock.now_ms()
     }
 
@@ -106,7 +106,7 @@ impl PolicyHost for Session {
         }
         match self.backend.set_weights(weights).await {
             Ok(()) => {
-                self.journal.push(self.now_ms(), Kind::Effect, what);
+                self.journal.push(self.clock.now_ms(), Kind::Effect, what);
                 Ok(Ok(()))
             }
             Err(e) => self.refuse(&what, effect_error(e)),
@@ -128,12 +128,12 @@ impl PolicyHost for Session {
         if self.operator.aborted {
             return Ok(());
         }
-        let at = self.now_ms().saturating_add(ms);
+        let at = self.clock.now_ms().saturating_add(ms);
         if self.clock.is_virtual() {
             let wake = self
                 .operator
                 .next_abort_ms()
-                .map_or(at, |a| a.clamp(self.now_ms(), at));
+                .map_or(at, |a| a.clamp(self.clock.now_ms(), at));
             self.sleep_until(wake).await?;
             self.apply_operator();
             return Ok(());
@@ -167,7 +167,7 @@ impl PolicyHost for Session {
             Command::Abort(why) => format!("abort ({why})"),
         };
         self.journal.push(
-            self.now_ms(),
+            self.clock.now_ms(),
             Kind::Operator,
             format!("checkpoint {label:?}: {said}"),
         );
@@ -177,20 +177,23 @@ impl PolicyHost for Session {
     /// `control.log`.
     fn log(&mut self, level: Level, message: &str) {
         let level = level.name();
-        self.journal
-            .push(self.now_ms(), Kind::Log, format!("[{level}] {message}"));
+        self.journal.push(
+            self.clock.now_ms(),
+            Kind::Log,
+            format!("[{level}] {message}"),
+        );
     }
 
     /// `control.report`: a new step counts as progress.
     fn report(&mut self, progress: Progress) {
         if self.step.as_ref().is_none_or(|p| p.step < progress.step) {
-            self.last_progress_ms = self.now_ms();
+            self.last_progress_ms = self.clock.now_ms();
         }
         let text = match progress.steps {
             0 => format!("step {}: {}", progress.step, progress.message),
             n => format!("step {}/{n}: {}", progress.step, progress.message),
         };
-        self.journal.push(self.now_ms(), Kind::Progress, text);
+        self.journal.push(self.clock.now_ms(), Kind::Progress, text);
         self.step = Some(progress);
     }
 }

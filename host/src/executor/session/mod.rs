@@ -24,7 +24,7 @@ use crate::backend::{Backend, BackendError};
 use crate::clock::Clock;
 use crate::journal::{Entry, Journal, Kind};
 use crate::model::{EffectError, Instance, InstanceId, Progress, RolloutInfo};
-use crate::runtime::{Call, PolicyHost};
+use crate::runtime::Call;
 
 /// Poll interval of `wait-ready` on the real clock.
 const POLL_MS: u64 = 250;
@@ -113,6 +113,30 @@ impl Session {
         (self.journal, self.backend)
     }
 
+    /// Milliseconds since the rollout started (not a policy's call).
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// The rollout resumes after the agent restarted: its opening entry
+    /// says so, instead of announcing a new rollout.
+    pub fn resuming(mut self, recorded: usize) -> Self {
+        self.journal = Journal::default();
+        self.journal.push(
+            self.clock.now_ms(),
+            Kind::Host,
+            format!("the agent restarted: resuming the rollout by replaying its {recorded} recorded call(s)"),
+        );
+        self
+    }
+
+    /// A step the policy reported before the agent restarted, seen again
+    /// while replaying: the session knows it without journaling it twice.
+    pub(crate) fn replayed_progress(&mut self, progress: Progress) {
+        self.last_progress_ms = self.clock.now_ms();
+        self.step = Some(progress);
+    }
+
     /// The last step number reported, if any.
     pub fn step_number(&self) -> Option<u32> {
         self.step.as_ref().map(|p| p.step)
@@ -120,13 +144,16 @@ impl Session {
 
     /// Append a host entry to the journal.
     pub fn note(&mut self, text: impl Into<String>) {
-        self.journal.push(self.now_ms(), Kind::Host, text);
+        self.journal.push(self.clock.now_ms(), Kind::Host, text);
     }
 
     /// Journal a refused effect and hand the policy its error.
     fn refuse<T>(&mut self, what: &str, error: EffectError) -> Call<Result<T, EffectError>> {
-        self.journal
-            .push(self.now_ms(), Kind::Refused, format!("{what}: {error}"));
+        self.journal.push(
+            self.clock.now_ms(),
+            Kind::Refused,
+            format!("{what}: {error}"),
+        );
         Ok(Err(error))
     }
 

@@ -7,7 +7,7 @@ use super::{BUSY_CALLS, POLL_MS, Session};
 use crate::clock::Clock;
 use crate::journal::Kind;
 use crate::model::InstanceState;
-use crate::runtime::{Call, Halt, PolicyHost};
+use crate::runtime::{Call, Halt};
 
 impl Session {
     /// Journal what the fleet did on its own; a new instance becoming ready
@@ -27,7 +27,7 @@ impl Session {
 
     /// Apply operator commands due now.
     pub(super) fn apply_operator(&mut self) {
-        for (at, action) in self.operator.apply_due(self.now_ms()) {
+        for (at, action) in self.operator.apply_due(self.clock.now_ms()) {
             self.journal
                 .push(at, Kind::Operator, format!("operator: {}", action.name()));
         }
@@ -38,7 +38,7 @@ impl Session {
     pub(super) async fn enter(&mut self) -> Call<()> {
         let without = match self.clock {
             Clock::Virtual(_) => {
-                let now = self.now_ms();
+                let now = self.clock.now_ms();
                 if self.busy.0 != now {
                     self.busy = (now, 0);
                 }
@@ -52,22 +52,22 @@ impl Session {
         }
         self.observe();
         self.apply_operator();
-        let paused_at = self.now_ms();
+        let paused_at = self.clock.now_ms();
         while self.operator.paused {
             let release = match (&self.clock, self.operator.next_release_ms()) {
                 (_, Some(at)) => at,
                 (Clock::Virtual(_), None) => return Err(Halt::PausedForever),
-                (Clock::Real(_), None) => self.now_ms() + POLL_MS,
+                (Clock::Real(_), None) => self.clock.now_ms() + POLL_MS,
             };
             self.sleep_until(release).await?;
             self.apply_operator();
         }
         // Time spent paused is the operator's, not a lack of progress.
-        let paused_for = self.now_ms() - paused_at;
+        let paused_for = self.clock.now_ms() - paused_at;
         if paused_for > 0 && !self.stalled {
             self.last_progress_ms += paused_for;
         }
-        if self.now_ms() > self.guardrails.deadline_ms {
+        if self.clock.now_ms() > self.guardrails.deadline_ms {
             return Err(Halt::Deadline(self.guardrails.deadline_ms));
         }
         self.check_stall();
@@ -82,7 +82,7 @@ impl Session {
 
     /// Mark the rollout stalled once the progress deadline has passed.
     pub(super) fn check_stall(&mut self) -> bool {
-        let now = self.now_ms();
+        let now = self.clock.now_ms();
         if self.stall_at_ms().is_some_and(|at| now >= at) {
             self.stalled = true;
             self.journal.push(
@@ -103,7 +103,7 @@ impl Session {
             true => u64::MAX - 1,
             false => self.guardrails.deadline_ms,
         };
-        if at_ms > self.now_ms() {
+        if at_ms > self.clock.now_ms() {
             self.waited();
         }
         self.clock.sleep_until(at_ms.min(deadline + 1)).await;

@@ -6,7 +6,7 @@
 use super::{POLL_MS, Session};
 use crate::clock::Clock;
 use crate::model::{InstanceId, Probe, Verdict};
-use crate::runtime::{Call, PolicyHost};
+use crate::runtime::Call;
 
 impl Session {
     /// Probe `id` now; a backend error is an unhealthy verdict.
@@ -24,7 +24,7 @@ impl Session {
         ids: &[InstanceId],
         timeout_ms: u64,
     ) -> Call<Vec<Probe>> {
-        let started = self.now_ms();
+        let started = self.clock.now_ms();
         let until = started.saturating_add(timeout_ms);
         // The progress deadline cuts waits on the new revision short; a
         // policy bringing the old one back waits as long as it asked.
@@ -41,7 +41,7 @@ impl Session {
             let pending = probes
                 .iter()
                 .any(|p| matches!(p.verdict, Verdict::Unknown(_)));
-            let now = self.now_ms();
+            let now = self.clock.now_ms();
             let stalled = pending && deadline_applies && self.check_stall();
             if !pending || now >= until || stalled {
                 let why = match stalled {
@@ -71,7 +71,7 @@ impl Session {
                     self.waited();
                     let wait = std::time::Duration::from_millis(wake.saturating_sub(now).max(1));
                     let _ = tokio::time::timeout(wait, changed.notified()).await;
-                    self.sleep_until(self.now_ms()).await?;
+                    self.sleep_until(self.clock.now_ms()).await?;
                 }
                 (Clock::Real(_), None) => {
                     self.sleep_until((now + POLL_MS).clamp(now + 1, wake))

@@ -1,0 +1,79 @@
+//! After a restart, every rollout the agent died during resumes: its
+//! pinned policy is loaded again and replays the calls it made (see
+//! [`crate::executor::Durable`]), then goes on live.
+
+use std::sync::Arc;
+
+use super::rollout::{self, Begin, Job};
+use super::service::Active;
+use super::{Agent, Result};
+use crate::executor::operator::Inbox;
+use crate::runtime::{PolicySource, hex_digest};
+use crate::store::{RolloutRow, unix_ms};
+
+impl Agent {
+    /// Resume every rollout left running; one note for each, saying what
+    /// happened. One that cannot resume is closed as failed, saying why.
+    pub(super) fn resume_rollouts(self: &Arc<Self>) -> Result<Vec<String>> {
+        let mut notes = Vec::new();
+        for row in self.store.running_rollouts()? {
+            match self.resume(&row) {
+                Ok(calls) => notes.push(format!(
+                    "{}: resuming rollout {} to revision {} ({calls} recorded call(s) to replay)",
+                    row.service, row.id, row.to_revision
+                )),
+                Err(why) => {
+                    let reason = format!(
+                        "the agent stopped during the rollout and cannot resume it: {why}; the fleet was left as it was: check `rollout status`"
+                    );
+                    self.store.end_rollout(row.id, "failed", &reason)?;
+                    notes.push(format!("{}: rollout {}: {reason}", row.service, row.id));
+                }
+            }
+        }
+        Ok(notes)
+    }
+
+    /// Start resuming `row`; how many calls it replays, or why it cannot.
+    fn resume(self: &Arc<Self>, row: &RolloutRow) -> std::result::Result<usize, String> {
+        let pinned = self
+            .store
+            .pinned_policy(row.id)
+            .map_err(|e| e.to_string())?
+            .ok_or("it has no pinned policy (an older agent started it)")?;
+        if hex_digest(&pinned.bytes) != pinned.digest {
+            return Err(format!("its pinned policy {} is damaged", pinned.name));
+        }
+        let source = PolicySource::Uploaded {
+            name: pinned.name,
+            bytes: pinned.bytes.into(),
+        };
+        let policy = self.runtime.load(&source).map_err(|e| e.to_string())?;
+        let spec = self
+            .spec_of(&row.service, row.to_revision)
+            .map_err(|e| e.to_string())?;
+        let service = self.service(&row.service).map_err(|e| e.to_string())?;
+        let calls = self.store.calls(row.id).map_err(|e| e.to_string())?;
+        let inbox = Inbox::default();
+        *service.active.lock().unwrap_or_else(|p| p.into_inner()) = Some(Active {
+            id: row.id,
+            inbox: inbox.clone(),
+            paused: false,
+        });
+        let job = Job {
+            id: row.id,
+            spec,
+            from: row.from_revision,
+            to: row.to_revision,
+            params: pinned.params,
+            inbox,
+        };
+        let replayed = calls.len();
+        let begin = Begin::Resumed {
+            elapsed_ms: unix_ms().saturating_sub(row.started_ms),
+            calls,
+        };
+        tokio::spawn(rollout::run(self.clone(), service, policy, job, begin));
+        Ok(replayed)
+    }
+}
