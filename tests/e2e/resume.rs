@@ -1,10 +1,40 @@
 //! A rollout survives its agent: `kill -9` of the agent at a point of a
-//! rolling update, a restart, and the same rollout goes on to complete,
-//! with no instance orphaned or doubled.
+//! rolling, canary or blue-green rollout under front-door traffic, a
+//! restart, and the same rollout goes on to complete, with no instance
+//! orphaned or doubled.
 
 use std::time::{Duration, Instant};
 
+use crate::proxy::{Load, front_door, get_request};
 use crate::util::{Agent, assert_contains, http_get};
+
+/// Replicas of the service (see [`front_door`]).
+const REPLICAS: usize = 4;
+
+/// The rolling policy, with a short hold after each batch.
+const ROLLING: &[&str] = &["--param", "min-ready-ms=300ms"];
+/// The canary policy in three short steps; latency is not what is tested.
+const CANARY: &[&str] = &[
+    "--policy",
+    "canary",
+    "--param",
+    "steps=20,50,100",
+    "--param",
+    "hold-ms=500ms",
+    "--param",
+    "min-requests=10",
+    "--param",
+    "p99-slack-ms=1s",
+];
+/// The blue-green policy with short holds.
+const BLUE_GREEN: &[&str] = &[
+    "--policy",
+    "blue-green",
+    "--param",
+    "post-switch-ms=300ms",
+    "--param",
+    "scale-down-delay-ms=300ms",
+];
 
 /// Wait up to a minute for `done`, polling every 10 ms.
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
@@ -33,22 +63,21 @@ fn instance_processes(agent: &Agent) -> Vec<u32> {
         .collect()
 }
 
-/// Roll web from v1 to v2, kill the agent once rollout 2 has journaled
-/// `effects` effects, restart it, and check the rollout completes.
-fn killed_after(effects: usize) {
+/// Roll web from v1 to v2 with `policy` under traffic, kill the agent once
+/// rollout 2 has journaled `effects` effects, restart it, and check the
+/// rollout completes.
+fn killed_after(effects: usize, policy: &[&str]) {
     let mut agent = Agent::start();
-    let v1 = agent.spec("web", "v1", "");
-    let run = agent.rollout(&["run", "--spec", v1.to_str().unwrap()]);
-    assert_eq!(run.code, 0, "{run:#?}");
+    let (sets, addr) = front_door(&agent, &[]);
+    let load = Load::start(&addr, 2, Duration::from_millis(2), |_| get_request(""));
     let v2 = agent.spec("web", "v2", "");
+    let mut args = vec!["run", "--spec", v2.to_str().unwrap()];
+    for s in &sets {
+        args.extend(["--set", s.as_str()]);
+    }
+    args.extend(policy);
     let mut follower = agent
-        .command(&[
-            "run",
-            "--spec",
-            v2.to_str().unwrap(),
-            "--param",
-            "min-ready-ms=300ms",
-        ])
+        .command(&args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -72,6 +101,9 @@ fn killed_after(effects: usize) {
     wait_until("the resumed rollout to end", || {
         store.rollout(2).is_ok_and(|r| r.state != "running")
     });
+    // Requests fail while the agent, and its front door, are down.
+    let tally = load.finish();
+    assert!(tally.ok > 0, "no request was answered");
     let rollout = store.rollout(2).expect("rollout 2");
     let journal: Vec<String> = store
         .journal(2, 0)
@@ -82,10 +114,10 @@ fn killed_after(effects: usize) {
     let journal = journal.join("\n");
     assert_eq!(rollout.state, "completed", "{}\n{journal}", rollout.reason);
     assert_contains(&journal, "the agent restarted: resuming the rollout");
-    // Three instances, all of v2, each answering, and nothing else runs.
+    // Every replica of v2, each answering, and nothing else runs.
     let list = agent.rollout(&["ls", "web", "--output", "json"]).json();
     let list = list.as_array().expect("a list").clone();
-    assert_eq!(list.len(), 3, "{list:#?}\n{journal}");
+    assert_eq!(list.len(), REPLICAS, "{list:#?}\n{journal}");
     for i in &list {
         assert_eq!(
             (i["revision"].as_str(), i["state"].as_str()),
@@ -98,31 +130,61 @@ fn killed_after(effects: usize) {
         );
     }
     wait_until("stopped instances to exit", || {
-        instance_processes(&agent).len() == 3
+        instance_processes(&agent).len() == REPLICAS
     });
 }
 
 #[test]
 fn a_rolling_update_killed_before_its_first_effect_completes_after_a_restart() {
-    killed_after(0);
+    killed_after(0, ROLLING);
 }
 
 #[test]
 fn a_rolling_update_killed_after_its_first_start_completes_after_a_restart() {
-    killed_after(1);
+    killed_after(1, ROLLING);
 }
 
 #[test]
 fn a_rolling_update_killed_after_two_effects_completes_after_a_restart() {
-    killed_after(2);
+    killed_after(2, ROLLING);
 }
 
 #[test]
 fn a_rolling_update_killed_after_three_effects_completes_after_a_restart() {
-    killed_after(3);
+    killed_after(3, ROLLING);
 }
 
 #[test]
 fn a_rolling_update_killed_after_four_effects_completes_after_a_restart() {
-    killed_after(4);
+    killed_after(4, ROLLING);
+}
+
+#[test]
+fn a_canary_killed_after_its_first_weights_completes_after_a_restart() {
+    killed_after(1, CANARY);
+}
+
+#[test]
+fn a_canary_killed_after_three_effects_completes_after_a_restart() {
+    killed_after(3, CANARY);
+}
+
+#[test]
+fn a_canary_killed_after_five_effects_completes_after_a_restart() {
+    killed_after(5, CANARY);
+}
+
+#[test]
+fn a_blue_green_rollout_killed_after_its_first_start_completes_after_a_restart() {
+    killed_after(1, BLUE_GREEN);
+}
+
+#[test]
+fn a_blue_green_rollout_killed_after_two_effects_completes_after_a_restart() {
+    killed_after(2, BLUE_GREEN);
+}
+
+#[test]
+fn a_blue_green_rollout_killed_after_three_effects_completes_after_a_restart() {
+    killed_after(3, BLUE_GREEN);
 }
