@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use crate::proxy::{Load, front_door, get_request};
-use crate::util::{Agent, assert_contains, http_get};
+use crate::util::{Agent, On, assert_contains, http_get};
 
 /// Replicas of the service (see [`front_door`]).
 const REPLICAS: usize = 4;
@@ -63,11 +63,29 @@ fn instance_processes(agent: &Agent) -> Vec<u32> {
         .collect()
 }
 
-/// Roll web from v1 to v2 with `policy` under traffic, kill the agent once
-/// rollout 2 has journaled `effects` effects, restart it, and check the
-/// rollout completes.
-fn killed_after(effects: usize, policy: &[&str]) {
-    let mut agent = Agent::start();
+/// The instances of web that run: processes found by their output (not
+/// by the agent's records), or containers and Swarm services found by
+/// their labels.
+fn running(agent: &Agent) -> usize {
+    match agent.on {
+        On::Process => instance_processes(agent).len(),
+        On::Docker | On::Swarm => agent.handles("web").len(),
+    }
+}
+
+/// On `on` (when its daemon answers), roll web from v1 to v2 with
+/// `policy` under traffic, kill the agent once rollout 2 has journaled
+/// `effects` effects, restart it, and check the rollout completes.
+fn killed_after(on: On, effects: usize, policy: &[&str]) {
+    let ready = match on {
+        On::Process => true,
+        On::Docker => crate::docker_util::docker_ready(),
+        On::Swarm => crate::docker_util::swarm_ready(),
+    };
+    if !ready {
+        return;
+    }
+    let mut agent = Agent::start_on(on);
     let (sets, addr) = front_door(&agent, &[]);
     let load = Load::start(&addr, 2, Duration::from_millis(2), |_| get_request(""));
     let v2 = agent.spec("web", "v2", "");
@@ -129,62 +147,98 @@ fn killed_after(effects: usize, policy: &[&str]) {
             &format!("v2 {id}"),
         );
     }
-    wait_until("stopped instances to exit", || {
-        instance_processes(&agent).len() == REPLICAS
-    });
+    wait_until("stopped instances to exit", || running(&agent) == REPLICAS);
 }
 
 #[test]
 fn a_rolling_update_killed_before_its_first_effect_completes_after_a_restart() {
-    killed_after(0, ROLLING);
+    killed_after(On::Process, 0, ROLLING);
 }
 
 #[test]
 fn a_rolling_update_killed_after_its_first_start_completes_after_a_restart() {
-    killed_after(1, ROLLING);
+    killed_after(On::Process, 1, ROLLING);
 }
 
 #[test]
 fn a_rolling_update_killed_after_two_effects_completes_after_a_restart() {
-    killed_after(2, ROLLING);
+    killed_after(On::Process, 2, ROLLING);
 }
 
 #[test]
 fn a_rolling_update_killed_after_three_effects_completes_after_a_restart() {
-    killed_after(3, ROLLING);
+    killed_after(On::Process, 3, ROLLING);
 }
 
 #[test]
 fn a_rolling_update_killed_after_four_effects_completes_after_a_restart() {
-    killed_after(4, ROLLING);
+    killed_after(On::Process, 4, ROLLING);
 }
 
 #[test]
 fn a_canary_killed_after_its_first_weights_completes_after_a_restart() {
-    killed_after(1, CANARY);
+    killed_after(On::Process, 1, CANARY);
 }
 
 #[test]
 fn a_canary_killed_after_three_effects_completes_after_a_restart() {
-    killed_after(3, CANARY);
+    killed_after(On::Process, 3, CANARY);
 }
 
 #[test]
 fn a_canary_killed_after_five_effects_completes_after_a_restart() {
-    killed_after(5, CANARY);
+    killed_after(On::Process, 5, CANARY);
 }
 
 #[test]
 fn a_blue_green_rollout_killed_after_its_first_start_completes_after_a_restart() {
-    killed_after(1, BLUE_GREEN);
+    killed_after(On::Process, 1, BLUE_GREEN);
 }
 
 #[test]
 fn a_blue_green_rollout_killed_after_two_effects_completes_after_a_restart() {
-    killed_after(2, BLUE_GREEN);
+    killed_after(On::Process, 2, BLUE_GREEN);
 }
 
 #[test]
 fn a_blue_green_rollout_killed_after_three_effects_completes_after_a_restart() {
-    killed_after(3, BLUE_GREEN);
+    killed_after(On::Process, 3, BLUE_GREEN);
 }
+
+/// The same on the docker and swarm backends, at fewer points.
+macro_rules! on_containers {
+    ($($backend:ident: $on:expr),*) => {
+        $(
+            mod $backend {
+                use super::*;
+
+                #[test]
+                fn a_rolling_update_killed_after_its_first_start_completes_after_a_restart() {
+                    killed_after($on, 1, ROLLING);
+                }
+
+                #[test]
+                fn a_rolling_update_killed_after_three_effects_completes_after_a_restart() {
+                    killed_after($on, 3, ROLLING);
+                }
+
+                #[test]
+                fn a_canary_killed_after_its_first_weights_completes_after_a_restart() {
+                    killed_after($on, 1, CANARY);
+                }
+
+                #[test]
+                fn a_canary_killed_after_three_effects_completes_after_a_restart() {
+                    killed_after($on, 3, CANARY);
+                }
+
+                #[test]
+                fn a_blue_green_rollout_killed_after_two_effects_completes_after_a_restart() {
+                    killed_after($on, 2, BLUE_GREEN);
+                }
+            }
+        )*
+    };
+}
+
+on_containers!(docker: On::Docker, swarm: On::Swarm);
