@@ -94,7 +94,7 @@ fn process_start(app: &Path) -> anyhow::Result<Duration> {
 }
 
 /// A spec of `replicas` demo-app instances of `version`.
-fn spec(
+pub(super) fn spec(
     app: &Path,
     replicas: u32,
     version: &str,

@@ -32,6 +32,8 @@ enum What {
     Runtime(RuntimeArgs),
     /// A rolling update of real demo-app processes against its physical limit.
     Rollout(RolloutArgs),
+    /// How soon a restarted agent resumes the rollout it was killed during.
+    Resume(ResumeArgs),
     /// The front door against nginx (wrk load), and failed requests during
     /// a rollout (run by `rollout-bench proxy`).
     Proxy(ProxyArgs),
@@ -48,6 +50,23 @@ struct RuntimeArgs {
     output: Output,
     #[command(flatten)]
     limits: LimitArgs,
+}
+
+/// Arguments of `rollout bench resume`.
+#[derive(Debug, clap::Args)]
+struct ResumeArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Human)]
+    output: Output,
+    /// Instances of the service.
+    #[arg(long, default_value_t = 4)]
+    replicas: u32,
+    /// Restarts measured; medians are reported.
+    #[arg(long, default_value_t = 5)]
+    rounds: u32,
+    /// The demo-app binary [default: next to this executable].
+    #[arg(long, value_name = "PATH")]
+    app: Option<PathBuf>,
 }
 
 /// Arguments of `rollout bench rollout`.
@@ -123,6 +142,27 @@ pub async fn run(_cli: &Cli, args: &BenchArgs) -> anyhow::Result<ExitCode> {
                         "  overhead per batch         {:>10.1} ms",
                         f.overhead_per_batch_ms
                     );
+                }
+            }
+        }
+        What::Resume(args) => {
+            anyhow::ensure!(args.rounds > 0, "--rounds must be at least 1");
+            let app = bench::rollout::demo_app(args.app.as_deref())?;
+            let (replicas, rounds) = (args.replicas, args.rounds);
+            let f = tokio::task::spawn_blocking(move || {
+                bench::resume::resume_figures(&app, replicas, rounds)
+            })
+            .await??;
+            match args.output {
+                Output::Json => println!("{}", serde_json::to_string(&f)?),
+                Output::Human => {
+                    println!(
+                        "agent restart during a rolling update of {} demo-app instances, medians of {} rounds",
+                        f.replicas, f.rounds
+                    );
+                    println!("  agent start to answering   {:>10.1} ms", f.agent_up_ms);
+                    println!("  agent start to resumed     {:>10.1} ms", f.resumed_ms);
+                    println!("  calls replayed             {:>10}", f.calls_replayed);
                 }
             }
         }
