@@ -36,9 +36,13 @@ struct Done {
 impl Drop for Done {
     fn drop(&mut self) {
         let store = &self.agent.store;
-        if store.rollout(self.id).is_ok_and(|r| r.state == "running") {
+        let unrecorded = self.agent.lock_unrecorded().contains_key(&self.id);
+        if !unrecorded && store.rollout(self.id).is_ok_and(|r| r.state == "running") {
             let why = "the agent's rollout task stopped unexpectedly; check `rollout status` and `rollout undo`";
-            let _ = store.end_rollout(self.id, "failed", why);
+            if let Err(e) = store.end_rollout(self.id, "failed", why) {
+                self.agent
+                    .unrecorded_outcome(self.id, "failed", why, &e.to_string());
+            }
         }
         *self
             .service
@@ -82,12 +86,15 @@ pub(super) async fn run(
         &job.spec.guardrails,
         Operator::live(job.inbox),
     )
-    .journal_to(tx);
+    .journal_to(tx)
+    .stop_on(agent.stopping.subscribe());
     let (session, outcome) = executor::execute(&agent.runtime, &policy, session).await;
+    let interrupted = session.interrupted();
     // Closing the session closes the journal's channel: the writer drains it.
     drop(session);
     let _ = writer.await;
     let (state, reason) = match &outcome {
+        Outcome::Failed(why) if interrupted => ("interrupted", why.clone()),
         Outcome::Completed => ("completed", String::new()),
         Outcome::RolledBack(why) => ("rolled-back", why.clone()),
         Outcome::Failed(why) => ("failed", why.clone()),
@@ -101,8 +108,10 @@ pub(super) async fn run(
     if let Err(e) = agent.store.end_rollout(job.id, state, &reason) {
         errors.push(e.to_string());
     }
-    for e in errors {
-        eprintln!("rollout {}: cannot record the outcome: {e}", job.id);
+    if !errors.is_empty() {
+        let errors = errors.join("; ");
+        eprintln!("rollout {}: cannot record the outcome: {errors}", job.id);
+        agent.unrecorded_outcome(job.id, state, &reason, &errors);
     }
 }
 

@@ -30,6 +30,9 @@ fn new_token() -> anyhow::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// How long a stopping agent waits for effects in flight (a stop drains).
+const SHUTDOWN_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Run the agent until SIGTERM or SIGINT.
 pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let home = cli.home();
@@ -83,8 +86,17 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     for note in notes {
         say(&format!("  {note}"));
     }
-    listeners.serve(agent, shutdown_signal()).await;
+    listeners.serve(agent.clone(), shutdown_signal()).await;
     let _ = std::fs::remove_file(api::socket_path(&home));
+    // Rollouts stop at their next host call, once the effect in flight
+    // is done, and are left `interrupted` rather than cut like a kill -9.
+    let left = agent.shutdown(SHUTDOWN_WITHIN).await;
+    if left > 0 {
+        say(&format!(
+            "  {left} rollout(s) still in an effect after {} s: cut; the next agent marks them failed",
+            SHUTDOWN_WITHIN.as_secs()
+        ));
+    }
     say("rollout agent stopped; instances keep running and the next agent re-adopts them");
     Ok(ExitCode::SUCCESS)
 }

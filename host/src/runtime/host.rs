@@ -32,6 +32,10 @@ pub enum Halt {
          (wait between looks at the fleet with clock.sleep or health.wait-ready)"
     )]
     Busy(u64, &'static str),
+    /// The agent is stopping (SIGTERM): the policy is stopped at a safe
+    /// point, between host calls, and the rollout is left `interrupted`.
+    #[error("the agent is stopping: the rollout stopped between two host calls")]
+    Stopping,
 }
 
 /// The result of a host call that may halt the policy.

@@ -57,7 +57,10 @@ pub struct RolloutRow {
     pub to_revision: u32,
     /// Policy name or path.
     pub policy: String,
-    /// `running`, `completed`, `rolled-back` or `failed`.
+    /// `running`, `completed`, `rolled-back`, `failed`, or `interrupted`
+    /// (the agent stopped on SIGTERM at a safe point, between two host
+    /// calls: the fleet is as the policy left it, and a restarted agent may
+    /// resume it or a new `rollout run` converges it).
     pub state: String,
     /// Why it ended so, if it did not complete.
     pub reason: String,
