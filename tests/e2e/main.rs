@@ -48,6 +48,7 @@ mod hostile;
 mod preflight;
 mod proxy;
 mod python;
+mod recovery;
 mod runners;
 mod scenarios;
 mod sdk;

@@ -231,6 +231,16 @@ impl Agent {
         }
     }
 
+    /// Stop the agent with SIGTERM and wait for it to exit; how it exited.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("the agent runs");
+        // SAFETY: signals the agent's own process only.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        child.wait().expect("wait for the agent")
+    }
+
     /// Run `rollout` against this agent.
     pub fn rollout(&self, args: &[&str]) -> Run {
         Run::of(&mut self.command(args))

@@ -1,0 +1,186 @@
+//! Recovery after interruptions (issue 15): an agent killed or stopped
+//! mid-rollout, instances killed by hand. The commands an operator reaches
+//! for (`rollout run`, `rollout undo`, `rollout status`) must work from
+//! whatever mix is left, and the client must say the rollout was
+//! interrupted (exit 4), not that nothing changed.
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{Agent, assert_contains};
+
+/// Poll `cond` every 25 ms for up to `secs` seconds.
+fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < until {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// (revision, state) of each instance of `service`, from `rollout ls`.
+fn fleet(agent: &Agent, service: &str) -> Vec<(String, String)> {
+    let run = agent.rollout(&["ls", service, "--output", "json"]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    let list = run.json();
+    let field = |i: &serde_json::Value, k: &str| i[k].as_str().unwrap_or_default().to_string();
+    list.as_array()
+        .expect("a list")
+        .iter()
+        .map(|i| (field(i, "revision"), field(i, "state")))
+        .collect()
+}
+
+/// How many instances of `revision` are ready.
+fn ready(agent: &Agent, service: &str, revision: &str) -> usize {
+    let fleet = fleet(agent, service);
+    fleet
+        .iter()
+        .filter(|(r, s)| r == revision && s == "ready")
+        .count()
+}
+
+/// Every instance of `service` is a ready one of `revision`, `replicas` of them.
+fn assert_only(agent: &Agent, service: &str, revision: &str, replicas: usize) {
+    let fleet = fleet(agent, service);
+    let on = fleet
+        .iter()
+        .filter(|(r, s)| r == revision && s == "ready")
+        .count();
+    assert_eq!((on, fleet.len()), (replicas, replicas), "{fleet:?}");
+}
+
+fn deploy(agent: &Agent, version: &str) {
+    let spec = agent.spec("web", version, "");
+    let run = agent.rollout(&["run", "--spec", spec.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{run:#?}");
+}
+
+/// Roll `web` to `version` a batch a second, followed by a client in the
+/// background.
+fn roll_slowly(agent: &Agent, version: &str) -> Child {
+    let spec = agent.spec("web", version, "");
+    agent
+        .command(&[
+            "run",
+            "--spec",
+            spec.to_str().unwrap(),
+            "--param",
+            "min-ready-ms=1s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn output(child: Child) -> (Option<i32>, String) {
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+#[test]
+fn an_agent_killed_mid_rollout_is_reported_interrupted_and_undo_then_run_converge() {
+    let mut agent = Agent::start();
+    deploy(&agent, "v1");
+    let follower = roll_slowly(&agent, "v2");
+    wait_until(30, "an instance of r2 ready", || {
+        ready(&agent, "web", "r2") >= 1
+    });
+    agent.kill();
+    let (code, text) = output(follower);
+    assert_eq!(code, Some(4), "{text}");
+    assert_contains(&text, "interrupted");
+    assert_contains(&text, "rollout status web");
+
+    agent.restart();
+    let status = agent.rollout(&["status", "web"]);
+    assert_contains(&status.stdout, "running: r1: ");
+    assert_contains(&status.stdout, "r2: ");
+    assert_contains(&status.stdout, "rollout undo web");
+    // Back to the last revision that completed (r1's spec, as r3).
+    let undo = agent.rollout(&["undo", "web"]);
+    assert_eq!(undo.code, 0, "{undo:#?}");
+    assert_only(&agent, "web", "r3", 3);
+    // And forward again from there.
+    deploy(&agent, "v2");
+    assert_only(&agent, "web", "r4", 3);
+}
+
+#[test]
+fn a_run_after_an_agent_killed_mid_rollout_converges_from_the_mix() {
+    let mut agent = Agent::start();
+    deploy(&agent, "v1");
+    let follower = roll_slowly(&agent, "v2");
+    wait_until(30, "an instance of r2 ready", || {
+        ready(&agent, "web", "r2") >= 1
+    });
+    agent.kill();
+    assert_eq!(output(follower).0, Some(4));
+    agent.restart();
+    let v3 = agent.spec("web", "v3", "");
+    let run = agent.rollout(&["run", "--spec", v3.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert_only(&agent, "web", "r3", 3);
+}
+
+#[test]
+fn sigterm_mid_rollout_stops_at_a_safe_point_and_leaves_it_interrupted() {
+    let mut agent = Agent::start();
+    deploy(&agent, "v1");
+    let follower = roll_slowly(&agent, "v2");
+    wait_until(30, "an instance of r2 ready", || {
+        ready(&agent, "web", "r2") >= 1
+    });
+    let status = agent.terminate();
+    assert!(status.success(), "{status:?}");
+    let (code, text) = output(follower);
+    assert_eq!(code, Some(4), "{text}");
+    let store = agent.store();
+    let rollout = store.rollouts("web").unwrap().pop().unwrap();
+    assert_eq!(rollout.state, "interrupted", "{rollout:?}");
+    let journal = store.journal(rollout.id, 0).unwrap();
+    assert!(
+        journal
+            .iter()
+            .any(|r| r.entry.text.contains("agent stopping")),
+        "{journal:#?}"
+    );
+    // The restarted agent leaves it interrupted, and a run converges.
+    agent.restart();
+    let again = agent.store().rollout(rollout.id).unwrap();
+    assert_eq!(again.state, "interrupted");
+    deploy(&agent, "v2");
+    assert_only(&agent, "web", "r3", 3);
+}
+
+#[test]
+fn instances_killed_by_hand_do_not_block_the_next_rollout() {
+    let agent = Agent::start();
+    deploy(&agent, "v1");
+    for pid in agent.pids("web").into_iter().take(2) {
+        // SAFETY: signals the instance's process group only.
+        unsafe {
+            libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+        }
+    }
+    wait_until(30, "two failed instances", || {
+        fleet(&agent, "web")
+            .iter()
+            .filter(|(_, s)| s == "failed")
+            .count()
+            == 2
+    });
+    let v2 = agent.spec("web", "v2", "");
+    let run = agent.rollout(&["run", "--spec", v2.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert_only(&agent, "web", "r2", 3);
+}
