@@ -184,3 +184,68 @@ fn instances_killed_by_hand_do_not_block_the_next_rollout() {
     assert_eq!(run.code, 0, "{run:#?}");
     assert_only(&agent, "web", "r2", 3);
 }
+
+/// Remove the agent's state (as a lost disk or a wrong restore would).
+fn lose_state(agent: &Agent) {
+    for file in ["state.db", "state.db-wal", "state.db-shm"] {
+        let _ = std::fs::remove_file(agent.home.path().join(file));
+    }
+}
+
+#[test]
+fn a_lost_state_with_instances_still_running_is_refused_and_names_them() {
+    let mut agent = Agent::start();
+    deploy(&agent, "v1");
+    let pids = agent.pids("web");
+    agent.kill();
+    lose_state(&agent);
+    let refused = agent.start_refused();
+    assert_eq!(refused.code, 1, "{refused:#?}");
+    assert_contains(&refused.stderr, "3 instance(s) of this home still run");
+    assert_contains(&refused.stderr, "web-r1-1");
+    assert_contains(&refused.stderr, "--stop-unknown");
+    // An empty file is the same lost state.
+    std::fs::write(agent.home.path().join("state.db"), b"").unwrap();
+    assert_eq!(agent.start_refused().code, 1);
+    // Told to, the agent stops them and starts.
+    agent.restart_with(&["--stop-unknown"]);
+    for pid in pids {
+        let alive = || unsafe { libc::kill(pid as libc::pid_t, 0) } == 0 && !zombie(pid);
+        wait_until(10, "the unknown instance to stop", || !alive());
+    }
+    deploy(&agent, "v1");
+    assert_only(&agent, "web", "r1", 3);
+}
+
+/// True if `pid` has exited but not been reaped.
+fn zombie(pid: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+#[test]
+fn a_damaged_state_says_what_to_do_and_that_instances_may_still_run() {
+    let mut agent = Agent::start();
+    deploy(&agent, "v1");
+    let pids = agent.pids("web");
+    agent.kill();
+    lose_state(&agent);
+    std::fs::write(agent.home.path().join("state.db"), vec![0x5a; 8192]).unwrap();
+    let refused = agent.start_refused();
+    // The harness cleans up through the state: stop the instances here.
+    for pid in pids {
+        // SAFETY: signals the instance's process group only.
+        unsafe {
+            libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+        }
+    }
+    lose_state(&agent);
+    assert_eq!(refused.code, 1, "{refused:#?}");
+    assert_contains(&refused.stderr, "may still be running");
+    assert_contains(&refused.stderr, ".damaged");
+}

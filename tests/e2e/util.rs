@@ -192,10 +192,49 @@ impl Agent {
 
     /// Start the agent process (again) on the same home.
     pub fn restart(&mut self) {
+        self.restart_with(&[]);
+    }
+
+    /// Run `rollout serve` on this home, expecting it to refuse to start:
+    /// what it said and its exit code. One still running after 30 s is
+    /// killed and its code is -1.
+    pub fn start_refused(&self) -> Run {
+        assert!(self.child.is_none(), "the agent runs");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rollout"))
+            .args(["serve", "--home"])
+            .arg(self.home.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start rollout serve");
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut code = -1;
+        while std::time::Instant::now() < until {
+            if let Some(status) = child.try_wait().expect("wait") {
+                code = status.code().unwrap_or(-1);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        if code == -1 {
+            let _ = child.kill();
+        }
+        let out = child.wait_with_output().expect("its output");
+        Run {
+            code,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Start the agent process (again) on the same home, with `extra`
+    /// arguments to `rollout serve`.
+    pub fn restart_with(&mut self, extra: &[&str]) {
         let mut command = Command::new(env!("CARGO_BIN_EXE_rollout"));
         command
             .args(["serve", "--home"])
             .arg(self.home.path())
+            .args(extra)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit());
         if let Some(nofile) = self.nofile {

@@ -20,6 +20,7 @@ mod runners;
 mod service;
 mod status;
 mod undo;
+mod unknown;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -39,6 +40,7 @@ pub use history::HistoryEntry;
 pub use operator::ControlAnswer;
 pub use status::{RevisionTraffic, ServiceStatus};
 pub use undo::UndoRequest;
+pub use unknown::{Unknown, refusal};
 
 /// The agent's state.
 pub struct Agent {
@@ -73,7 +75,16 @@ impl Agent {
         runtime: PolicyRuntime,
     ) -> anyhow::Result<(Arc<Agent>, Vec<String>)> {
         std::fs::create_dir_all(home)?;
-        let store = Arc::new(Store::open(&home.join("state.db"))?);
+        let path = home.join("state.db");
+        let store = Arc::new(Store::open(&path).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open the agent's state {}: {e}. Instances it started may still be running. \
+                 Move the damaged file aside (`mv {0} {0}.damaged`, with its -wal and -shm files) \
+                 and put a backup in its place, or start without it: the agent then refuses to \
+                 start over the instances still running and names them",
+                path.display()
+            )
+        })?);
         let mut notes = Vec::new();
         let interrupted = store.fail_interrupted("the agent stopped during the rollout; the fleet was left as it was: check `rollout status` and `rollout undo` if needed")?;
         if interrupted > 0 {

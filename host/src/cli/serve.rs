@@ -17,6 +17,11 @@ pub struct ServeArgs {
     /// bearer token from $ROLLOUT_TOKEN, else a new one written to HOME/agent.token.
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
+    /// Stop the instances of this home that the state does not know (its
+    /// state.db was lost or replaced while they ran) and start; without it
+    /// the agent refuses to start over them.
+    #[arg(long)]
+    stop_unknown: bool,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -69,7 +74,21 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let (listeners, tcp_addr) = Listeners::bind(&home, tcp).await?;
     let runtime = cli.runtime(args.limits.limits())?;
-    let (agent, notes) = Agent::open(&home, runtime).await?;
+    let (agent, mut notes) = Agent::open(&home, runtime).await?;
+    let unknown = agent.unknown_instances();
+    if !unknown.is_empty() {
+        if !args.stop_unknown {
+            let _ = std::fs::remove_file(api::socket_path(&home));
+            anyhow::bail!("{}", crate::agent::refusal(&home, &unknown));
+        }
+        agent.stop_unknown(&unknown);
+        let ids: Vec<_> = unknown.iter().map(|u| u.id.as_str()).collect();
+        notes.push(format!(
+            "stopped {} instance(s) the state did not know: {}",
+            ids.len(),
+            ids.join(", ")
+        ));
+    }
     say(&format!(
         "rollout agent {} serving {} (socket {})",
         env!("CARGO_PKG_VERSION"),
