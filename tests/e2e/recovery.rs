@@ -77,7 +77,11 @@ fn roll_slowly(agent: &Agent, version: &str) -> Child {
         .unwrap()
 }
 
-fn output(child: Child) -> (Option<i32>, String) {
+fn output(mut child: Child) -> (Option<i32>, String) {
+    // A client that never returns is the bug: give up after 2 minutes.
+    wait_until(120, "the client to return", || {
+        child.try_wait().expect("wait").is_some()
+    });
     let out = child.wait_with_output().unwrap();
     let text = format!(
         "{}{}",
@@ -248,4 +252,40 @@ fn a_damaged_state_says_what_to_do_and_that_instances_may_still_run() {
     assert_eq!(refused.code, 1, "{refused:#?}");
     assert_contains(&refused.stderr, "may still be running");
     assert_contains(&refused.stderr, ".damaged");
+}
+
+/// Fill the file system of `dir` with a file until a write fails; the file.
+fn fill(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut file = std::fs::File::create(&path).unwrap();
+    for chunk in [1 << 20, 4096, 1] {
+        let bytes = vec![0u8; chunk];
+        while file.write_all(&bytes).is_ok() {}
+    }
+    let _ = file.sync_all();
+    path
+}
+
+#[test]
+fn a_full_disk_during_a_rollout_fails_it_with_a_message_and_the_agent_still_answers() {
+    let Some(agent) = Agent::start_on_tmpfs(32) else {
+        eprintln!("skipped: this machine does not let the test mount a tmpfs");
+        return;
+    };
+    deploy(&agent, "v1");
+    let follower = roll_slowly(&agent, "v2");
+    wait_until(30, "an instance of r2 ready", || {
+        ready(&agent, "web", "r2") >= 1
+    });
+    let filler = fill(agent.home.path());
+    let (code, text) = output(follower);
+    assert_eq!(code, Some(3), "{text}");
+    assert_contains(&text, "could not write its state");
+    // The agent still answers, and works again once there is room.
+    std::fs::remove_file(filler).unwrap();
+    let status = agent.rollout(&["status", "web"]);
+    assert_eq!(status.code, 0, "{status:#?}");
+    deploy(&agent, "v3");
+    assert_only(&agent, "web", "r3", 3);
 }

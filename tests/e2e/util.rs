@@ -152,6 +152,8 @@ pub struct Agent {
     pub on: On,
     /// Its limit on open files (soft and hard), if not the test's.
     nofile: Option<u64>,
+    /// The home is a tmpfs of its own, unmounted on drop.
+    mounted: bool,
     child: Option<std::process::Child>,
 }
 
@@ -179,10 +181,36 @@ impl Agent {
             home: tempfile::tempdir().expect("temp dir"),
             on,
             nofile,
+            mounted: false,
             child: None,
         };
         agent.restart();
         agent
+    }
+
+    /// Start an agent on the process backend whose home is a tmpfs of
+    /// `megabytes` MB, so that the test can fill it; `None` when this
+    /// machine does not let the test mount one (not root).
+    pub fn start_on_tmpfs(megabytes: u32) -> Option<Agent> {
+        let home = tempfile::tempdir().expect("temp dir");
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(home.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            return None;
+        }
+        let mut agent = Agent {
+            home,
+            on: On::Process,
+            nofile: None,
+            mounted: true,
+            child: None,
+        };
+        agent.restart();
+        Some(agent)
     }
 
     /// The agent's process id.
@@ -475,6 +503,12 @@ impl Drop for Agent {
             }
         }
         remove_containers_of(self.home.path());
+        if self.mounted {
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(self.home.path())
+                .status();
+        }
     }
 }
 
