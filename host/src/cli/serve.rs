@@ -75,13 +75,13 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let (listeners, tcp_addr) = Listeners::bind(&home, tcp).await?;
     let runtime = cli.runtime(args.limits.limits())?;
     let (agent, mut notes) = Agent::open(&home, runtime).await?;
-    let unknown = agent.unknown_instances();
+    let unknown = agent.unknown_instances().await;
     if !unknown.is_empty() {
         if !args.stop_unknown {
             let _ = std::fs::remove_file(api::socket_path(&home));
             anyhow::bail!("{}", crate::agent::refusal(&home, &unknown));
         }
-        agent.stop_unknown(&unknown);
+        agent.stop_unknown(&unknown).await;
         let ids: Vec<_> = unknown.iter().map(|u| u.id.as_str()).collect();
         notes.push(format!(
             "stopped {} instance(s) the state did not know: {}",
