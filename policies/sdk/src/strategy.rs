@@ -26,7 +26,7 @@
 
 use std::collections::HashSet;
 
-use crate::instances::ids_of;
+use crate::instances::{ids_of, not_ready};
 use crate::restore::start_halving;
 pub use crate::restore::{Failure, GLANCE_MS, glance_ms, restore};
 use crate::{
@@ -199,11 +199,7 @@ pub fn replace(host: &mut impl Host, info: &RolloutInfo, strategy: &impl Strateg
 fn take_stock(host: &mut impl Host, info: &RolloutInfo, state: &mut State) -> Result<(), String> {
     let to = info.to_revision.as_str();
     let fleet = host.list();
-    let unready: Vec<_> = fleet
-        .iter()
-        .filter(|i| !matches!(i.state, InstanceState::Ready | InstanceState::Stopped))
-        .map(|i| i.id.clone())
-        .collect();
+    let unready = not_ready(&fleet);
     if !unready.is_empty() {
         host.log(
             Level::Info,
