@@ -548,10 +548,7 @@ mod tests {
     fn instances_killed_by_hand_and_a_stray_do_not_stop_the_rollout() {
         // One of v1 killed by hand (listed failed) and a ready stray of v0
         // left by an interrupted rollout, under a tight surge limit.
-        let mut fleet = FakeFleet::new()
-            .serving("v0", 1)
-            .serving("v1", 4)
-            .killed("v1-2")
+        let mut fleet = FakeFleet::after_an_interruption(4)
             .max_total(6)
             .behaviour("v2", Behaviour::ready_after(1_000));
         let info = fleet.info("v1", "v2", 4);

@@ -88,6 +88,16 @@ impl FakeFleet {
         self
     }
 
+    /// What an interruption can leave: a ready stray of `v0` (an earlier
+    /// rollout cut short), then `replicas` ready instances of `v1`, the
+    /// first of which (`v1-2`) was killed by hand and is listed failed.
+    pub fn after_an_interruption(replicas: u32) -> Self {
+        FakeFleet::new()
+            .serving("v0", 1)
+            .serving("v1", replicas)
+            .killed("v1-2")
+    }
+
     /// Kill the instance `id` by hand before the rollout: it is listed
     /// failed from then on.
     pub fn killed(mut self, id: &str) -> Self {
