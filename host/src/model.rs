@@ -30,9 +30,11 @@ pub enum InstanceState {
 }
 
 impl InstanceState {
-    /// True unless the instance is stopped: it counts against max surge.
+    /// True while the instance occupies capacity (a process, a container,
+    /// a task): starting, ready, unhealthy or draining. A stopped or failed
+    /// one has exited, so it does not count against max surge.
     pub fn counts(self) -> bool {
-        self != InstanceState::Stopped
+        !matches!(self, InstanceState::Stopped | InstanceState::Failed)
     }
 
     /// Lowercase name, as in the journal.

@@ -48,6 +48,7 @@ mod hostile;
 mod preflight;
 mod proxy;
 mod python;
+mod recovery;
 mod resume;
 mod runners;
 mod scenarios;

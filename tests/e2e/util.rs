@@ -152,6 +152,8 @@ pub struct Agent {
     pub on: On,
     /// Its limit on open files (soft and hard), if not the test's.
     nofile: Option<u64>,
+    /// The home is a tmpfs of its own, unmounted on drop.
+    mounted: bool,
     child: Option<std::process::Child>,
 }
 
@@ -179,10 +181,36 @@ impl Agent {
             home: tempfile::tempdir().expect("temp dir"),
             on,
             nofile,
+            mounted: false,
             child: None,
         };
         agent.restart();
         agent
+    }
+
+    /// Start an agent on the process backend whose home is a tmpfs of
+    /// `megabytes` MB, so that the test can fill it; `None` when this
+    /// machine does not let the test mount one (not root).
+    pub fn start_on_tmpfs(megabytes: u32) -> Option<Agent> {
+        let home = tempfile::tempdir().expect("temp dir");
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(home.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            return None;
+        }
+        let mut agent = Agent {
+            home,
+            on: On::Process,
+            nofile: None,
+            mounted: true,
+            child: None,
+        };
+        agent.restart();
+        Some(agent)
     }
 
     /// The agent's process id.
@@ -192,10 +220,49 @@ impl Agent {
 
     /// Start the agent process (again) on the same home.
     pub fn restart(&mut self) {
+        self.restart_with(&[]);
+    }
+
+    /// Run `rollout serve` on this home, expecting it to refuse to start:
+    /// what it said and its exit code. One still running after 30 s is
+    /// killed and its code is -1.
+    pub fn start_refused(&self) -> Run {
+        assert!(self.child.is_none(), "the agent runs");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rollout"))
+            .args(["serve", "--home"])
+            .arg(self.home.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start rollout serve");
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut code = -1;
+        while std::time::Instant::now() < until {
+            if let Some(status) = child.try_wait().expect("wait") {
+                code = status.code().unwrap_or(-1);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        if code == -1 {
+            let _ = child.kill();
+        }
+        let out = child.wait_with_output().expect("its output");
+        Run {
+            code,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Start the agent process (again) on the same home, with `extra`
+    /// arguments to `rollout serve`.
+    pub fn restart_with(&mut self, extra: &[&str]) {
         let mut command = Command::new(env!("CARGO_BIN_EXE_rollout"));
         command
             .args(["serve", "--home"])
             .arg(self.home.path())
+            .args(extra)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit());
         if let Some(nofile) = self.nofile {
@@ -229,6 +296,16 @@ impl Agent {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Stop the agent with SIGTERM and wait for it to exit; how it exited.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("the agent runs");
+        // SAFETY: signals the agent's own process only.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        child.wait().expect("wait for the agent")
     }
 
     /// Run `rollout` against this agent.
@@ -426,6 +503,12 @@ impl Drop for Agent {
             }
         }
         remove_containers_of(self.home.path());
+        if self.mounted {
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(self.home.path())
+                .status();
+        }
     }
 }
 

@@ -346,6 +346,20 @@ impl Fleet {
         Ok(())
     }
 
+    /// Kill an instance from outside (an operator's `kill -9`, the machine
+    /// it ran on lost): it is failed from now on.
+    pub fn kill(&mut self, id: &str) -> Result<(), SimError> {
+        let i = self.index(id)?;
+        let now = self.now;
+        let inst = &mut self.instances[i];
+        if inst.state != State::Stopped {
+            inst.fails_at = Some(inst.fails_at.map_or(now, |at| at.min(now)));
+            inst.state = State::Failed;
+        }
+        self.sample();
+        Ok(())
+    }
+
     /// The instance with this id, stopped or not.
     pub fn instance(&self, id: &str) -> Result<&Instance, SimError> {
         Ok(&self.instances[self.index(id)?])

@@ -21,6 +21,7 @@ mod runners;
 mod service;
 mod status;
 mod undo;
+mod unknown;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -40,6 +41,7 @@ pub use history::HistoryEntry;
 pub use operator::ControlAnswer;
 pub use status::{RevisionTraffic, ServiceStatus};
 pub use undo::UndoRequest;
+pub use unknown::{Unknown, refusal};
 
 /// The agent's state.
 pub struct Agent {
@@ -53,6 +55,12 @@ pub struct Agent {
     owner: docker::Owner,
     /// Signalled whenever a journal entry is stored or a rollout ends.
     journal_changed: Arc<Notify>,
+    /// True once the agent is stopping (SIGTERM): rollouts stop at their
+    /// next host call and are left `interrupted`.
+    stopping: tokio::sync::watch::Sender<bool>,
+    /// How rollouts ended whose outcome the store could not record (disk
+    /// full, say): answered from here, so a client following one is told.
+    unrecorded: Mutex<HashMap<i64, (String, String)>>,
 }
 
 /// The revision id policies and instances see for revision `n`.
@@ -68,7 +76,16 @@ impl Agent {
         runtime: DurableRuntime,
     ) -> anyhow::Result<(Arc<Agent>, Vec<String>)> {
         std::fs::create_dir_all(home)?;
-        let store = Arc::new(Store::open(&home.join("state.db"))?);
+        let path = home.join("state.db");
+        let store = Arc::new(Store::open(&path).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open the agent's state {}: {e}. Instances it started may still be running. \
+                 Move the damaged file aside (`mv {0} {0}.damaged`, with its -wal and -shm files) \
+                 and put a backup in its place, or start without it: the agent then refuses to \
+                 start over the instances still running and names them",
+                path.display()
+            )
+        })?);
         let mut notes = Vec::new();
         let agent = Arc::new(Agent {
             home: home.to_path_buf(),
@@ -83,6 +100,8 @@ impl Agent {
                 )
             })?,
             journal_changed: Arc::new(Notify::new()),
+            stopping: tokio::sync::watch::Sender::new(false),
+            unrecorded: Mutex::new(HashMap::new()),
         });
         for name in agent.store.services()? {
             let service = agent.service(&name)?;
@@ -114,6 +133,40 @@ impl Agent {
         }
         notes.extend(agent.resume_rollouts()?);
         Ok((agent, notes))
+    }
+
+    /// Stop at a safe point (SIGTERM): every running rollout stops at its
+    /// next host call, once the effect in flight has finished, and is left
+    /// `interrupted`. Waits up to `within` for them; returns how many
+    /// rollouts were still running when it gave up.
+    pub async fn shutdown(&self, within: std::time::Duration) -> usize {
+        self.stopping.send_replace(true);
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let changed = self.journal_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let services: Vec<_> = (self.services.lock())
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .cloned()
+                .collect();
+            let running = services
+                .iter()
+                .filter(|s| s.active.lock().unwrap_or_else(|p| p.into_inner()).is_some())
+                .count();
+            if running == 0 {
+                return 0;
+            }
+            let poll = tokio::time::Instant::now() + std::time::Duration::from_millis(100);
+            if tokio::time::timeout_at(poll.min(deadline), changed)
+                .await
+                .is_err()
+                && tokio::time::Instant::now() >= deadline
+            {
+                return running;
+            }
+        }
     }
 
     /// The state directory.

@@ -1,6 +1,7 @@
-//! After a restart, every rollout the agent died during resumes: its
-//! pinned policy is loaded again and replays the calls it made (see
-//! [`crate::executor::Durable`]), then goes on live.
+//! After a restart, every rollout the agent died or stopped during
+//! (`running` or `interrupted`) resumes: its pinned policy is loaded again
+//! and replays the calls it made (see [`crate::executor::Durable`]), then
+//! goes on live.
 
 use std::sync::Arc;
 
@@ -12,11 +13,11 @@ use crate::runtime::{PolicySource, hex_digest};
 use crate::store::{RolloutRow, unix_ms};
 
 impl Agent {
-    /// Resume every rollout left running; one note for each, saying what
+    /// Resume every rollout left unfinished; one note for each, saying what
     /// happened. One that cannot resume is closed as failed, saying why.
     pub(super) fn resume_rollouts(self: &Arc<Self>) -> Result<Vec<String>> {
         let mut notes = Vec::new();
-        for row in self.store.running_rollouts()? {
+        for row in self.store.unfinished_rollouts()? {
             match self.resume(&row) {
                 Ok(calls) => notes.push(format!(
                     "{}: resuming rollout {} to revision {} ({calls} recorded call(s) to replay)",
@@ -54,6 +55,9 @@ impl Agent {
             .map_err(|e| e.to_string())?;
         let service = self.service(&row.service).map_err(|e| e.to_string())?;
         let calls = self.store.calls(row.id).map_err(|e| e.to_string())?;
+        self.store
+            .reopen_rollout(row.id)
+            .map_err(|e| e.to_string())?;
         let inbox = Inbox::default();
         *service.active.lock().unwrap_or_else(|p| p.into_inner()) = Some(Active {
             id: row.id,

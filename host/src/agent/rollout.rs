@@ -51,9 +51,13 @@ struct Done {
 impl Drop for Done {
     fn drop(&mut self) {
         let store = &self.agent.store;
-        if store.rollout(self.id).is_ok_and(|r| r.state == "running") {
+        let unrecorded = self.agent.lock_unrecorded().contains_key(&self.id);
+        if !unrecorded && store.rollout(self.id).is_ok_and(|r| r.state == "running") {
             let why = "the agent's rollout task stopped unexpectedly; check `rollout status` and `rollout undo`";
-            let _ = store.end_rollout(self.id, "failed", why);
+            if let Err(e) = store.end_rollout(self.id, "failed", why) {
+                self.agent
+                    .unrecorded_outcome(self.id, "failed", why, &e.to_string());
+            }
         }
         *self
             .service
@@ -100,7 +104,8 @@ pub(super) async fn run(
         clock,
         &job.spec.guardrails,
         Operator::live(job.inbox),
-    );
+    )
+    .stop_on(agent.stopping.subscribe());
     let store = agent.store.clone();
     let durable = match begin {
         Begin::New => Durable::start(session.journal_to(tx), store, job.id).await,
@@ -109,18 +114,20 @@ pub(super) async fn run(
             Ok(Durable::resume(session, store, job.id, calls))
         }
     };
-    let outcome = match durable {
+    let (outcome, interrupted) = match durable {
         Ok(durable) => {
-            let (durable, outcome) = executor::execute(&agent.runtime, &policy, durable).await;
+            let (mut durable, outcome) = executor::execute(&agent.runtime, &policy, durable).await;
+            let interrupted = durable.as_mut().interrupted();
             // Closing the session closes the journal's channel: the writer
             // drains it.
             drop(durable.into_session());
-            outcome
+            (outcome, interrupted)
         }
-        Err(halt) => Outcome::Failed(halt.to_string()),
+        Err(halt) => (Outcome::Failed(halt.to_string()), false),
     };
     let _ = writer.await;
     let (state, reason) = match &outcome {
+        Outcome::Failed(why) if interrupted => ("interrupted", why.clone()),
         Outcome::Completed => ("completed", String::new()),
         Outcome::RolledBack(why) => ("rolled-back", why.clone()),
         Outcome::Failed(why) => ("failed", why.clone()),
@@ -134,11 +141,14 @@ pub(super) async fn run(
     if let Err(e) = agent.store.end_rollout(job.id, state, &reason) {
         errors.push(e.to_string());
     }
-    if let Err(e) = agent.store.forget_calls(job.id) {
+    // An interrupted rollout keeps its calls: the next agent resumes it.
+    if !interrupted && let Err(e) = agent.store.forget_calls(job.id) {
         errors.push(e.to_string());
     }
-    for e in errors {
-        eprintln!("rollout {}: cannot record the outcome: {e}", job.id);
+    if !errors.is_empty() {
+        let errors = errors.join("; ");
+        eprintln!("rollout {}: cannot record the outcome: {errors}", job.id);
+        agent.unrecorded_outcome(job.id, state, &reason, &errors);
     }
 }
 

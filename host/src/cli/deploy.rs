@@ -9,7 +9,7 @@ use base64::Engine as _;
 use serde_json::json;
 
 use super::{Cli, Output, key_value};
-use crate::api::client::Client;
+use crate::api::client::{Client, ClientError};
 use crate::api::types::{Events, PolicyRef, RunRequest, Started, UndoRequest};
 use crate::runtime::{PolicySource, read_component};
 use crate::spec::ServiceSpec;
@@ -120,8 +120,35 @@ fn show_step(bar: &indicatif::ProgressBar, text: &str) {
     bar.set_message(message.to_string());
 }
 
+/// Exit code of a rollout that did not end while followed: the agent
+/// stopped (SIGTERM) or died under it, after the fleet may have changed.
+pub const INTERRUPTED: u8 = 4;
+
+/// What to do after an interrupted rollout.
+fn follow_up(service: &str) -> String {
+    format!(
+        "the fleet may have changed: start the agent again if it is down (`rollout serve`), \
+         then `rollout status {service}` shows which revisions run; `rollout run` of the spec \
+         converges the service to it, `rollout undo {service}` returns to the last revision that completed"
+    )
+}
+
+/// The agent stopped answering while rollout `id` was followed.
+fn lost(id: i64, service: &str, error: &ClientError, human: bool) -> ExitCode {
+    let message = format!("rollout {id} interrupted: the agent stopped answering ({error})");
+    match human {
+        true => eprintln!("{message}\n{}", follow_up(service)),
+        false => println!(
+            "{}",
+            json!({ "rollout": id, "service": service, "outcome": "interrupted",
+                "reason": message, "next": follow_up(service) })
+        ),
+    }
+    ExitCode::from(INTERRUPTED)
+}
+
 /// Print a rollout's journal as it happens until it ends; the exit code
-/// is its outcome (0 completed, 2 rolled back, 3 failed).
+/// is its outcome (0 completed, 2 rolled back, 3 failed, 4 interrupted).
 pub async fn follow(
     client: &Client,
     started: &Started,
@@ -156,7 +183,17 @@ pub async fn follow(
     let rollout = loop {
         let after = journal.last().map_or(0, |r| r.seq);
         let path = format!("/v1/rollouts/{id}/events?after={after}&wait_ms=1000");
-        let Events { rollout, events } = client.get(&path).await?;
+        let Events { rollout, events } = match client.get(&path).await {
+            Ok(events) => events,
+            // The agent went away (or broke off) under the rollout.
+            Err(e @ (ClientError::NotRunning { .. } | ClientError::Protocol(_))) => {
+                if let Some(bar) = &bar {
+                    bar.finish_and_clear();
+                }
+                return Ok(lost(id, &started.service, &e, human));
+            }
+            Err(e) => return Err(e.into()),
+        };
         for row in events {
             if human {
                 let line = format!("  {}", row.entry);
@@ -182,6 +219,7 @@ pub async fn follow(
     let code = match rollout.state.as_str() {
         "completed" => 0,
         "rolled-back" => 2,
+        "interrupted" => INTERRUPTED,
         _ => 3,
     };
     if human {
@@ -194,6 +232,11 @@ pub async fn follow(
                 rollout.service
             ),
             2 => println!("rollout {id} rolled back: {}", rollout.reason),
+            INTERRUPTED => println!(
+                "rollout {id} interrupted: {}\n{}",
+                rollout.reason,
+                follow_up(&rollout.service)
+            ),
             _ => println!(
                 "rollout {id} failed: {}\nthe fleet is left for an operator: `rollout status {}`, `rollout undo {}`",
                 rollout.reason, rollout.service, rollout.service

@@ -69,6 +69,69 @@ fn ready(instances: &[Instance], revision: Option<u32>) -> usize {
         .count()
 }
 
+/// Which revisions run, in how many instances of each state:
+/// `r1: 3 ready; r2: 2 ready, 1 failed`.
+fn running(instances: &[Instance]) -> String {
+    let mut by_revision: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for i in instances
+        .iter()
+        .filter(|i| i.state != InstanceState::Stopped)
+    {
+        by_revision
+            .entry(i.revision.as_str())
+            .or_default()
+            .push(i.state.name());
+    }
+    let revisions: Vec<String> = by_revision
+        .into_iter()
+        .map(|(revision, mut states)| {
+            states.sort_unstable();
+            let mut counts: Vec<(usize, &str)> = Vec::new();
+            for state in states {
+                match counts.last_mut() {
+                    Some((n, s)) if *s == state => *n += 1,
+                    _ => counts.push((1, state)),
+                }
+            }
+            let counts: Vec<String> = counts.iter().map(|(n, s)| format!("{n} {s}")).collect();
+            format!("{revision}: {}", counts.join(", "))
+        })
+        .collect();
+    match revisions.is_empty() {
+        true => "nothing".into(),
+        false => revisions.join("; "),
+    }
+}
+
+/// What to do when no rollout runs and the fleet is not the current
+/// revision's `replicas` ready instances (an interrupted rollout, instances
+/// killed by hand).
+fn advice(s: &ServiceStatus) -> Option<String> {
+    if s.active.is_some() {
+        return None;
+    }
+    let alive: Vec<_> = s
+        .instances
+        .iter()
+        .filter(|i| i.state != InstanceState::Stopped)
+        .collect();
+    let ready = ready(&s.instances, s.current_revision);
+    if ready == s.replicas as usize && alive.len() == ready {
+        return None;
+    }
+    Some(match s.current_revision {
+        Some(n) => format!(
+            "the fleet is not revision {n}'s {} ready instance(s): `rollout undo {}` returns it to \
+             revision {n}, the last that completed; `rollout run --spec FILE` converges it to a spec",
+            s.replicas, s.name
+        ),
+        None => format!(
+            "no revision of {} completed yet: `rollout run --spec FILE` deploys one",
+            s.name
+        ),
+    })
+}
+
 fn age(ms: u64) -> String {
     match ms / 1000 {
         s if s < 120 => format!("{s}s"),
@@ -115,6 +178,10 @@ pub async fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<ExitCode> {
             s.instances.len(),
             s.backend
         );
+        println!("  running: {}", running(&s.instances));
+        if let Some(advice) = advice(s) {
+            println!("  {advice}");
+        }
         if let Some(addr) = &s.preview {
             println!("  preview http://{addr} (the revision being rolled out)");
         }

@@ -17,6 +17,11 @@ pub struct ServeArgs {
     /// bearer token from $ROLLOUT_TOKEN, else a new one written to HOME/agent.token.
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
+    /// Stop the instances of this home that the state does not know (its
+    /// state.db was lost or replaced while they ran) and start; without it
+    /// the agent refuses to start over them.
+    #[arg(long)]
+    stop_unknown: bool,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -29,6 +34,9 @@ fn new_token() -> anyhow::Result<String> {
         .context("cannot read /dev/urandom for a token")?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
+
+/// How long a stopping agent waits for effects in flight (a stop drains).
+const SHUTDOWN_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Run the agent until SIGTERM or SIGINT.
 pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
@@ -66,7 +74,21 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let (listeners, tcp_addr) = Listeners::bind(&home, tcp).await?;
     let runtime = cli.runtime(args.limits.limits())?;
-    let (agent, notes) = Agent::open(&home, runtime).await?;
+    let (agent, mut notes) = Agent::open(&home, runtime).await?;
+    let unknown = agent.unknown_instances().await;
+    if !unknown.is_empty() {
+        if !args.stop_unknown {
+            let _ = std::fs::remove_file(api::socket_path(&home));
+            anyhow::bail!("{}", crate::agent::refusal(&home, &unknown));
+        }
+        agent.stop_unknown(&unknown).await;
+        let ids: Vec<_> = unknown.iter().map(|u| u.id.as_str()).collect();
+        notes.push(format!(
+            "stopped {} instance(s) the state did not know: {}",
+            ids.len(),
+            ids.join(", ")
+        ));
+    }
     say(&format!(
         "rollout agent {} serving {} (socket {})",
         env!("CARGO_PKG_VERSION"),
@@ -83,8 +105,17 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     for note in notes {
         say(&format!("  {note}"));
     }
-    listeners.serve(agent, shutdown_signal()).await;
+    listeners.serve(agent.clone(), shutdown_signal()).await;
     let _ = std::fs::remove_file(api::socket_path(&home));
+    // Rollouts stop at their next host call, once the effect in flight
+    // is done, and are left `interrupted` rather than cut like a kill -9.
+    let left = agent.shutdown(SHUTDOWN_WITHIN).await;
+    if left > 0 {
+        say(&format!(
+            "  {left} rollout(s) still in an effect after {} s: cut; the next agent marks them failed",
+            SHUTDOWN_WITHIN.as_secs()
+        ));
+    }
     say("rollout agent stopped; instances keep running and the next agent re-adopts them");
     Ok(ExitCode::SUCCESS)
 }

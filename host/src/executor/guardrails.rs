@@ -85,7 +85,8 @@ impl Default for GuardrailSpec {
 /// Guardrails resolved for one rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Guardrails {
-    /// Most instances (not stopped) at any time.
+    /// Most instances occupying capacity (see `InstanceState::counts`:
+    /// not stopped, not failed) at any time.
     pub max_instances: u32,
     /// Fewest ready instances a stop may leave.
     pub min_ready: u32,
@@ -111,7 +112,7 @@ impl Guardrails {
         }
     }
 
-    /// May `count` more instances start when `running` are not stopped?
+    /// May `count` more instances start when `running` occupy capacity?
     pub fn check_start(&self, running: u32, count: u32) -> Result<(), String> {
         if running + count > self.max_instances {
             return Err(format!(

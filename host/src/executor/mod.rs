@@ -46,6 +46,19 @@ pub async fn execute<H: PolicyHost + AsMut<Session>>(
                 ..
             },
         ) => Outcome::Failed(format!("{error}; fleet left as it is for an operator")),
+        // The agent is stopping: nothing is restored, the rollout is left
+        // as it is to be resumed or run again.
+        Err(
+            error @ PolicyError::Halted {
+                halt: Halt::Stopping,
+                ..
+            },
+        ) => {
+            session.note("agent stopping: the rollout is left interrupted");
+            Outcome::Failed(format!(
+                "{error}; interrupted by the agent stopping, fleet left as it is"
+            ))
+        }
         Err(error) => {
             session.note(format!("{error}"));
             let restored = session.restore().await;

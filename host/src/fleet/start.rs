@@ -76,7 +76,24 @@ impl Fleet {
         let port = free_port().map_err(cannot)?;
         let log = self.log_path(&id);
         let env = instance_env(&self.service, launch, &id, port);
-        let run = self
+        // The intent first (no process yet: pid 0): an agent killed
+        // between the spawn and its record leaves a row naming the
+        // instance, which a restarted agent forgets, and a process that
+        // carries the fleet's marks but no recorded identity, which its
+        // sweep stops. Without the row nothing is started.
+        let intent = InstanceRow {
+            id: id.clone(),
+            service: self.service.clone(),
+            revision: launch.revision.clone(),
+            pid: 0,
+            start_ticks: 0,
+            port,
+            started_ms: unix_ms(),
+        };
+        self.store
+            .add_instance(&intent)
+            .map_err(|e| failed(format!("{id} not started: cannot record it: {e}")))?;
+        let started = self
             .runner
             .start(StartRequest {
                 service: &self.service,
@@ -85,16 +102,19 @@ impl Fleet {
                 env: &env,
                 log: &log,
             })
-            .await?;
+            .await;
+        let run = match started {
+            Ok(run) => run,
+            Err(e) => {
+                let _ = self.store.remove_instance(&id);
+                return Err(e);
+            }
+        };
         let (pid, start_ticks) = run.identity();
         let row = InstanceRow {
-            id: id.clone(),
-            service: self.service.clone(),
-            revision: launch.revision.clone(),
             pid,
             start_ticks,
-            port,
-            started_ms: unix_ms(),
+            ..intent
         };
         // An instance nobody remembers would outlive the agent untracked.
         if let Err(e) = self.store.add_instance(&row) {

@@ -388,3 +388,76 @@ async fn an_instance_on_another_machine_is_reached_at_its_address() {
     assert!(address.starts_with("10.9.8.7:"), "{address}");
     fleet.stop(&[started.id]).await.unwrap();
 }
+
+/// A process runner that notes, as each start begins, whether the store
+/// already records the instance.
+struct RecordedFirst(Arc<Store>, Arc<Mutex<Vec<bool>>>);
+
+#[async_trait]
+impl Runner for RecordedFirst {
+    async fn start(&self, request: StartRequest<'_>) -> Result<Arc<dyn Running>, BackendError> {
+        let rows = self.0.instances(request.service).unwrap();
+        let recorded = rows.iter().any(|r| r.id == request.id);
+        self.1.lock().unwrap().push(recorded);
+        ProcessRunner.start(request).await
+    }
+    async fn adopt(
+        &self,
+        row: &InstanceRow,
+        log: &std::path::Path,
+    ) -> Result<Option<Arc<dyn Running>>, BackendError> {
+        ProcessRunner.adopt(row, log).await
+    }
+    async fn sweep(
+        &self,
+        service: &str,
+        known: &[InstanceId],
+        logs: &std::path::Path,
+    ) -> Vec<InstanceId> {
+        ProcessRunner.sweep(service, known, logs).await
+    }
+}
+
+#[tokio::test]
+async fn an_instance_is_recorded_before_it_is_spawned_and_its_identity_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("state.db")).unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let runner = RecordedFirst(store.clone(), seen.clone());
+    let fleet = Fleet::new(
+        "svc",
+        Arc::new(runner),
+        dir.path().join("logs"),
+        store.clone(),
+    )
+    .unwrap();
+    fleet.register(shell("r1", "sleep 30", HealthSpec::default()));
+    let started = fleet.start("r1", 2).await.unwrap();
+    assert_eq!(*seen.lock().unwrap(), vec![true, true]);
+    let rows = store.instances("svc").unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows.iter().all(|r| r.pid > 0 && r.start_ticks > 0),
+        "{rows:?}"
+    );
+    // An intent whose spawn never happened (the agent died first) is
+    // forgotten by the next agent, never adopted.
+    let mut intent = rows[0].clone();
+    intent.id = "svc-r1-9".into();
+    intent.pid = 0;
+    intent.start_ticks = 0;
+    store.add_instance(&intent).unwrap();
+    let ids: Vec<_> = started.into_iter().map(|i| i.id).collect();
+    let again = Fleet::new(
+        "svc",
+        Arc::new(ProcessRunner),
+        dir.path().join("logs"),
+        store.clone(),
+    )
+    .unwrap();
+    again.register(shell("r1", "sleep 30", HealthSpec::default()));
+    let found = again.adopt().await.unwrap();
+    assert_eq!(found.gone, vec!["svc-r1-9".to_string()]);
+    assert_eq!(found.adopted.len(), 2);
+    again.stop(&ids).await.unwrap();
+}

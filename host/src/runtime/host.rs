@@ -41,6 +41,10 @@ pub enum Halt {
     /// restart of the agent; an effect is never made unrecorded.
     #[error("the rollout's state could not be written: {0}")]
     Unrecorded(String),
+    /// The agent is stopping (SIGTERM): the policy is stopped at a safe
+    /// point, between host calls, and the rollout is left `interrupted`.
+    #[error("the agent is stopping: the rollout stopped between two host calls")]
+    Stopping,
 }
 
 /// The result of a host call that may halt the policy.

@@ -62,7 +62,10 @@ pub struct RolloutRow {
     pub to_revision: u32,
     /// Policy name or path.
     pub policy: String,
-    /// `running`, `completed`, `rolled-back` or `failed`.
+    /// `running`, `completed`, `rolled-back`, `failed`, or `interrupted`
+    /// (the agent stopped on SIGTERM at a safe point, between two host
+    /// calls: the fleet is as the policy left it, and a restarted agent may
+    /// resume it or a new `rollout run` converges it).
     pub state: String,
     /// Why it ended so, if it did not complete.
     pub reason: String,
@@ -295,12 +298,23 @@ impl Store {
         })
     }
 
-    /// Rollouts still `running`, oldest first: after a restart, those the
-    /// agent died during.
-    pub fn running_rollouts(&self) -> Result<Vec<RolloutRow>> {
+    /// Mark an unfinished rollout `running` again: the agent resumes it.
+    pub fn reopen_rollout(&self, id: i64) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE rollouts SET state = 'running', reason = '', ended_ms = NULL WHERE id = ?1",
+                [id],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Rollouts still `running` or `interrupted`, oldest first: after a
+    /// restart, those the agent died or stopped during, to resume.
+    pub fn unfinished_rollouts(&self) -> Result<Vec<RolloutRow>> {
         self.with(|c| {
             let mut q = c.prepare(
-                "SELECT id, service, from_revision, to_revision, policy, state, reason, started_ms, ended_ms FROM rollouts WHERE state = 'running' ORDER BY id",
+                "SELECT id, service, from_revision, to_revision, policy, state, reason, started_ms, ended_ms FROM rollouts WHERE state IN ('running', 'interrupted') ORDER BY id",
             )?;
             q.query_map([], rollout_row)?.collect()
         })

@@ -97,6 +97,7 @@ impl BlueGreen {
                 e.reason()
             ));
         }
+        shift::clear_strays(host, from, to);
 
         host.report(Progress {
             step: 1,
@@ -488,5 +489,19 @@ mod tests {
         assert_eq!(BlueGreen::run(&mut fleet, &info), Outcome::Completed);
         assert_eq!(fleet.count("v1"), 3);
         assert_eq!(fleet.weights(), [("v1".to_string(), 100)]);
+    }
+
+    #[test]
+    fn instances_killed_by_hand_and_a_stray_do_not_stop_the_rollout() {
+        // One of v1 killed by hand (listed failed) and a ready stray of v0
+        // left by an interrupted rollout: two full sets fit only without it.
+        let mut fleet = FakeFleet::after_an_interruption(4)
+            .max_total(7)
+            .behaviour("v2", Behaviour::ready_after(1_000));
+        let info = fleet.info("v1", "v2", 4);
+        let outcome = BlueGreen::run(&mut fleet, &info);
+        assert_eq!(outcome, Outcome::Completed, "{}", fleet.journal_text());
+        assert_eq!(fleet.count("v2"), 4);
+        assert_eq!(fleet.count("v0"), 0, "the stray is stopped");
     }
 }

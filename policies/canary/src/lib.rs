@@ -100,6 +100,7 @@ impl Canary {
                 e.reason()
             ));
         }
+        shift::clear_strays(host, from, to);
         let n = self.steps.len() as u32;
         let room = Room {
             revision: from,
@@ -541,5 +542,19 @@ mod tests {
             );
         }
         assert_eq!(canary_instances(0, 50), 0);
+    }
+
+    #[test]
+    fn instances_killed_by_hand_and_a_stray_do_not_stop_the_rollout() {
+        // One of v1 killed by hand (listed failed) and a ready stray of v0
+        // left by an interrupted rollout, under a tight surge limit.
+        let mut fleet = FakeFleet::after_an_interruption(4)
+            .max_total(6)
+            .behaviour("v2", Behaviour::ready_after(1_000));
+        let info = fleet.info("v1", "v2", 4);
+        let outcome = Canary::run(&mut fleet, &info);
+        assert_eq!(outcome, Outcome::Completed, "{}", fleet.journal_text());
+        assert_eq!(fleet.count("v2"), 4);
+        assert_eq!(fleet.count("v0"), 0, "the stray is stopped");
     }
 }

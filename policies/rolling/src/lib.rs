@@ -432,4 +432,69 @@ mod tests {
         assert_eq!(outcome, Outcome::Completed);
         assert_eq!(fleet.count("v1"), 3);
     }
+
+    #[test]
+    fn instances_killed_by_hand_do_not_block_the_next_rollout() {
+        // Two of five killed: listed failed, they occupy no capacity.
+        let mut fleet = FakeFleet::new()
+            .serving("v1", 5)
+            .killed("v1-1")
+            .killed("v1-2")
+            .max_total(6)
+            .behaviour("v2", Behaviour::ready_after(1_000));
+        let info = fleet.info_with("v1", "v2", 5, &[]);
+        let outcome = Rolling::run(&mut fleet, &info);
+        assert_eq!(outcome, Outcome::Completed, "{}", fleet.journal_text());
+        assert_eq!((fleet.count("v1"), fleet.count("v2")), (0, 5));
+    }
+
+    #[test]
+    fn strays_of_another_revision_are_retired_to_make_room() {
+        // A ready v0 left by an interrupted rollout fills the surge room.
+        let mut fleet = FakeFleet::new()
+            .serving("v0", 1)
+            .serving("v1", 5)
+            .max_total(6)
+            .behaviour("v2", Behaviour::ready_after(1_000));
+        let info = fleet.info_with("v1", "v2", 5, &[]);
+        let outcome = Rolling::run(&mut fleet, &info);
+        assert_eq!(outcome, Outcome::Completed, "{}", fleet.journal_text());
+        assert_eq!(fleet.count("v0"), 0);
+        assert_eq!((fleet.count("v1"), fleet.count("v2")), (0, 5));
+        assert_eq!(fleet.max_instances(), 6);
+    }
+
+    #[test]
+    fn a_mix_left_by_an_interruption_converges_to_the_spec() {
+        // 3 of v1 and 3 of v2 for 5 replicas, one more v2 still starting
+        // and one failed: what a kill -9 of the agent can leave.
+        let mut fleet = FakeFleet::new()
+            .serving("v1", 3)
+            .serving("v2", 4)
+            .killed("v2-7")
+            .max_total(7)
+            .behaviour("v2", Behaviour::ready_after(1_000));
+        rollout_policy::Fleet::start(&mut fleet, "v2", 1).unwrap();
+        let info = fleet.info_with("v1", "v2", 5, &[]);
+        let outcome = Rolling::run(&mut fleet, &info);
+        assert_eq!(outcome, Outcome::Completed, "{}", fleet.journal_text());
+        assert_eq!((fleet.count("v1"), fleet.count("v2")), (0, 5));
+    }
+
+    #[test]
+    fn a_restore_without_room_fails_at_once() {
+        // Nothing to stop and no room to start an old instance: waiting
+        // would change nothing until the rollout's deadline.
+        let mut fleet = FakeFleet::new()
+            .serving("v1", 3)
+            .killed("v1-1")
+            .max_total(2);
+        let info = fleet.info_with("v1", "v2", 3, &[]);
+        let outcome = strategy::restore(&mut fleet, &info, 60_000, "test".into());
+        let Outcome::Failed(why) = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert!(why.contains("no room to start v1"), "{why}");
+        assert!(fleet.elapsed_ms() < 1_000, "{}", fleet.journal_text());
+    }
 }

@@ -12,6 +12,17 @@ pub fn alive(state: InstanceState) -> bool {
     )
 }
 
+/// Ids of the instances, of any revision, that serve nothing but still
+/// run or are listed: starting, unhealthy, draining or failed. Stopping
+/// them never lowers the ready count.
+pub fn not_ready(fleet: &[Instance]) -> Vec<InstanceId> {
+    fleet
+        .iter()
+        .filter(|i| !matches!(i.state, InstanceState::Ready | InstanceState::Stopped))
+        .map(|i| i.id.clone())
+        .collect()
+}
+
 /// Ids of the instances of `revision` whose state matches `keep`.
 pub fn ids_of(
     fleet: &[Instance],

@@ -93,6 +93,24 @@ pub fn restore(
                 InstanceState::Ready | InstanceState::Starting | InstanceState::Stopped
             )
         });
+        // Strays of other revisions (left by an interruption) are not
+        // the old revision: those not ready go at once, ready ones once
+        // the old revision is back.
+        let stray = |i: &&Instance| i.revision != to && i.revision != from;
+        leaving.extend(
+            fleet
+                .iter()
+                .filter(stray)
+                .filter(|i| alive(i.state) && i.state != InstanceState::Ready)
+                .map(|i| i.id.clone()),
+        );
+        // Old ones starting that were not started here (left by an
+        // interruption) are waited for as if they were.
+        for id in ids_of(&fleet, from, |s| s == InstanceState::Starting) {
+            if !starting.iter().any(|(known, _)| *known == id) {
+                starting.push((id, now));
+            }
+        }
         // So do old ones started here that failed or took too long.
         starting.retain(|(id, since)| match state_of(id) {
             Some(InstanceState::Ready) => false,
@@ -123,6 +141,13 @@ pub fn restore(
             rest.extend(ids_of(&fleet, from, |s| {
                 alive(s) && s != InstanceState::Ready
             }));
+            rest.extend(
+                fleet
+                    .iter()
+                    .filter(stray)
+                    .filter(|i| alive(i.state))
+                    .map(|i| i.id.clone()),
+            );
             // Old ones started here that failed, unless in already.
             let failed: Vec<_> = leaving
                 .into_iter()
@@ -154,15 +179,27 @@ pub fn restore(
             leaving = ids_of(&fleet, to, |s| s == InstanceState::Starting);
         }
         if !leaving.is_empty() {
-            room = true;
             match host.stop(&leaving) {
                 // The room it made is used at once.
-                Ok(()) => continue,
+                Ok(()) => {
+                    room = true;
+                    continue;
+                }
                 Err(e) => host.log(
                     Level::Warn,
                     &format!("rollback: stopping {}: {e}", leaving.join(", ")),
                 ),
             }
+        }
+        // No room, nothing starting that could become ready, nothing that
+        // could be stopped to make room: waiting would change nothing (a
+        // look every glance until the rollout's deadline), so say so now.
+        if !room && starting.is_empty() {
+            return Outcome::Failed(format!(
+                "{reason}; rollback: no room to start {from} ({old_ready} of {replicas} ready): \
+                 the host's surge guardrail refuses a start and no instance can be stopped \
+                 to make room; stop instances by hand (`rollout status` lists them) and run again"
+            ));
         }
         match starting.is_empty() {
             true => host.sleep(glance),

@@ -33,6 +33,7 @@
 
 use std::fmt;
 
+use crate::instances::not_ready as unready_ids;
 pub use crate::instances::{alive, ids_of};
 use crate::restore::{self, Failure};
 use crate::{EffectError, Host, Instance, InstanceId, InstanceState, Level, Outcome, RolloutInfo};
@@ -119,6 +120,41 @@ impl fmt::Display for ScaleError {
                 }
             }
         }
+    }
+}
+
+/// Clear what an interruption left (an agent killed mid-rollout,
+/// instances killed by hand) once traffic goes only to `from` and `to`:
+/// instances that are not ready, and every instance of another revision
+/// (a stray: it gets no traffic and would hold the host's surge room), are
+/// stopped. A refused stop is logged, not fatal: the rollout goes on with
+/// less room.
+pub fn clear_strays(host: &mut impl Host, from: &str, to: &str) {
+    let fleet = host.list();
+    let mut ids = unready_ids(&fleet);
+    let strays: Vec<_> = fleet
+        .iter()
+        .filter(|i| i.revision != from && i.revision != to)
+        .filter(|i| i.state == InstanceState::Ready)
+        .map(|i| i.id.clone())
+        .collect();
+    ids.extend(strays);
+    if ids.is_empty() {
+        return;
+    }
+    host.log(
+        Level::Info,
+        &format!(
+            "stopping {} instance(s) left by an interruption: {}",
+            ids.len(),
+            ids.join(", ")
+        ),
+    );
+    if let Err(e) = host.stop(&ids) {
+        host.log(
+            Level::Warn,
+            &format!("stopping instances left by an interruption: {}", e.reason()),
+        );
     }
 }
 

@@ -26,12 +26,12 @@
 
 use std::collections::HashSet;
 
-use crate::instances::{alive, ids_of};
+use crate::instances::{ids_of, not_ready};
 use crate::restore::start_halving;
 pub use crate::restore::{Failure, GLANCE_MS, glance_ms, restore};
 use crate::{
-    Command, Host, InstanceId, InstanceState, Level, Outcome, ProbeResult, Progress, RolloutInfo,
-    Verdict,
+    Command, EffectError, Host, InstanceId, InstanceState, Level, Outcome, ProbeResult, Progress,
+    RolloutInfo, Verdict,
 };
 
 /// What one batch does.
@@ -87,17 +87,13 @@ pub trait Strategy {
 /// Roll `info.to_revision` out in batches planned by `strategy`.
 pub fn replace(host: &mut impl Host, info: &RolloutInfo, strategy: &impl Strategy) -> Outcome {
     let to = info.to_revision.as_str();
-    let fleet = host.list();
     let mut state = State {
         replicas: info.replicas,
-        old: info
-            .from_revision
-            .as_deref()
-            .map(|from| ids_of(&fleet, from, alive))
-            .unwrap_or_default(),
-        new: ids_of(&fleet, to, |s| s == InstanceState::Ready),
         ..State::default()
     };
+    if let Err(why) = take_stock(host, info, &mut state) {
+        return Outcome::Failed(why);
+    }
     let mut steps = 0;
 
     while state.new.len() < info.replicas as usize || !state.old.is_empty() {
@@ -181,12 +177,8 @@ pub fn replace(host: &mut impl Host, info: &RolloutInfo, strategy: &impl Strateg
             return roll_back(host, info, strategy, why);
         }
 
-        let excess = (state.old.len() + state.new.len()).saturating_sub(info.replicas as usize);
-        if excess > 0 {
-            let ids: Vec<_> = state.old.drain(..excess.min(state.old.len())).collect();
-            if let Err(e) = host.stop(&ids) {
-                return roll_back(host, info, strategy, format!("stopping old instances: {e}"));
-            }
+        if let Err(e) = retire_excess(host, &mut state) {
+            return roll_back(host, info, strategy, format!("stopping old instances: {e}"));
         }
     }
     host.log(
@@ -194,6 +186,58 @@ pub fn replace(host: &mut impl Host, info: &RolloutInfo, strategy: &impl Strateg
         &format!("{} instance(s) of {to} ready", state.new.len()),
     );
     Outcome::Completed
+}
+
+/// Plan from the fleet as it is, whatever an interruption left (an agent
+/// killed mid-rollout, instances killed by hand): instances that are not
+/// ready (starting, unhealthy, failed) serve nothing, so they are stopped
+/// first, whatever their revision; ready instances of the new revision
+/// count as replaced; every other ready instance, of the old revision or a
+/// stray of another one, is old and is retired as new ones become ready,
+/// strays first. Ready instances beyond `replicas` are retired at once, so
+/// that the host's surge guardrail, which counts strays, leaves room.
+fn take_stock(host: &mut impl Host, info: &RolloutInfo, state: &mut State) -> Result<(), String> {
+    let to = info.to_revision.as_str();
+    let fleet = host.list();
+    let unready = not_ready(&fleet);
+    if !unready.is_empty() {
+        host.log(
+            Level::Info,
+            &format!(
+                "stopping {} instance(s) that are not ready: {}",
+                unready.len(),
+                unready.join(", ")
+            ),
+        );
+        if let Err(e) = host.stop(&unready) {
+            return Err(format!("stopping instances that are not ready: {e}"));
+        }
+    }
+    let ready = |s| s == InstanceState::Ready;
+    let mut new = ids_of(&fleet, to, ready);
+    let extra = new.split_off(new.len().min(info.replicas as usize));
+    let from = info.from_revision.as_deref();
+    let strays = fleet
+        .iter()
+        .filter(|i| i.revision != to && Some(i.revision.as_str()) != from && ready(i.state))
+        .map(|i| i.id.clone());
+    state.old = extra.into_iter().chain(strays).collect();
+    if let Some(from) = from {
+        state.old.extend(ids_of(&fleet, from, ready));
+    }
+    state.new = new;
+    retire_excess(host, state).map_err(|e| format!("stopping instances beyond the replicas: {e}"))
+}
+
+/// Stop old instances beyond what `replicas` needs, from the front of
+/// `state.old`.
+fn retire_excess(host: &mut impl Host, state: &mut State) -> Result<(), EffectError> {
+    let excess = (state.old.len() + state.new.len()).saturating_sub(state.replicas as usize);
+    if excess == 0 {
+        return Ok(());
+    }
+    let ids: Vec<_> = state.old.drain(..excess.min(state.old.len())).collect();
+    host.stop(&ids)
 }
 
 /// Wait until `ids` are ready (or failed, or past the strategy's ready

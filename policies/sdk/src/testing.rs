@@ -88,6 +88,23 @@ impl FakeFleet {
         self
     }
 
+    /// What an interruption can leave: a ready stray of `v0` (an earlier
+    /// rollout cut short), then `replicas` ready instances of `v1`, the
+    /// first of which (`v1-2`) was killed by hand and is listed failed.
+    pub fn after_an_interruption(replicas: u32) -> Self {
+        FakeFleet::new()
+            .serving("v0", 1)
+            .serving("v1", replicas)
+            .killed("v1-2")
+    }
+
+    /// Kill the instance `id` by hand before the rollout: it is listed
+    /// failed from then on.
+    pub fn killed(mut self, id: &str) -> Self {
+        self.sim.kill(id).expect("a known instance");
+        self
+    }
+
     /// Set how new instances of `revision` behave.
     pub fn behaviour(mut self, revision: &str, behaviour: Behaviour) -> Self {
         self.sim.set_behaviour(revision, behaviour);
@@ -102,7 +119,8 @@ impl FakeFleet {
     }
 
     /// Refuse starts that would exceed `total` instances, like the host's
-    /// max-surge guardrail.
+    /// max-surge guardrail (which counts the instances that occupy
+    /// capacity: not the failed ones).
     pub fn max_total(mut self, total: u32) -> Self {
         self.max_total = Some(total);
         self
@@ -256,7 +274,8 @@ impl Fleet for FakeFleet {
     }
 
     fn start(&mut self, revision: &str, count: u32) -> Result<Vec<Instance>, EffectError> {
-        let running = self.sim.list().count() as u32;
+        let failed = |i: &&rollout_fleet_sim::Instance| i.state() == State::Failed;
+        let running = self.sim.list().filter(|i| !failed(i)).count() as u32;
         if let Some(max) = self.max_total.filter(|&max| running + count > max) {
             self.record(format!("start {revision} x{count}: refused"));
             return Err(EffectError::Guardrail(format!(

@@ -14,7 +14,10 @@ impl Session {
         revision: &str,
         count: u32,
     ) -> Result<Vec<Instance>, EffectError> {
-        let running = self.fleet().await?.len() as u32;
+        // Only instances that occupy capacity count: a failed or stopped
+        // one (killed by hand, crashed) must not block the next rollout.
+        let fleet = self.fleet().await?;
+        let running = fleet.iter().filter(|i| i.state.counts()).count() as u32;
         self.guardrails
             .check_start(running, count)
             .map_err(EffectError::Guardrail)?;

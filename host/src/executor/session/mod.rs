@@ -51,6 +51,10 @@ pub struct Session {
     /// The virtual instant of the last host call, and the calls made at it
     /// (on the real clock: the calls made since the policy last waited).
     busy: (u64, u64),
+    /// Set when the agent is stopping (see [`Session::stop_on`]).
+    stopping: Option<tokio::sync::watch::Receiver<bool>>,
+    /// The policy was stopped because the agent is stopping.
+    interrupted: bool,
 }
 
 impl Session {
@@ -90,7 +94,22 @@ impl Session {
             seen_ready: HashSet::new(),
             restoring: false,
             busy: (0, 0),
+            stopping: None,
+            interrupted: false,
         }
+    }
+
+    /// Stop the policy at its next host call (or wait) once `stopping`
+    /// turns true: the agent is stopping. The effect in flight finishes;
+    /// then every call halts with [`Halt::Stopping`](crate::runtime::Halt).
+    pub fn stop_on(mut self, stopping: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.stopping = Some(stopping);
+        self
+    }
+
+    /// True if the policy was stopped because the agent is stopping.
+    pub fn interrupted(&self) -> bool {
+        self.interrupted
     }
 
     /// Also send every journal entry, from the first, to `sink`.

@@ -46,6 +46,7 @@ impl Session {
             }
             Clock::Real(_) => "without waiting",
         };
+        self.check_stopping()?;
         self.busy.1 += 1;
         if self.busy.1 > BUSY_CALLS {
             return Err(Halt::Busy(BUSY_CALLS, without));
@@ -106,10 +107,29 @@ impl Session {
         if at_ms > self.clock.now_ms() {
             self.waited();
         }
-        self.clock.sleep_until(at_ms.min(deadline + 1)).await;
+        let wake = at_ms.min(deadline + 1);
+        match self.stopping.clone() {
+            Some(mut stopping) if !self.clock.is_virtual() => {
+                tokio::select! {
+                    _ = self.clock.sleep_until(wake) => {}
+                    _ = stopping.wait_for(|stop| *stop) => {}
+                }
+            }
+            _ => self.clock.sleep_until(wake).await,
+        }
         self.observe();
+        self.check_stopping()?;
         if at_ms > deadline {
             return Err(Halt::Deadline(deadline));
+        }
+        Ok(())
+    }
+
+    /// Halt once the agent is stopping (a safe point: no effect in flight).
+    fn check_stopping(&mut self) -> Call<()> {
+        if self.stopping.as_ref().is_some_and(|s| *s.borrow()) {
+            self.interrupted = true;
+            return Err(Halt::Stopping);
         }
         Ok(())
     }

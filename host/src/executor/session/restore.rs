@@ -66,24 +66,35 @@ impl Session {
                     Err(e) => format!("{from} restored, but stopping {to} failed: {e}"),
                 };
             }
-            // Unready new instances serve nothing; stopping them frees room.
+            // Unready instances other than the old revision's (new ones,
+            // strays of other revisions) serve nothing; stopping them frees
+            // room. Failed and stopped ones occupy none (see
+            // `InstanceState::counts`).
             let unready: Vec<_> = fleet
                 .iter()
-                .filter(|i| i.revision == to && i.state != InstanceState::Ready)
+                .filter(|i| i.revision != from)
+                .filter(|i| !matches!(i.state, InstanceState::Ready | InstanceState::Stopped))
                 .map(|i| i.id.clone())
                 .collect();
-            let alive = fleet.iter().filter(|i| i.revision == from).count() as u32;
-            let room = self
-                .guardrails
-                .max_instances
-                .saturating_sub(fleet.len() as u32 - unready.len() as u32);
+            let occupying = |i: &&Instance| i.state.counts();
+            let alive = fleet
+                .iter()
+                .filter(occupying)
+                .filter(|i| i.revision == from)
+                .count() as u32;
+            let staying = fleet
+                .iter()
+                .filter(occupying)
+                .filter(|i| i.revision == from || i.state == InstanceState::Ready)
+                .count() as u32;
+            let room = self.guardrails.max_instances.saturating_sub(staying);
             let wanted = replicas.saturating_sub(alive).min(room).max(1);
             let step = async {
                 self.stop_checked(&unready).await?;
                 if room == 0 {
                     let spare = fleet
                         .iter()
-                        .find(|i| i.revision == to)
+                        .find(|i| i.revision != from && i.state.counts())
                         .map(|i| i.id.clone());
                     self.stop_checked(spare.as_slice()).await?;
                 }

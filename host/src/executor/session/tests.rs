@@ -15,17 +15,19 @@ use crate::runtime::{Halt, PolicyHost};
 /// Four ready instances of r1; r2 becomes ready 3 s after it starts, r3
 /// never does.
 fn session(guardrails: GuardrailSpec, commands: Vec<(u64, Action)>) -> Session {
+    let r2 = Behaviour {
+        ready_after: 3_000,
+        ..Behaviour::default()
+    };
+    session_with(guardrails, commands, r2)
+}
+
+/// As [`session`], with `r2` behaving as told.
+fn session_with(guardrails: GuardrailSpec, commands: Vec<(u64, Action)>, r2: Behaviour) -> Session {
     let clock = Clock::virtual_at_zero();
     let behaviours = BTreeMap::from([
         ("r1".to_string(), (&Behaviour::default()).into()),
-        (
-            "r2".to_string(),
-            (&Behaviour {
-                ready_after: 3_000,
-                ..Behaviour::default()
-            })
-                .into(),
-        ),
+        ("r2".to_string(), (&r2).into()),
         (
             "r3".to_string(),
             (&Behaviour {
@@ -94,6 +96,24 @@ async fn a_start_past_max_surge_is_refused_and_journaled() {
         "start r2 x1: guardrail: max-surge"
     ));
     assert_eq!(s.list().await.unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn a_failed_instance_does_not_count_against_max_surge() {
+    let crashing = Behaviour {
+        ready_after: 100,
+        fails_after: Some(500),
+        ..Behaviour::default()
+    };
+    let mut s = session_with(one_at_a_time(), vec![], crashing);
+    let first = s.start("r2", 1).await.unwrap().unwrap();
+    s.sleep(1_000).await.unwrap();
+    let fleet = s.list().await.unwrap();
+    let crashed = fleet.iter().find(|i| i.id == first[0].id).unwrap();
+    assert_eq!(crashed.state, InstanceState::Failed);
+    // Four of r1 and a failed r2 listed: the failed one occupies nothing.
+    let again = s.start("r2", 1).await.unwrap();
+    assert!(again.is_ok(), "{again:?}");
 }
 
 #[tokio::test]
