@@ -3,9 +3,11 @@
 //! any. A service is loaded from the store the first time it is named.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::front_door::front_door;
+use super::heal::{self, Healing};
 use super::runners::launch;
 use super::{Agent, AgentError, Result, revision_id};
 use crate::executor::operator::Inbox;
@@ -30,6 +32,22 @@ pub(super) struct Service {
     pub fleet: Arc<Fleet>,
     /// Its rollout in progress.
     pub active: Mutex<Option<Active>>,
+    /// What its fleet manager did and holds back ([`heal`]).
+    pub healing: Mutex<Healing>,
+    /// Set by `rollout rm`: its fleet manager stops.
+    removed: AtomicBool,
+}
+
+impl Service {
+    /// Whether `rollout rm` removed it.
+    pub fn removed(&self) -> bool {
+        self.removed.load(Ordering::SeqCst)
+    }
+
+    /// Mark it removed: its fleet manager stops at its next pass.
+    pub fn mark_removed(&self) {
+        self.removed.store(true, Ordering::SeqCst);
+    }
 }
 
 impl Agent {
@@ -60,7 +78,14 @@ impl Agent {
             backend,
             fleet,
             active: Mutex::new(None),
+            healing: Mutex::new(heal::recorded(&self.store, name)),
+            removed: AtomicBool::new(false),
         });
+        tokio::spawn(heal::heal(
+            self.store.clone(),
+            Arc::downgrade(&service),
+            name.to_string(),
+        ));
         let serving = self.store.current_revision(name)?;
         if let Some(n) = serving.or(self.store.revisions(name)?.last().map(|r| r.number)) {
             // A port taken meanwhile leaves the service without a front door

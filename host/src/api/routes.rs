@@ -13,7 +13,8 @@ use axum::{Json, Router};
 use super::error::ApiError;
 use super::extract::{JsonBody, Params, Segments};
 use super::types::{
-    ControlAnswer, Events, HistoryEntry, RunRequest, ServiceStatus, Started, UndoRequest,
+    ControlAnswer, Events, HistoryEntry, Removed, RunRequest, ScaleRequest, ServiceStatus, Started,
+    UndoRequest,
 };
 use crate::agent::{Agent, AgentError};
 use crate::executor::operator::Action;
@@ -30,9 +31,11 @@ pub(super) fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/health", get(health))
         .route("/metrics", get(metrics))
         .route("/v1/services", get(statuses))
-        .route("/v1/services/{name}", get(status))
+        .route("/v1/services/{name}", get(status).delete(remove))
         .route("/v1/services/{name}/history", get(history))
         .route("/v1/services/{name}/undo", post(undo))
+        .route("/v1/services/{name}/scale", post(scale))
+        .route("/v1/services/{name}/restart", post(restart))
         .route("/v1/services/{name}/{action}", post(control))
         .route("/v1/rollouts", post(run))
         .route("/v1/rollouts/{id}/events", get(events))
@@ -109,6 +112,33 @@ async fn undo(
 ) -> Answer<Started> {
     let undo = undo.into_domain()?;
     answer(blocking(move || agent.undo(&name, undo)).await)
+}
+
+/// `POST /v1/services/NAME/scale`.
+async fn scale(
+    State(agent): State<Arc<Agent>>,
+    Segments(name): Segments<String>,
+    JsonBody(scale): JsonBody<ScaleRequest>,
+) -> Answer<Started> {
+    answer(blocking(move || agent.scale(&name, scale.replicas, "rollout scale")).await)
+}
+
+/// `POST /v1/services/NAME/restart`.
+async fn restart(
+    State(agent): State<Arc<Agent>>,
+    Segments(name): Segments<String>,
+) -> Answer<Started> {
+    answer(blocking(move || agent.restart(&name)).await)
+}
+
+/// `DELETE /v1/services/NAME[?purge=1]`.
+async fn remove(
+    State(agent): State<Arc<Agent>>,
+    Segments(name): Segments<String>,
+    params: Params,
+) -> Answer<Removed> {
+    let purge = params.number::<u8>("purge")?.unwrap_or(0) != 0;
+    answer(agent.remove(&name, purge).await)
 }
 
 /// `POST /v1/services/NAME/{pause,resume,abort,promote}`.

@@ -115,6 +115,23 @@ pub async fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<ExitCode> {
             s.instances.len(),
             s.backend
         );
+        let h = &s.healing;
+        if h.restarts > 0 || h.next_attempt_ms > 0 {
+            let now = crate::store::unix_ms();
+            let held = match h.next_attempt_ms.checked_sub(now) {
+                Some(ms) if ms > 0 => {
+                    format!(", crash loop: next replacement in {:.1}s", ms as f64 / 1e3)
+                }
+                _ => String::new(),
+            };
+            println!(
+                "  restarts {}{held}{}",
+                h.restarts,
+                h.last_reason
+                    .as_deref()
+                    .map_or(String::new(), |r| format!("; last: {r}"))
+            );
+        }
         if let Some(addr) = &s.preview {
             println!("  preview http://{addr} (the revision being rolled out)");
         }

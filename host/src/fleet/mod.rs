@@ -97,6 +97,11 @@ impl Fleet {
         inner.instances.values().map(|p| p.instance(now)).collect()
     }
 
+    /// Why instance `id` is not healthy, when it is not and the fleet knows.
+    pub fn reason(&self, id: &str) -> Option<String> {
+        self.lock().instances.get(id).and_then(|p| p.reason.clone())
+    }
+
     /// Where instance `id` writes its output.
     fn log_path(&self, id: &str) -> PathBuf {
         self.logs.join(format!("{id}.log"))

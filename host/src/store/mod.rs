@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::journal::{Entry, Kind};
 
+mod services;
+pub use services::ServiceEvent;
+
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -167,6 +170,7 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(services::SCHEMA)?;
         Ok(Store {
             conn: Mutex::new(conn),
         })
@@ -224,10 +228,12 @@ impl Store {
         })
     }
 
-    /// Names of every service, sorted.
+    /// Names of every service, sorted (not those removed by `rollout rm`).
     pub fn services(&self) -> Result<Vec<String>> {
         self.with(|c| {
-            let mut q = c.prepare("SELECT name FROM services ORDER BY name")?;
+            let mut q = c.prepare(
+                "SELECT name FROM services WHERE name NOT IN (SELECT service FROM removed) ORDER BY name",
+            )?;
             q.query_map([], |r| r.get(0))?.collect()
         })
     }
