@@ -403,6 +403,29 @@ params = {{ min-ready-ms = "400ms", ready-timeout-ms = "5s" }}
         }
     }
 
+    /// Kill what runs `handle` (from [`Agent::handles`]) with SIGKILL, as
+    /// an operator or the kernel's OOM killer would, behind the agent's
+    /// back.
+    pub fn kill_handle(&self, handle: &str) {
+        match self.on {
+            On::Process => {
+                let pid: libc::pid_t = handle.parse().expect("a pid");
+                // SAFETY: signals one instance's process only.
+                assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "kill {pid}");
+            }
+            On::Docker => {
+                crate::docker_util::docker(&["kill", handle]);
+            }
+            On::Swarm => {
+                let task = format!("label=com.docker.swarm.service.id={handle}");
+                let containers = crate::docker_util::docker(&["ps", "-q", "--filter", &task]);
+                for id in containers.split_whitespace() {
+                    crate::docker_util::docker(&["kill", id]);
+                }
+            }
+        }
+    }
+
     /// Process ids of the instances the agent remembers for `service`.
     pub fn pids(&self, service: &str) -> Vec<i64> {
         let rows = self.store().instances(service).expect("instances");

@@ -56,6 +56,9 @@ pub struct Healing {
     pub failures: u32,
     /// No replacement starts before this Unix ms (0: none is held back).
     pub next_attempt_ms: u64,
+    /// Replacements waiting for that time (a crash loop backing off).
+    #[serde(default)]
+    pub held_back: u32,
 }
 
 impl Healing {
@@ -190,6 +193,7 @@ async fn pass(
     // Every replica is there: the backoff resets once they have all been
     // ready for a while.
     memory.replacing.clear();
+    service.healing().held_back = 0;
     let settled = !mine.is_empty()
         && mine
             .iter()
@@ -235,8 +239,10 @@ async fn start(
     if replacement {
         let mut healing = service.healing();
         if healing.backing_off(now) {
+            healing.held_back = missing;
             return Ok(());
         }
+        healing.held_back = 0;
         healing.failures += 1;
         healing.next_attempt_ms = now + Healing::backoff_ms(healing.failures);
     }

@@ -28,7 +28,13 @@ impl Agent {
     /// The revisions of `service` with their causes and diffs (or one, with
     /// its whole spec).
     pub fn history(&self, service: &str, revision: Option<u32>) -> Result<Vec<HistoryEntry>> {
-        self.existing(service)?;
+        // A removed service (`rollout rm`) keeps its history; its fleet is
+        // not loaded for it.
+        if !self.store.known_services()?.iter().any(|s| s == service) {
+            return Err(AgentError::NotFound(format!(
+                "no service {service} (see `rollout status`)"
+            )));
+        }
         let current = self.store.current_revision(service)?;
         let rollouts = self.store.rollouts(service)?;
         let revisions = self.store.revisions(service)?;

@@ -116,13 +116,14 @@ pub async fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<ExitCode> {
             s.backend
         );
         let h = &s.healing;
-        if h.restarts > 0 || h.next_attempt_ms > 0 {
-            let now = crate::store::unix_ms();
-            let held = match h.next_attempt_ms.checked_sub(now) {
-                Some(ms) if ms > 0 => {
-                    format!(", crash loop: next replacement in {:.1}s", ms as f64 / 1e3)
-                }
-                _ => String::new(),
+        if h.restarts > 0 || h.held_back > 0 {
+            let wait = h.next_attempt_ms.saturating_sub(crate::store::unix_ms());
+            let held = match h.held_back {
+                0 => String::new(),
+                n => format!(
+                    ", crash loop: {n} replacement(s) held back, next in {:.1}s",
+                    wait as f64 / 1e3
+                ),
             };
             println!(
                 "  restarts {}{held}{}",
