@@ -181,7 +181,10 @@ fn a_crash_looping_instance_backs_off_then_recovers() {
         "no replacement was held back for more than 1 s"
     );
     let human = agent.rollout(&["status", "loop"]);
-    assert_contains(&human.stdout, "crash loop: 1 replacement(s) held back, next in");
+    assert_contains(
+        &human.stdout,
+        "crash loop: 1 replacement(s) held back, next in",
+    );
     assert_contains(&human.stdout, "exited");
 
     // Once the revision starts again, the next replacement stays.

@@ -417,8 +417,13 @@ params = {{ min-ready-ms = "400ms", ready-timeout-ms = "5s" }}
                 crate::docker_util::docker(&["kill", handle]);
             }
             On::Swarm => {
-                let task = format!("label=com.docker.swarm.service.id={handle}");
+                // The task's container carries the service's full id.
+                let id = crate::docker_util::docker(&[
+                    "service", "inspect", "--format", "{{.ID}}", handle,
+                ]);
+                let task = format!("label=com.docker.swarm.service.id={id}");
                 let containers = crate::docker_util::docker(&["ps", "-q", "--filter", &task]);
+                assert!(!containers.is_empty(), "no container runs {handle}");
                 for id in containers.split_whitespace() {
                     crate::docker_util::docker(&["kill", id]);
                 }
