@@ -101,7 +101,9 @@ pub(super) async fn heal(store: Arc<Store>, service: Weak<Service>, name: String
         if service.removed() {
             return;
         }
-        if service.rollout_active() {
+        // Until an agent that restarted has taken back its instances, the
+        // fleet looks empty: nothing is started for them.
+        if service.rollout_active() || !service.fleet.settled() {
             memory.unhealthy_since.clear();
             memory.replacing.clear();
             continue;
