@@ -362,3 +362,26 @@ fn rm_stops_every_instance_and_keeps_the_history_unless_purged(agent: Agent) {
     assert!(agent.store().revisions("web").unwrap().is_empty());
     serving(&agent, "other", "r1", 3).expect("the other service is untouched");
 }
+
+/// Lowering `replicas` with a new revision: the extra instances of the old
+/// one are drained before the policy starts, so its first surge is not
+/// refused by max-surge (`starting 1 with 4 running would exceed 4`).
+#[test]
+fn a_new_revision_with_fewer_replicas_is_no_refused_surge() {
+    let agent = Agent::start();
+    deploy(
+        &agent,
+        &agent.spec("web", "v1", ""),
+        &["--set", "replicas=4"],
+    );
+    serving(&agent, "web", "r1", 4).expect("4 ready");
+    let v2 = agent.spec("web", "v2", "");
+    let run = agent.rollout(&["run", "--spec", v2.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    let summary = run.json();
+    assert_eq!(summary["outcome"], "completed");
+    let journal = summary["journal"].to_string();
+    assert_contains(&journal, "replicas lowered from 4 to 3");
+    assert!(!journal.contains("max-surge"), "{journal}");
+    serving(&agent, "web", "r2", 3).expect("3 ready on r2");
+}

@@ -15,7 +15,9 @@
 //! survives an agent restart.
 //!
 //! During a rollout the loop does nothing: the policy sees every failure
-//! and decides. Instances of other revisions (left by a rollout cut short)
+//! and decides. A pass holds the service's `busy` lock, as a rollout does
+//! from its first step to its end, so the two never change the fleet at
+//! once. Instances of other revisions (left by a rollout cut short)
 //! count against `replicas` but are never stopped here: `rollout run` or
 //! `rollout undo` converges them.
 
@@ -97,6 +99,10 @@ pub(super) async fn heal(store: Arc<Store>, service: Weak<Service>, name: String
         tokio::time::sleep(TICK).await;
         let Some(service) = service.upgrade() else {
             return;
+        };
+        // A rollout or a removal holds the fleet: nothing to do now.
+        let Ok(_busy) = service.busy.try_lock() else {
+            continue;
         };
         if service.removed() {
             return;
@@ -299,9 +305,7 @@ async fn scale_down(
     mut mine: Vec<&Instance>,
     replicas: u32,
 ) -> super::Result<()> {
-    mine.sort_by_key(|i| (i.state == InstanceState::Ready, std::cmp::Reverse(i.age_ms)));
-    let extra = mine.len().saturating_sub(replicas as usize);
-    let ids: Vec<String> = mine.iter().take(extra).map(|i| i.id.clone()).collect();
+    let ids = extras(&mut mine, replicas);
     if ids.is_empty() {
         return Ok(());
     }
@@ -315,6 +319,45 @@ async fn scale_down(
     };
     store.add_service_event(name, "scale", &ids.join(","), &text)?;
     result.map_err(super::AgentError::Fleet)
+}
+
+/// The instances of `mine` beyond `replicas` to stop first: those not
+/// ready, then the youngest.
+fn extras(mine: &mut [&Instance], replicas: u32) -> Vec<String> {
+    mine.sort_by_key(|i| (i.state == InstanceState::Ready, std::cmp::Reverse(i.age_ms)));
+    let extra = mine.len().saturating_sub(replicas as usize);
+    mine.iter().take(extra).map(|i| i.id.clone()).collect()
+}
+
+/// Before a rollout to a spec with fewer `replicas`: drain and stop the
+/// instances of revision `from` beyond them, so the policy starts from
+/// the fleet it plans for and its first surge is not refused. What was
+/// stopped, in words, if anything was.
+pub(super) async fn trim_before_rollout(
+    service: &Service,
+    from: &str,
+    replicas: u32,
+) -> Option<String> {
+    let fleet = service.fleet.list();
+    let mut mine: Vec<&Instance> = fleet
+        .iter()
+        .filter(|i| alive(i) && i.revision == from)
+        .collect();
+    let before = mine.len();
+    let ids = extras(&mut mine, replicas);
+    if ids.is_empty() {
+        return None;
+    }
+    Some(match service.fleet.stop(&ids).await {
+        Ok(()) => format!(
+            "replicas lowered from {before} to {replicas}: drained and stopped {} of {from} before the policy starts",
+            ids.join(", ")
+        ),
+        Err(e) => format!(
+            "replicas lowered to {replicas}: cannot stop {}: {e}",
+            ids.join(", ")
+        ),
+    })
 }
 
 /// The restart count a service starts with: what the store recorded.

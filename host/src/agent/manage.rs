@@ -125,6 +125,9 @@ impl Agent {
             drop(active);
             s
         };
+        // A pass of the fleet manager in progress ends first; it starts no
+        // other.
+        let _busy = s.busy.lock().await;
         let ids: Vec<String> = s.fleet.list().into_iter().map(|i| i.id).collect();
         let stopped = s.fleet.stop(&ids).await;
         for door in [s.fleet.front_door(), s.fleet.preview()]

@@ -36,6 +36,11 @@ pub(super) struct Service {
     pub healing: Mutex<Healing>,
     /// Set by `rollout rm`: its fleet manager stops.
     removed: AtomicBool,
+    /// Held by whoever changes the fleet on the service's behalf: its
+    /// fleet manager for one pass, a rollout from its first step to its
+    /// end, `rollout rm`. A rollout admitted while the fleet manager starts
+    /// a replacement begins once it is started, and sees it.
+    pub busy: tokio::sync::Mutex<()>,
 }
 
 impl Service {
@@ -80,6 +85,7 @@ impl Agent {
             active: Mutex::new(None),
             healing: Mutex::new(heal::recorded(&self.store, name)),
             removed: AtomicBool::new(false),
+            busy: tokio::sync::Mutex::new(()),
         });
         tokio::spawn(heal::heal(
             self.store.clone(),
