@@ -119,6 +119,10 @@ fn an_instance_killed_by_hand_is_replaced_and_counted(agent: Agent) {
     assert_contains(&human.stdout, "web: revision 1, 3/3 ready");
     assert_contains(&human.stdout, "restarts 1; last: ");
     assert!(!human.stdout.contains("crash loop"), "{human:#?}");
+    assert_contains(
+        &agent.get("/metrics"),
+        "rollout_instance_restarts_total{service=\"web\"} 1",
+    );
 
     // The new instance joined the front door.
     let door = format!("127.0.0.1:{port}");
