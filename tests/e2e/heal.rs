@@ -389,3 +389,41 @@ fn a_new_revision_with_fewer_replicas_is_no_refused_surge() {
     assert!(!journal.contains("max-surge"), "{journal}");
     serving(&agent, "web", "r2", 3).expect("3 ready on r2");
 }
+
+/// An instance that stays unhealthy (its check fails for 10 s) is replaced
+/// as a dead one is; one that fails for less is left alone.
+#[test]
+fn an_instance_unhealthy_for_ten_seconds_is_replaced() {
+    let agent = Agent::start();
+    let spec = agent.spec("sick", "v1", r#", UNHEALTHY_AFTER_MS = "3000""#);
+    deploy(&agent, &spec, &["--set", "replicas=1"]);
+    let first = serving(&agent, "sick", "r1", 1).expect("1 ready");
+    let became_unhealthy = wait_for(
+        &agent,
+        "the instance unhealthy",
+        Duration::from_secs(20),
+        || {
+            let s = status(&agent, "sick");
+            (s["instances"][0]["state"] == "unhealthy").then(Instant::now)
+        },
+    );
+    let second = wait_for(
+        &agent,
+        "the unhealthy instance replaced",
+        Duration::from_secs(30),
+        || {
+            let ids = serving(&agent, "sick", "r1", 1)?;
+            (ids != first).then_some(ids)
+        },
+    );
+    assert!(
+        became_unhealthy.elapsed() >= Duration::from_secs(9),
+        "replaced after {:?} unhealthy",
+        became_unhealthy.elapsed()
+    );
+    let s = status(&agent, "sick");
+    assert_eq!(s["healing"]["restarts"], 1, "{s:#}");
+    let why = s["healing"]["last_reason"].as_str().unwrap_or_default();
+    assert_contains(why, &format!("{} unhealthy for 10 s", first[0]));
+    assert_ne!(second, first);
+}
