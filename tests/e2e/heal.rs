@@ -119,6 +119,23 @@ fn an_instance_killed_by_hand_is_replaced_and_counted(agent: Agent) {
     assert_contains(&human.stdout, "web: revision 1, 3/3 ready");
     assert_contains(&human.stdout, "restarts 1; last: ");
     assert!(!human.stdout.contains("crash loop"), "{human:#?}");
+    let events = agent.rollout(&["history", "web", "--events", "--output", "json"]);
+    assert_eq!(events.code, 0, "{events:#?}");
+    let replaced: Vec<Value> = events
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "replace")
+        .cloned()
+        .collect();
+    assert_eq!(replaced.len(), 1, "{events:#?}");
+    assert_contains(
+        replaced[0]["text"].as_str().unwrap(),
+        &format!("with {}", new[0]),
+    );
+    let human = agent.rollout(&["history", "web", "--events"]);
+    assert_contains(&human.stdout, "replace");
     assert_contains(
         &agent.get("/metrics"),
         "rollout_instance_restarts_total{service=\"web\"} 1",
@@ -348,6 +365,8 @@ fn rm_stops_every_instance_and_keeps_the_history_unless_purged(agent: Agent) {
     assert_eq!(names, ["other"]);
     assert_eq!(agent.rollout(&["status", "web"]).code, 1);
     assert_eq!(revisions(&agent, "web"), 1, "the history stays");
+    let events = agent.rollout(&["history", "web", "--events"]);
+    assert_contains(&events.stdout, "removed: 3 instance(s) drained and stopped");
     let again = agent.rollout(&["rm", "web"]);
     assert_eq!(again.code, 1, "{again:#?}");
     assert_contains(&again.stderr, "no service web");

@@ -244,15 +244,17 @@ async fn start(
     now: u64,
 ) -> super::Result<()> {
     let replacement = !memory.replacing.is_empty();
-    if replacement {
+    {
         let mut healing = service.healing();
         if healing.backing_off(now) {
             healing.held_back = missing;
             return Ok(());
         }
         healing.held_back = 0;
-        healing.failures += 1;
-        healing.next_attempt_ms = now + Healing::backoff_ms(healing.failures);
+        if replacement {
+            healing.failures += 1;
+            healing.next_attempt_ms = now + Healing::backoff_ms(healing.failures);
+        }
     }
     let started = service.fleet.start(serving, missing).await;
     let ids: Vec<String> = match &started {
@@ -260,11 +262,27 @@ async fn start(
         Err(_) => Vec::new(),
     };
     if !replacement {
-        let text = match &started {
-            Ok(_) => format!("started {} to keep {} replica(s)", ids.join(", "), missing),
-            Err(e) => format!("cannot start {missing} instance(s) of {serving}: {e}"),
+        let (kind, text) = match &started {
+            Ok(_) => (
+                "scale",
+                format!("started {} ({missing} missing)", ids.join(", ")),
+            ),
+            Err(e) => {
+                // A start that fails (an image gone, a daemon down) backs
+                // off as a crash loop does.
+                let mut healing = service.healing();
+                healing.failures += 1;
+                healing.next_attempt_ms = now + Healing::backoff_ms(healing.failures);
+                let wait = Healing::backoff_ms(healing.failures);
+                let text = format!(
+                    "cannot start {missing} instance(s) of {serving}: {e}; next attempt in {wait} ms"
+                );
+                healing.last_reason = Some(text.clone());
+                healing.last_ms = Some(unix_ms());
+                ("backoff", text)
+            }
         };
-        store.add_service_event(name, "scale", &ids.join(","), &text)?;
+        store.add_service_event(name, kind, &ids.join(","), &text)?;
         return started.map(drop).map_err(super::AgentError::Fleet);
     }
     let gone: Vec<(String, String)> = memory.replacing.drain(..).collect();

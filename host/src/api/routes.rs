@@ -18,6 +18,7 @@ use super::types::{
 };
 use crate::agent::{Agent, AgentError};
 use crate::executor::operator::Action;
+use crate::store::ServiceEvent;
 
 /// A handler's answer: JSON of a wire type, or an error.
 type Answer<T> = Result<Json<T>, ApiError>;
@@ -33,6 +34,7 @@ pub(super) fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/services", get(statuses))
         .route("/v1/services/{name}", get(status).delete(remove))
         .route("/v1/services/{name}/history", get(history))
+        .route("/v1/services/{name}/events", get(service_events))
         .route("/v1/services/{name}/undo", post(undo))
         .route("/v1/services/{name}/scale", post(scale))
         .route("/v1/services/{name}/restart", post(restart))
@@ -102,6 +104,14 @@ async fn history(
 ) -> Answer<Vec<HistoryEntry>> {
     let revision = params.number("revision")?;
     answer_all(agent.history(&name, revision))
+}
+
+/// `GET /v1/services/NAME/events`: what its fleet manager did.
+async fn service_events(
+    State(agent): State<Arc<Agent>>,
+    Segments(name): Segments<String>,
+) -> Answer<Vec<ServiceEvent>> {
+    answer(agent.service_events(&name))
 }
 
 /// `POST /v1/services/NAME/undo`.
