@@ -129,22 +129,30 @@ impl Agent {
         // other.
         let _busy = s.busy.lock().await;
         let ids: Vec<String> = s.fleet.list().into_iter().map(|i| i.id).collect();
-        let stopped = s.fleet.stop(&ids).await;
+        if let Err(e) = s.fleet.stop(&ids).await {
+            // Still listed: loaded afresh (with its fleet manager) by the
+            // next command, and `rollout rm` may be tried again.
+            self.forget(service);
+            return Err(AgentError::Fleet(e));
+        }
         for door in [s.fleet.front_door(), s.fleet.preview()]
             .into_iter()
             .flatten()
         {
             door.close();
         }
-        self.forget(service);
-        stopped.map_err(AgentError::Fleet)?;
         let text = format!("removed: {} instance(s) drained and stopped", ids.len());
-        if purge {
-            self.store.purge_service(service)?;
+        let recorded = if purge {
+            self.store.purge_service(service)
         } else {
-            self.store.add_service_event(service, "remove", "", &text)?;
-            self.store.remove_service(service)?;
-        }
+            self.store
+                .add_service_event(service, "remove", "", &text)
+                .and_then(|()| self.store.remove_service(service))
+        };
+        // Recorded before it is forgotten: a deploy of the name from now
+        // on starts afresh.
+        self.forget(service);
+        recorded?;
         let message = if purge {
             format!("{service} {text}; its history is purged")
         } else {
