@@ -34,7 +34,8 @@ pub(super) struct Service {
     pub active: Mutex<Option<Active>>,
     /// What its fleet manager did and holds back ([`heal`]).
     pub healing: Mutex<Healing>,
-    /// Set by `rollout rm`: its fleet manager stops.
+    /// Set by `rollout rm` (and the demo's cleanup, which stops every
+    /// instance): its fleet manager stops for good.
     removed: AtomicBool,
     /// Held by whoever changes the fleet on the service's behalf: its
     /// fleet manager for one pass, a rollout from its first step to its
