@@ -78,6 +78,13 @@ fn deploy(agent: &Agent, spec: &Path, extra: &[&str]) {
     assert_eq!(run.code, 0, "{run:#?}");
 }
 
+/// `rollout args` exits 1 (an error before any change) saying `why`.
+fn refused(agent: &Agent, args: &[&str], why: &str) {
+    let run = agent.rollout(args);
+    assert_eq!(run.code, 1, "{args:?}: {run:#?}");
+    assert_contains(&run.stderr, why);
+}
+
 /// How many revisions `rollout history` lists.
 fn revisions(agent: &Agent, service: &str) -> usize {
     let run = agent.rollout(&["history", service, "--output", "json"]);
@@ -271,12 +278,8 @@ fn scale_down_and_up_with_no_new_revision(mut agent: Agent) {
     assert_eq!(revisions(&agent, "web"), 1, "a scale is no new revision");
     assert_eq!(status(&agent, "web")["replicas"], 5);
 
-    let bad = agent.rollout(&["scale", "web", "0"]);
-    assert_eq!(bad.code, 1, "{bad:#?}");
-    assert_contains(&bad.stderr, "rollout rm web");
-    let unknown = agent.rollout(&["scale", "nope", "2"]);
-    assert_eq!(unknown.code, 1, "{unknown:#?}");
-    assert_contains(&unknown.stderr, "no service nope");
+    refused(&agent, &["scale", "web", "0"], "rollout rm web");
+    refused(&agent, &["scale", "nope", "2"], "no service nope");
 }
 
 #[test]
@@ -300,9 +303,7 @@ fn restart_replaces_every_instance_through_the_policy() {
     assert_eq!(history[1]["cause"], "restart of revision 1");
     assert_eq!(status(&agent, "web")["replicas"], 2);
 
-    let unknown = agent.rollout(&["restart", "nope"]);
-    assert_eq!(unknown.code, 1, "{unknown:#?}");
-    assert_contains(&unknown.stderr, "no service nope");
+    refused(&agent, &["restart", "nope"], "no service nope");
 }
 
 #[test]
@@ -326,10 +327,8 @@ fn service_commands_refuse_while_a_rollout_runs() {
         &["restart", "web"],
         &["rm", "web"],
     ] {
-        let refused = agent.rollout(args);
-        assert_eq!(refused.code, 1, "{args:?}: {refused:#?}");
-        assert_contains(&refused.stderr, "in progress");
-        assert_contains(&refused.stderr, "rollout abort web");
+        refused(&agent, args, "in progress");
+        refused(&agent, args, "rollout abort web");
     }
     assert!(run.wait().unwrap().success());
     serving(&agent, "web", "r2", 3).expect("the rollout went on");
@@ -363,13 +362,11 @@ fn rm_stops_every_instance_and_keeps_the_history_unless_purged(agent: Agent) {
         .filter_map(|s| s["name"].as_str())
         .collect();
     assert_eq!(names, ["other"]);
-    assert_eq!(agent.rollout(&["status", "web"]).code, 1);
+    refused(&agent, &["status", "web"], "no service web");
     assert_eq!(revisions(&agent, "web"), 1, "the history stays");
     let events = agent.rollout(&["history", "web", "--events"]);
     assert_contains(&events.stdout, "removed: 3 instance(s) drained and stopped");
-    let again = agent.rollout(&["rm", "web"]);
-    assert_eq!(again.code, 1, "{again:#?}");
-    assert_contains(&again.stderr, "no service web");
+    refused(&agent, &["rm", "web"], "no service web");
 
     // Deployed again, it starts afresh (no revision serves).
     deploy(&agent, &spec, &["--set", &set_port]);
@@ -380,8 +377,7 @@ fn rm_stops_every_instance_and_keeps_the_history_unless_purged(agent: Agent) {
     assert_eq!(purge.code, 0, "{purge:#?}");
     assert_contains(&purge.stdout, "purged");
     assert!(agent.handles("web").is_empty());
-    let history = agent.rollout(&["history", "web"]);
-    assert_eq!(history.code, 1, "{history:#?}");
+    refused(&agent, &["history", "web"], "no service web");
     assert!(agent.store().revisions("web").unwrap().is_empty());
     serving(&agent, "other", "r1", 3).expect("the other service is untouched");
 }
