@@ -44,6 +44,7 @@ mod docker;
 mod docker_util;
 mod docs;
 mod framing;
+mod heal;
 mod hostile;
 mod preflight;
 mod proxy;

@@ -255,7 +255,8 @@ fn no_ready_instance_is_a_503() {
             libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
         }
     }
-    // Once the fleet has seen the exits, nothing serves.
+    // Once the fleet has seen the exits, nothing serves (until the fleet
+    // manager's replacements are ready, a few hundred ms later).
     let mut status = 200;
     for _ in 0..400 {
         let mut s = BufReader::new(TcpStream::connect(&addr).unwrap());

@@ -480,6 +480,66 @@ params = {{ min-ready-ms = "400ms", ready-timeout-ms = "5s" }}
         }
     }
 
+    /// Kill what runs `handle` (from [`Agent::handles`]) with SIGKILL, as
+    /// an operator or the kernel's OOM killer would, behind the agent's
+    /// back.
+    pub fn kill_handle(&self, handle: &str) {
+        match self.on {
+            On::Process => {
+                let pid: libc::pid_t = handle.parse().expect("a pid");
+                // SAFETY: signals one instance's process only.
+                assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "kill {pid}");
+            }
+            On::Docker => {
+                crate::docker_util::docker(&["kill", handle]);
+            }
+            On::Swarm => {
+                // The task's container, on whichever node runs it (this
+                // engine or another node's, `ROLLOUT_E2E_SWARM_WORKERS`).
+                let tasks = crate::docker_util::docker(&[
+                    "service",
+                    "ps",
+                    "-q",
+                    "--filter",
+                    "desired-state=running",
+                    handle,
+                ]);
+                let task = tasks.split_whitespace().next().expect("a running task");
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+                let container = loop {
+                    let id = crate::docker_util::docker(&[
+                        "inspect",
+                        "--format",
+                        "{{.Status.ContainerStatus.ContainerID}}",
+                        task,
+                    ]);
+                    if !id.is_empty() {
+                        break id;
+                    }
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "{task} has no container"
+                    );
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                };
+                let hosts = std::iter::once(None)
+                    .chain(crate::docker_util::swarm_workers().into_iter().map(Some));
+                let killed = hosts.into_iter().any(|host| {
+                    let mut kill = Command::new("docker");
+                    if let Some(h) = &host {
+                        kill.args(["-H", h]);
+                    }
+                    kill.args(["kill", &container])
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null())
+                        .status()
+                        .is_ok_and(|s| s.success())
+                });
+                assert!(killed, "no node runs container {container} of {handle}");
+            }
+        }
+    }
+
     /// Process ids of the instances the agent remembers for `service`.
     pub fn pids(&self, service: &str) -> Vec<i64> {
         let rows = self.store().instances(service).expect("instances");

@@ -70,8 +70,14 @@ impl Agent {
         // Checked even when nothing would change: a bad policy is refused.
         let policy = self.policy(&req.policy, &spec)?;
         let current = self.store.current_revision(&spec.name)?;
-        if let Some(n) = current {
-            let serving = self.spec_of(&spec.name, n)?;
+        if current.is_some() {
+            let (n, serving) = self.serving(&spec.name)?;
+            if serving.replicas != spec.replicas && serving.with_replicas(spec.replicas) == spec {
+                // Only `replicas` changed: a scale of the serving
+                // revision, no new revision and no policy.
+                let why = format!("rollout run of {}", req.origin);
+                return self.scale(&spec.name, spec.replicas, &why);
+            }
             if serving == spec && self.healthy(&spec.name, n, spec.replicas)? {
                 return Ok(Started {
                     rollout: None,
@@ -119,6 +125,12 @@ impl Agent {
                 a.id, spec.name, spec.name, spec.name
             )));
         }
+        if service.removed() {
+            return Err(AgentError::Conflict(format!(
+                "{} is being removed (`rollout rm`): deploy it again once that is over; nothing was changed",
+                spec.name
+            )));
+        }
         if let Err(e) = front_door(&service.fleet, &spec) {
             if self.store.revisions(&spec.name)?.is_empty() {
                 // Never deployed: its next first deploy may pick another
@@ -133,6 +145,10 @@ impl Agent {
             .store
             .add_revision(&spec.name, &spec.to_toml(), &cause)?;
         service.fleet.register(launch(&spec, to));
+        // The new spec states its replicas: an earlier `rollout scale` is
+        // over, and a removed service is listed again.
+        self.store.set_scale(&spec.name, None)?;
+        self.store.unremove_service(&spec.name)?;
         let mut merged = spec.policy.params.clone();
         for (k, v) in params {
             merged.retain(|(key, _)| *key != k);

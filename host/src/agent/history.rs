@@ -4,6 +4,7 @@
 use super::service::parse_stored;
 use super::{Agent, AgentError, Result};
 use crate::spec::ServiceSpec;
+use crate::store::ServiceEvent;
 
 /// One revision of a service.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -25,10 +26,28 @@ pub struct HistoryEntry {
 }
 
 impl Agent {
+    /// What the fleet manager of `service` did outside rollouts (instances
+    /// replaced, backoffs, scales, removal), oldest first.
+    pub fn service_events(&self, service: &str) -> Result<Vec<ServiceEvent>> {
+        self.known(service)?;
+        Ok(self.store.service_events(service)?)
+    }
+
+    /// Refuse a name never deployed (or purged); a removed service (`rollout
+    /// rm`) keeps its history, and its fleet is not loaded for it.
+    fn known(&self, service: &str) -> Result<()> {
+        if !self.store.known_services()?.iter().any(|s| s == service) {
+            return Err(AgentError::NotFound(format!(
+                "no service {service} (see `rollout status`)"
+            )));
+        }
+        Ok(())
+    }
+
     /// The revisions of `service` with their causes and diffs (or one, with
     /// its whole spec).
     pub fn history(&self, service: &str, revision: Option<u32>) -> Result<Vec<HistoryEntry>> {
-        self.existing(service)?;
+        self.known(service)?;
         let current = self.store.current_revision(service)?;
         let rollouts = self.store.rollouts(service)?;
         let revisions = self.store.revisions(service)?;

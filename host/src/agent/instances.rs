@@ -9,9 +9,12 @@ impl Agent {
     pub async fn stop_all(&self) -> Result<usize> {
         let mut stopped = 0;
         for name in self.store.services()? {
-            let fleet = self.service(&name)?.fleet.clone();
-            let ids: Vec<_> = fleet.list().into_iter().map(|i| i.id).collect();
-            fleet.stop(&ids).await.map_err(AgentError::Fleet)?;
+            let service = self.service(&name)?;
+            // Its fleet manager replaces nothing from now on.
+            service.mark_removed();
+            let _busy = service.busy.lock().await;
+            let ids: Vec<_> = service.fleet.list().into_iter().map(|i| i.id).collect();
+            service.fleet.stop(&ids).await.map_err(AgentError::Fleet)?;
             stopped += ids.len();
         }
         Ok(stopped)

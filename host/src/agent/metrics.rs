@@ -1,5 +1,6 @@
 //! The agent's Prometheus metrics: per-revision traffic of every front
-//! door, and instances per revision and state.
+//! door, instances per revision and state, and instances the fleet
+//! manager replaced.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -17,8 +18,15 @@ impl Agent {
         let _ = writeln!(out, "# TYPE rollout_ready_instances gauge");
         let _ = writeln!(out, "# TYPE rollout_traffic_weight gauge");
         let _ = writeln!(out, "# TYPE rollout_instances gauge");
+        let _ = writeln!(out, "# TYPE rollout_instance_restarts_total counter");
         for name in self.store.services()? {
-            let fleet = self.service(&name)?.fleet.clone();
+            let service = self.service(&name)?;
+            let restarts = service.healing().restarts;
+            let _ = writeln!(
+                out,
+                "rollout_instance_restarts_total{{service=\"{name}\"}} {restarts}"
+            );
+            let fleet = service.fleet.clone();
             if let Some(proxy) = fleet.front_door() {
                 proxy.prometheus(&mut out);
             }

@@ -11,8 +11,10 @@ mod admission;
 mod error;
 mod events;
 mod front_door;
+mod heal;
 mod history;
 mod instances;
+mod manage;
 mod metrics;
 mod operator;
 mod resume;
@@ -37,7 +39,9 @@ use service::Service;
 pub use admission::{PolicyChoice, RunRequest, Started};
 pub use error::{AgentError, Result};
 pub use events::Events;
+pub use heal::Healing;
 pub use history::HistoryEntry;
+pub use manage::{MAX_REPLICAS, Removed};
 pub use operator::ControlAnswer;
 pub use status::{RevisionTraffic, ServiceStatus};
 pub use undo::UndoRequest;
@@ -130,8 +134,10 @@ impl Agent {
                 }
                 notes.push(note);
             }
+            // At once, before its fleet manager's next pass could take the
+            // fleet of a rollout cut short for one to heal.
+            notes.extend(agent.resume_rollouts(&name)?);
         }
-        notes.extend(agent.resume_rollouts()?);
         Ok((agent, notes))
     }
 

@@ -13,11 +13,13 @@ use crate::runtime::{PolicySource, hex_digest};
 use crate::store::{RolloutRow, unix_ms};
 
 impl Agent {
-    /// Resume every rollout left unfinished; one note for each, saying what
-    /// happened. One that cannot resume is closed as failed, saying why.
-    pub(super) fn resume_rollouts(self: &Arc<Self>) -> Result<Vec<String>> {
+    /// Resume every rollout of `service` left unfinished; one note for
+    /// each, saying what happened. One that cannot resume is closed as
+    /// failed, saying why.
+    pub(super) fn resume_rollouts(self: &Arc<Self>, service: &str) -> Result<Vec<String>> {
         let mut notes = Vec::new();
-        for row in self.store.unfinished_rollouts()? {
+        let unfinished = self.store.unfinished_rollouts()?;
+        for row in unfinished.into_iter().filter(|r| r.service == service) {
             match self.resume(&row) {
                 Ok(calls) => notes.push(format!(
                     "{}: resuming rollout {} to revision {} ({calls} recorded call(s) to replay)",

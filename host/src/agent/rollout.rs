@@ -81,6 +81,21 @@ pub(super) async fn run(
         service: service.clone(),
         id: job.id,
     };
+    // A pass of the fleet manager in progress ends first.
+    let _busy = service.busy.lock().await;
+    if let Some(from) = job.from
+        && let Some(text) =
+            super::heal::trim_before_rollout(&service, &revision_id(from), job.spec.replicas).await
+    {
+        let entry = Entry {
+            at_ms: 0,
+            kind: crate::journal::Kind::Host,
+            text,
+        };
+        if let Err(e) = agent.store.append_journal(job.id, &[entry]) {
+            eprintln!("rollout {}: cannot store the journal: {e}", job.id);
+        }
+    }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let writer = tokio::spawn(write_journal(agent.clone(), job.id, rx));
     let clock = match &begin {

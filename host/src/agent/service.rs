@@ -3,9 +3,11 @@
 //! any. A service is loaded from the store the first time it is named.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::front_door::front_door;
+use super::heal::{self, Healing};
 use super::runners::launch;
 use super::{Agent, AgentError, Result, revision_id};
 use crate::executor::operator::Inbox;
@@ -30,6 +32,28 @@ pub(super) struct Service {
     pub fleet: Arc<Fleet>,
     /// Its rollout in progress.
     pub active: Mutex<Option<Active>>,
+    /// What its fleet manager did and holds back ([`heal`]).
+    pub healing: Mutex<Healing>,
+    /// Set by `rollout rm` (and the demo's cleanup, which stops every
+    /// instance): its fleet manager stops for good.
+    removed: AtomicBool,
+    /// Held by whoever changes the fleet on the service's behalf: its
+    /// fleet manager for one pass, a rollout from its first step to its
+    /// end, `rollout rm`. A rollout admitted while the fleet manager starts
+    /// a replacement begins once it is started, and sees it.
+    pub busy: tokio::sync::Mutex<()>,
+}
+
+impl Service {
+    /// Whether `rollout rm` removed it.
+    pub fn removed(&self) -> bool {
+        self.removed.load(Ordering::SeqCst)
+    }
+
+    /// Mark it removed: its fleet manager stops at its next pass.
+    pub fn mark_removed(&self) {
+        self.removed.store(true, Ordering::SeqCst);
+    }
 }
 
 impl Agent {
@@ -60,7 +84,15 @@ impl Agent {
             backend,
             fleet,
             active: Mutex::new(None),
+            healing: Mutex::new(heal::recorded(&self.store, name)),
+            removed: AtomicBool::new(false),
+            busy: tokio::sync::Mutex::new(()),
         });
+        tokio::spawn(heal::heal(
+            self.store.clone(),
+            Arc::downgrade(&service),
+            name.to_string(),
+        ));
         let serving = self.store.current_revision(name)?;
         if let Some(n) = serving.or(self.store.revisions(name)?.last().map(|r| r.number)) {
             // A port taken meanwhile leaves the service without a front door

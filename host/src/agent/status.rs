@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use super::{Agent, Result};
+use super::{Agent, Healing, Result};
 use crate::journal::Kind;
 use crate::model::{Instance, RevisionStats};
 use crate::spec::BackendKind;
@@ -19,8 +19,10 @@ pub struct ServiceStatus {
     pub name: String,
     /// The revision serving (the last one rolled out completely).
     pub current_revision: Option<u32>,
-    /// Replicas of the current spec.
+    /// Replicas it keeps: its spec's, or as last scaled.
     pub replicas: u32,
+    /// What its fleet manager replaced and holds back.
+    pub healing: Healing,
     /// What runs its instances.
     pub backend: BackendKind,
     /// Its instances.
@@ -103,7 +105,11 @@ impl Agent {
             traffic,
             name: service.to_string(),
             current_revision: current,
-            replicas: spec.as_ref().map_or(0, |s| s.replicas),
+            replicas: match self.store.scale(service)? {
+                Some(r) => r,
+                None => spec.as_ref().map_or(0, |s| s.replicas),
+            },
+            healing: s.healing().clone(),
             backend: spec.as_ref().map_or(BackendKind::Process, |s| s.backend),
             instances: s.fleet.list(),
             active,

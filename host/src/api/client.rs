@@ -152,4 +152,9 @@ impl Client {
         let body = serde_json::to_vec(body).map_err(|e| ClientError::Protocol(e.to_string()))?;
         self.request(Method::POST, path, Some(body)).await
     }
+
+    /// `DELETE path`; the JSON answer.
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.request(Method::DELETE, path, None).await
+    }
 }

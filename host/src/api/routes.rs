@@ -13,10 +13,12 @@ use axum::{Json, Router};
 use super::error::ApiError;
 use super::extract::{JsonBody, Params, Segments};
 use super::types::{
-    ControlAnswer, Events, HistoryEntry, RunRequest, ServiceStatus, Started, UndoRequest,
+    ControlAnswer, Events, HistoryEntry, Removed, RunRequest, ScaleRequest, ServiceStatus, Started,
+    UndoRequest,
 };
 use crate::agent::{Agent, AgentError};
 use crate::executor::operator::Action;
+use crate::store::ServiceEvent;
 
 /// A handler's answer: JSON of a wire type, or an error.
 type Answer<T> = Result<Json<T>, ApiError>;
@@ -30,9 +32,12 @@ pub(super) fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/health", get(health))
         .route("/metrics", get(metrics))
         .route("/v1/services", get(statuses))
-        .route("/v1/services/{name}", get(status))
+        .route("/v1/services/{name}", get(status).delete(remove))
         .route("/v1/services/{name}/history", get(history))
+        .route("/v1/services/{name}/events", get(service_events))
         .route("/v1/services/{name}/undo", post(undo))
+        .route("/v1/services/{name}/scale", post(scale))
+        .route("/v1/services/{name}/restart", post(restart))
         .route("/v1/services/{name}/{action}", post(control))
         .route("/v1/rollouts", post(run))
         .route("/v1/rollouts/{id}/events", get(events))
@@ -101,6 +106,14 @@ async fn history(
     answer_all(agent.history(&name, revision))
 }
 
+/// `GET /v1/services/NAME/events`: what its fleet manager did.
+async fn service_events(
+    State(agent): State<Arc<Agent>>,
+    Segments(name): Segments<String>,
+) -> Answer<Vec<ServiceEvent>> {
+    answer(agent.service_events(&name))
+}
+
 /// `POST /v1/services/NAME/undo`.
 async fn undo(
     State(agent): State<Arc<Agent>>,
@@ -109,6 +122,33 @@ async fn undo(
 ) -> Answer<Started> {
     let undo = undo.into_domain()?;
     answer(blocking(move || agent.undo(&name, undo)).await)
+}
+
+/// `POST /v1/services/NAME/scale`.
+async fn scale(
+    State(agent): State<Arc<Agent>>,
+    Segments(name): Segments<String>,
+    JsonBody(scale): JsonBody<ScaleRequest>,
+) -> Answer<Started> {
+    answer(blocking(move || agent.scale(&name, scale.replicas, "rollout scale")).await)
+}
+
+/// `POST /v1/services/NAME/restart`.
+async fn restart(
+    State(agent): State<Arc<Agent>>,
+    Segments(name): Segments<String>,
+) -> Answer<Started> {
+    answer(blocking(move || agent.restart(&name)).await)
+}
+
+/// `DELETE /v1/services/NAME[?purge=1]`.
+async fn remove(
+    State(agent): State<Arc<Agent>>,
+    Segments(name): Segments<String>,
+    params: Params,
+) -> Answer<Removed> {
+    let purge = params.number::<u8>("purge")?.unwrap_or(0) != 0;
+    answer(agent.remove(&name, purge).await)
 }
 
 /// `POST /v1/services/NAME/{pause,resume,abort,promote}`.

@@ -9,7 +9,9 @@ use super::error::ApiError;
 pub use super::error::ErrorBody;
 use crate::agent;
 /// Answers whose wire form is the agent's own type.
-pub use crate::agent::{ControlAnswer, Events, HistoryEntry, RevisionTraffic, Started};
+pub use crate::agent::{
+    ControlAnswer, Events, Healing, HistoryEntry, Removed, RevisionTraffic, Started,
+};
 use crate::model::Instance;
 use crate::store::RolloutRow;
 
@@ -57,6 +59,14 @@ pub struct UndoRequest {
     pub params: Vec<(String, String)>,
 }
 
+/// `POST /v1/services/NAME/scale`: keep `replicas` instances of the
+/// serving revision.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScaleRequest {
+    /// How many.
+    pub replicas: u32,
+}
+
 /// `GET /v1/services[/NAME]`: one service.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServiceStatus {
@@ -64,8 +74,12 @@ pub struct ServiceStatus {
     pub name: String,
     /// The revision serving (the last one rolled out completely).
     pub current_revision: Option<u32>,
-    /// Replicas of the current spec.
+    /// Replicas it keeps: its spec's, or as last scaled.
     pub replicas: u32,
+    /// What its fleet manager replaced (restarts, the last reason) and
+    /// holds back (the crash-loop backoff).
+    #[serde(default)]
+    pub healing: Healing,
     /// Backend name.
     pub backend: String,
     /// Its instances.
@@ -139,6 +153,7 @@ impl From<agent::ServiceStatus> for ServiceStatus {
             name: s.name,
             current_revision: s.current_revision,
             replicas: s.replicas,
+            healing: s.healing,
             backend: s.backend.name().to_string(),
             instances: s.instances,
             active: s.active,

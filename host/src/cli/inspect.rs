@@ -47,8 +47,12 @@ pub struct HistoryArgs {
     /// The service.
     service: String,
     /// Show one revision with its whole spec.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", conflicts_with = "events")]
     revision: Option<u32>,
+    /// Show what the fleet manager did between rollouts instead: instances
+    /// replaced (with why), backoffs, scales.
+    #[arg(long)]
+    events: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Human)]
     output: Output,
@@ -182,6 +186,24 @@ pub async fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         if let Some(advice) = advice(s) {
             println!("  {advice}");
         }
+        let h = &s.healing;
+        if h.restarts > 0 || h.held_back > 0 {
+            let wait = h.next_attempt_ms.saturating_sub(crate::store::unix_ms());
+            let held = match h.held_back {
+                0 => String::new(),
+                n => format!(
+                    ", crash loop: {n} replacement(s) held back, next in {:.1}s",
+                    wait as f64 / 1e3
+                ),
+            };
+            println!(
+                "  restarts {}{held}{}",
+                h.restarts,
+                h.last_reason
+                    .as_deref()
+                    .map_or(String::new(), |r| format!("; last: {r}"))
+            );
+        }
         if let Some(addr) = &s.preview {
             println!("  preview http://{addr} (the revision being rolled out)");
         }
@@ -270,6 +292,25 @@ pub async fn logs(cli: &Cli, args: &LogsArgs) -> anyhow::Result<ExitCode> {
 
 /// Run `rollout history`.
 pub async fn history(cli: &Cli, args: &HistoryArgs) -> anyhow::Result<ExitCode> {
+    if args.events {
+        let path = format!("/v1/services/{}/events", args.service);
+        let events: Vec<crate::store::ServiceEvent> = cli.client().get(&path).await?;
+        if args.output == Output::Json {
+            println!("{}", serde_json::to_string(&events)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        let now = crate::store::unix_ms();
+        println!("{:>6} {:<8} WHAT", "AGO", "KIND");
+        for e in &events {
+            println!(
+                "{:>6} {:<8} {}",
+                age(now.saturating_sub(e.at_ms)),
+                e.kind,
+                e.text
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut path = format!("/v1/services/{}/history", args.service);
     if let Some(n) = args.revision {
         path.push_str(&format!("?revision={n}"));

@@ -6,6 +6,7 @@ mod demo;
 mod deploy;
 mod inspect;
 mod serve;
+mod service;
 mod test;
 
 use std::path::PathBuf;
@@ -65,6 +66,15 @@ enum Command {
     History(inspect::HistoryArgs),
     /// Roll back to an earlier revision (spec and config), through the policy.
     Undo(deploy::UndoArgs),
+    /// Keep N instances of the serving revision: drain extra ones or start
+    /// new ones, with no new revision (as `kubectl scale`).
+    Scale(service::ScaleArgs),
+    /// Roll the serving spec out again as a new revision, through its
+    /// policy, replacing every instance (as `kubectl rollout restart`).
+    Restart(service::RestartArgs),
+    /// Drain and stop every instance of a service, close its front door and
+    /// forget it (its history stays unless --purge).
+    Rm(service::RmArgs),
     /// Hold the rollout in progress at its next step.
     Pause(inspect::ControlArgs),
     /// Release a paused rollout.
@@ -183,6 +193,9 @@ pub fn main() -> ExitCode {
             Command::Serve(args) => serve::run(&cli, args).await,
             Command::Run(args) => deploy::run(&cli, args).await,
             Command::Undo(args) => deploy::undo(&cli, args).await,
+            Command::Scale(args) => service::scale(&cli, args).await,
+            Command::Restart(args) => service::restart(&cli, args).await,
+            Command::Rm(args) => service::rm(&cli, args).await,
             Command::Status(args) => inspect::status(&cli, args).await,
             Command::Ls(args) => inspect::ls(&cli, args).await,
             Command::Logs(args) => inspect::logs(&cli, args).await,

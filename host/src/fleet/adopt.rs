@@ -51,6 +51,8 @@ impl Fleet {
                 .insert(tracked.row.id.clone(), tracked);
         }
         let swept = self.runner.sweep(&self.service, &adopted, &self.logs).await;
+        self.adopted
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         Ok(Adoption {
             adopted,
             gone,

@@ -51,6 +51,8 @@ pub struct Fleet {
     changed: Arc<Notify>,
     front_door: Mutex<Option<Arc<Proxy>>>,
     preview: Mutex<Option<Arc<Proxy>>>,
+    /// [`Fleet::adopt`] has run: the instances an earlier agent left are known.
+    adopted: std::sync::atomic::AtomicBool,
 }
 
 impl Fleet {
@@ -64,6 +66,7 @@ impl Fleet {
         store: Arc<Store>,
     ) -> std::io::Result<Arc<Self>> {
         std::fs::create_dir_all(&dir)?;
+        let none_recorded = store.instances(service).is_ok_and(|rows| rows.is_empty());
         let fleet = Arc::new(Fleet {
             service: service.to_string(),
             logs: dir,
@@ -73,6 +76,7 @@ impl Fleet {
             changed: Arc::new(Notify::new()),
             front_door: Mutex::new(None),
             preview: Mutex::new(None),
+            adopted: none_recorded.into(),
         });
         tokio::spawn(watch::monitor(Arc::downgrade(&fleet)));
         Ok(fleet)
@@ -95,6 +99,17 @@ impl Fleet {
         let now = unix_ms();
         let inner = self.lock();
         inner.instances.values().map(|p| p.instance(now)).collect()
+    }
+
+    /// Why instance `id` is not healthy, when it is not and the fleet knows.
+    pub fn reason(&self, id: &str) -> Option<String> {
+        self.lock().instances.get(id).and_then(|p| p.reason.clone())
+    }
+
+    /// Whether the fleet knows every instance it has: [`Fleet::adopt`] ran,
+    /// or the store recorded none to adopt when the fleet was made.
+    pub fn settled(&self) -> bool {
+        self.adopted.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Where instance `id` writes its output.

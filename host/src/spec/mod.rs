@@ -429,6 +429,15 @@ impl ServiceSpec {
         }
     }
 
+    /// The same spec with `replicas` instances (a scale of it).
+    pub fn with_replicas(&self, replicas: u32) -> ServiceSpec {
+        let mut spec = self.clone();
+        spec.replicas = replicas;
+        spec.raw
+            .insert("replicas".into(), toml::Value::Integer(replicas.into()));
+        spec
+    }
+
     /// The TOML table this spec was read from, with overrides applied and
     /// relative paths made absolute. [`ServiceSpec::to_toml`] writes it.
     pub fn raw(&self) -> &toml::Table {

@@ -9,6 +9,7 @@
 //! rollout writes its journal) from waiting.
 
 mod calls;
+mod services;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::journal::{Entry, Kind};
 
 pub use calls::{CallRecord, PinnedPolicy};
+pub use services::ServiceEvent;
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -176,6 +178,7 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(calls::SCHEMA)?;
+        conn.execute_batch(services::SCHEMA)?;
         Ok(Store {
             conn: Mutex::new(conn),
         })
@@ -233,10 +236,12 @@ impl Store {
         })
     }
 
-    /// Names of every service, sorted.
+    /// Names of every service, sorted (not those removed by `rollout rm`).
     pub fn services(&self) -> Result<Vec<String>> {
         self.with(|c| {
-            let mut q = c.prepare("SELECT name FROM services ORDER BY name")?;
+            let mut q = c.prepare(
+                "SELECT name FROM services WHERE name NOT IN (SELECT service FROM removed) ORDER BY name",
+            )?;
             q.query_map([], |r| r.get(0))?.collect()
         })
     }
