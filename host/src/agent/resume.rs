@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::rollout::{self, Begin, Job};
 use super::service::Active;
 use super::{Agent, Result};
+use crate::executor::Durable;
 use crate::executor::operator::Inbox;
 use crate::runtime::{PolicySource, hex_digest};
 use crate::store::{RolloutRow, unix_ms};
@@ -26,11 +27,12 @@ impl Agent {
                     row.service, row.id, row.to_revision
                 )),
                 Err(why) => {
+                    let service = &row.service;
                     let reason = format!(
-                        "the agent stopped during the rollout and cannot resume it: {why}; the fleet was left as it was: check `rollout status`"
+                        "the agent stopped during the rollout and cannot resume it: {why}; the fleet was left as it was: `rollout status {service}` shows which revisions run, `rollout run` of the spec converges it, `rollout undo {service}` returns to the last revision that completed"
                     );
                     self.store.end_rollout(row.id, "failed", &reason)?;
-                    notes.push(format!("{}: rollout {}: {reason}", row.service, row.id));
+                    notes.push(format!("{service}: rollout {}: {reason}", row.id));
                 }
             }
         }
@@ -74,7 +76,7 @@ impl Agent {
             params: pinned.params,
             inbox,
         };
-        let replayed = calls.len();
+        let replayed = Durable::replayed_calls(&calls);
         let begin = Begin::Resumed {
             elapsed_ms: unix_ms().saturating_sub(row.started_ms),
             calls,

@@ -125,7 +125,9 @@ pub(super) async fn run(
     let durable = match begin {
         Begin::New => Durable::start(session.journal_to(tx), store, job.id).await,
         Begin::Resumed { calls, .. } => {
-            let session = session.resuming(calls.len()).journal_to(tx);
+            let session = session
+                .resuming(Durable::replayed_calls(&calls))
+                .journal_to(tx);
             Ok(Durable::resume(session, store, job.id, calls))
         }
     };

@@ -15,6 +15,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::rollout::spec;
+use crate::executor::Durable;
 use crate::store::Store;
 
 /// Figures of `rollout bench resume`; units are in the names.
@@ -116,7 +117,7 @@ impl Bed {
         };
         self.wait("the rollout to resume", Duration::from_secs(30), live)?;
         let resumed = started.elapsed();
-        Ok((up, resumed, store.calls(2)?.len()))
+        Ok((up, resumed, Durable::replayed_calls(&store.calls(2)?)))
     }
 
     fn serve(&mut self) -> anyhow::Result<()> {

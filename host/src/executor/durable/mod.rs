@@ -121,6 +121,12 @@ impl Durable {
         Durable { session, log }
     }
 
+    /// How many of `calls` a resumed policy replays: all but the log's
+    /// opening record of the fleet.
+    pub fn replayed_calls(calls: &[CallRecord]) -> usize {
+        calls.iter().filter(|c| c.func != OPENING).count()
+    }
+
     /// The session, once the rollout is over; what is left of the log is
     /// written.
     pub fn into_session(mut self) -> Session {
