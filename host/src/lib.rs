@@ -7,7 +7,8 @@
 //! policy under guardrails, operator commands and deadlines, restoring the
 //! fleet when it fails); [`backend`] (the trait, the sim fleet, and the
 //! process, docker and swarm runners); [`health`], [`proxy`] (the front
-//! door), [`spec`], [`store`]; [`fleet`] (the fleet manager: live
+//! door), [`door`] (each front door in a process of its own, outliving
+//! the agent), [`spec`], [`store`]; [`fleet`] (the fleet manager: live
 //! instances started by a runner, watched, drained, re-adopted); then
 //! [`agent`], its control `api`, `scenario` (`rollout test`) and
 //! [`cli`], with [`bench`] for the benchmarks the binary runs itself.
@@ -21,6 +22,7 @@ pub mod backend;
 pub mod bench;
 pub mod cli;
 pub(crate) mod clock;
+pub mod door;
 pub(crate) mod duration;
 pub mod executor;
 pub mod fleet;

@@ -43,6 +43,7 @@ mod api;
 mod docker;
 mod docker_util;
 mod docs;
+mod doors;
 mod framing;
 mod heal;
 mod hostile;

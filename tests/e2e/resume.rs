@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use crate::proxy::{Load, front_door, get_request};
-use crate::util::{Agent, On, assert_contains, http_get};
+use crate::util::{Agent, On, assert_contains, http_get, processes};
 
 /// Replicas of the service (see [`front_door`]).
 const REPLICAS: usize = 4;
@@ -45,22 +45,15 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// Processes whose standard output is a log file in the agent's home: its
-/// instances, whichever agent started them.
+/// Processes whose standard output is a log file of the agent's services:
+/// its instances, whichever agent started them.
 fn instance_processes(agent: &Agent) -> Vec<u32> {
     let home = agent.home.path().canonicalize().expect("the home");
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    procs
-        .flatten()
-        .filter_map(|p| p.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_link(format!("/proc/{pid}/fd/1")).is_ok_and(|out| {
-                out.starts_with(&home) && out.extension().is_some_and(|e| e == "log")
-            })
-        })
-        .collect()
+    let home = home.join("services");
+    processes(|pid| {
+        std::fs::read_link(format!("/proc/{pid}/fd/1"))
+            .is_ok_and(|out| out.starts_with(&home) && out.extension().is_some_and(|e| e == "log"))
+    })
 }
 
 /// The instances of web that run: processes found by their output (not
@@ -119,9 +112,11 @@ fn killed_after(on: On, effects: usize, policy: &[&str]) {
     wait_until("the resumed rollout to end", || {
         store.rollout(2).is_ok_and(|r| r.state != "running")
     });
-    // Requests fail while the agent, and its front door, are down.
+    // The front door is a process of its own: no request fails while the
+    // agent is down, or after it comes back.
     let tally = load.finish();
     assert!(tally.ok > 0, "no request was answered");
+    tally.assert_no_failure();
     let rollout = store.rollout(2).expect("rollout 2");
     let journal: Vec<String> = store
         .journal(2, 0)

@@ -540,6 +540,21 @@ params = {{ min-ready-ms = "400ms", ready-timeout-ms = "5s" }}
         }
     }
 
+    /// The front door processes of this home (`rollout door`, whose
+    /// control socket is in it), whichever agent started them.
+    pub fn door_processes(&self) -> Vec<u32> {
+        let home = self.home.path().to_string_lossy().into_owned();
+        processes(|pid| {
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+            args.windows(3).any(|w| {
+                w[0] == b"door" && w[1] == b"--socket" && w[2].starts_with(home.as_bytes())
+            })
+        })
+    }
+
     /// Process ids of the instances the agent remembers for `service`.
     pub fn pids(&self, service: &str) -> Vec<i64> {
         let rows = self.store().instances(service).expect("instances");
@@ -563,6 +578,12 @@ impl Drop for Agent {
             }
         }
         remove_containers_of(self.home.path());
+        for pid in self.door_processes() {
+            // SAFETY: signals one front door's process only.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
         if self.mounted {
             let _ = Command::new("umount")
                 .arg("-l")
@@ -583,4 +604,16 @@ pub fn http_get(addr: &str, path: &str) -> String {
         .nth(1)
         .unwrap_or_default()
         .to_string()
+}
+
+/// The processes of this machine that `chosen` picks, by process id.
+pub fn processes(chosen: impl Fn(u32) -> bool) -> Vec<u32> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|p| p.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| chosen(pid))
+        .collect()
 }

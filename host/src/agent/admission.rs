@@ -131,7 +131,7 @@ impl Agent {
                 spec.name
             )));
         }
-        if let Err(e) = front_door(&service.fleet, &spec) {
+        if let Err(e) = front_door(&self.doors, &service.fleet, &spec) {
             if self.store.revisions(&spec.name)?.is_empty() {
                 // Never deployed: its next first deploy may pick another
                 // backend.

@@ -37,9 +37,9 @@ pub enum AgentError {
         service: String,
         /// The address asked for.
         addr: SocketAddr,
-        /// Why it cannot be bound.
+        /// Why it cannot be had (the port is taken, most often).
         #[source]
-        source: std::io::Error,
+        source: crate::door::DoorError,
     },
     /// The request is wrong in another way; nothing changed.
     #[error("{0}")]

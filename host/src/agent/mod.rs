@@ -34,6 +34,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 use crate::backend::docker;
+use crate::door::Doors;
 use crate::executor::DurableRuntime;
 use crate::store::Store;
 use service::Service;
@@ -52,6 +53,8 @@ pub use unknown::{Unknown, refusal};
 /// The agent's state.
 pub struct Agent {
     home: PathBuf,
+    /// Where its services' front door processes come from.
+    doors: Doors,
     store: Arc<Store>,
     runtime: Arc<DurableRuntime>,
     services: Mutex<HashMap<String, Arc<Service>>>,
@@ -95,6 +98,8 @@ impl Agent {
         let mut notes = Vec::new();
         let agent = Arc::new(Agent {
             home: home.to_path_buf(),
+            doors: Doors::of_home(home)
+                .map_err(|e| anyhow::anyhow!("cannot tell which program runs the agent: {e}"))?,
             store,
             runtime: Arc::new(runtime),
             services: Mutex::new(HashMap::new()),

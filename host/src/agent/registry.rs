@@ -54,13 +54,17 @@ impl Agent {
         if let Some(n) = serving.or(self.store.revisions(name)?.last().map(|r| r.number)) {
             // A port taken meanwhile leaves the service without a front door
             // until its next rollout says why.
-            let _ = front_door(&service.fleet, &self.spec_of(name, n)?);
+            let _ = front_door(&self.doors, &service.fleet, &self.spec_of(name, n)?);
         }
-        // Until a rollout sets weights, the serving revision takes all the
-        // traffic: instances of a rollout cut short (a green set at weight
-        // 0, an unanalysed canary) get none after an agent restart.
-        if let (Some(n), Some(proxy)) = (serving, service.fleet.front_door()) {
-            proxy.set_weights(Some(vec![(revision_id(n), 100)]));
+        // A door taken over keeps the weights it has (a resumed rollout
+        // sets them again). On a new door, until a rollout sets weights,
+        // the serving revision takes all the traffic: instances of a
+        // rollout cut short (a green set at weight 0, an unanalysed canary)
+        // get none.
+        if let (Some(n), Some(door)) = (serving, service.fleet.front_door())
+            && !door.adopted()
+        {
+            door.set_weights(Some(vec![(revision_id(n), 100)]));
         }
         services.insert(name.to_string(), service.clone());
         Ok(service)

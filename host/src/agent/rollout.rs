@@ -109,6 +109,12 @@ pub(super) async fn run(
         replicas: job.spec.replicas,
         params: job.params,
     };
+    // A new rollout starts with traffic spread over every ready instance
+    // (a policy that weighs traffic sets its weights first); a resumed one
+    // sets again the weights it had.
+    if let (Begin::New, Some(front)) = (&begin, service.fleet.front_door()) {
+        front.set_weights(None);
+    }
     // The preview listener shows the revision being rolled out.
     if let Some(preview) = service.fleet.preview() {
         preview.set_weights(Some(vec![(info.to_revision.clone(), 100)]));

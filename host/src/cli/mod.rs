@@ -83,6 +83,10 @@ enum Command {
     Abort(inspect::ControlArgs),
     /// Skip the remaining steps of the rollout in progress.
     Promote(inspect::ControlArgs),
+    /// A front door in a process of its own, started by the agent (which
+    /// it outlives) and told what to serve on its control socket.
+    #[command(hide = true)]
+    Door(serve::DoorArgs),
 }
 
 /// How results are printed.
@@ -204,6 +208,7 @@ pub fn main() -> ExitCode {
             Command::Resume(args) => inspect::control(&cli, args, Action::Resume).await,
             Command::Abort(args) => inspect::control(&cli, args, Action::Abort).await,
             Command::Promote(args) => inspect::control(&cli, args, Action::Promote).await,
+            Command::Door(args) => serve::door(args).await,
         }
     });
     // `rollout test` reports bad input as 2 (1 means an assertion failed);

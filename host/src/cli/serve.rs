@@ -26,6 +26,22 @@ pub struct ServeArgs {
     limits: LimitArgs,
 }
 
+/// Arguments of `rollout door`.
+#[derive(Debug, clap::Args)]
+pub struct DoorArgs {
+    /// The control socket to listen on.
+    #[arg(long, value_name = "PATH")]
+    socket: std::path::PathBuf,
+}
+
+/// Run one front door until the agent closes it.
+pub async fn door(args: &DoorArgs) -> anyhow::Result<ExitCode> {
+    crate::door::serve(&args.socket)
+        .await
+        .with_context(|| format!("front door on {}", args.socket.display()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// 128 random bits, hex.
 fn new_token() -> anyhow::Result<String> {
     let mut bytes = [0u8; 16];

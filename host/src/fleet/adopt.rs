@@ -45,7 +45,8 @@ impl Fleet {
             };
             adopted.push(row.id.clone());
             let env = instance_env(&self.service, &launch, &row.id, row.port);
-            let tracked = Tracked::new(row, env, launch, run, log);
+            let mut tracked = Tracked::new(row, env, launch, run, log);
+            tracked.unprobed = true;
             self.lock()
                 .instances
                 .insert(tracked.row.id.clone(), tracked);
@@ -53,6 +54,8 @@ impl Fleet {
         let swept = self.runner.sweep(&self.service, &adopted, &self.logs).await;
         self.adopted
             .store(true, std::sync::atomic::Ordering::SeqCst);
+        // The front door drops what is gone (the rest once probed).
+        self.publish();
         Ok(Adoption {
             adopted,
             gone,

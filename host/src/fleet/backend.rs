@@ -16,11 +16,6 @@ impl Fleet {
     /// A backend for one rollout timed by `clock`.
     pub fn backend(self: &Arc<Self>, clock: Clock) -> LiveBackend {
         self.lock().events.clear();
-        // Each rollout starts with traffic spread over every ready instance;
-        // a policy that weighs traffic sets its weights first.
-        if let Some(proxy) = self.front_door() {
-            proxy.set_weights(None);
-        }
         LiveBackend {
             fleet: self.clone(),
             clock,

@@ -1,54 +1,64 @@
 //! The fleet's membership in its front door (and preview listener): the
-//! proxies learn every change of the ready set, and stops drain through
+//! doors learn every change of the ready set, and stops drain through
 //! them.
 
 use std::sync::{Arc, Mutex};
 
 use super::Fleet;
+use crate::door::FrontDoor;
 use crate::model::InstanceState;
-use crate::proxy::{Member, Proxy};
+use crate::proxy::Member;
 
 impl Fleet {
-    /// Route the service's traffic through `proxy`: it learns every change
+    /// Route the service's traffic through `door`: it learns every change
     /// of the ready set, and stops drain through it.
-    pub fn attach(&self, proxy: Arc<Proxy>) {
-        *locked(&self.front_door) = Some(proxy);
+    pub fn attach(&self, door: Arc<FrontDoor>) {
+        *locked(&self.front_door) = Some(door);
         self.publish();
     }
 
-    /// The proxy in front of the fleet, if any.
-    pub fn front_door(&self) -> Option<Arc<Proxy>> {
+    /// The front door of the fleet, if any.
+    pub fn front_door(&self) -> Option<Arc<FrontDoor>> {
         locked(&self.front_door).clone()
     }
 
-    /// Route a preview listener's traffic through `proxy` too.
-    pub fn attach_preview(&self, proxy: Arc<Proxy>) {
-        *locked(&self.preview) = Some(proxy);
+    /// Route a preview listener's traffic through `door` too.
+    pub fn attach_preview(&self, door: Arc<FrontDoor>) {
+        *locked(&self.preview) = Some(door);
         self.publish();
     }
 
     /// The preview listener, if any.
-    pub fn preview(&self) -> Option<Arc<Proxy>> {
+    pub fn preview(&self) -> Option<Arc<FrontDoor>> {
         locked(&self.preview).clone()
     }
 
-    /// Every proxy in front of the fleet.
-    pub(super) fn doors(&self) -> Vec<Arc<Proxy>> {
+    /// Every door in front of the fleet.
+    pub(super) fn doors(&self) -> Vec<Arc<FrontDoor>> {
         self.front_door()
             .into_iter()
             .chain(self.preview())
             .collect()
     }
 
-    /// Tell the proxies which instances are ready. Under the fleet's lock,
+    /// Tell the doors which instances are ready. Under the fleet's lock,
     /// so an older ready set can never overwrite a newer one (lock order:
-    /// fleet, then proxy; the proxy never calls the fleet).
+    /// fleet, then door; the door never calls the fleet). Not until the
+    /// fleet knows what an earlier agent left and has probed it: a door
+    /// taken over from that agent keeps serving what it was told.
     pub(super) fn publish(&self) {
         let doors = self.doors();
-        if doors.is_empty() {
+        if doors.is_empty() || !self.settled() {
             return;
         }
         let inner = self.lock();
+        let unprobed = inner
+            .instances
+            .values()
+            .any(|p| p.unprobed && p.state == InstanceState::Starting);
+        if unprobed {
+            return;
+        }
         let members: Vec<Member> = inner
             .instances
             .values()
@@ -65,7 +75,9 @@ impl Fleet {
     }
 }
 
-/// The proxy in `slot`, even if a panic poisoned its lock.
-fn locked(slot: &Mutex<Option<Arc<Proxy>>>) -> std::sync::MutexGuard<'_, Option<Arc<Proxy>>> {
+/// The door in `slot`, even if a panic poisoned its lock.
+fn locked(
+    slot: &Mutex<Option<Arc<FrontDoor>>>,
+) -> std::sync::MutexGuard<'_, Option<Arc<FrontDoor>>> {
     slot.lock().unwrap_or_else(|p| p.into_inner())
 }

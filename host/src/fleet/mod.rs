@@ -37,8 +37,8 @@ use tokio::sync::Notify;
 
 use self::table::Table;
 use crate::backend::{BackendError, Launch, Runner};
+use crate::door::FrontDoor;
 use crate::model::Instance;
-use crate::proxy::Proxy;
 use crate::store::{Store, unix_ms};
 
 /// The instances of one service, shared by the agent and every rollout.
@@ -49,8 +49,8 @@ pub struct Fleet {
     runner: Arc<dyn Runner>,
     inner: Mutex<Table>,
     changed: Arc<Notify>,
-    front_door: Mutex<Option<Arc<Proxy>>>,
-    preview: Mutex<Option<Arc<Proxy>>>,
+    front_door: Mutex<Option<Arc<FrontDoor>>>,
+    preview: Mutex<Option<Arc<FrontDoor>>>,
     /// [`Fleet::adopt`] has run: the instances an earlier agent left are known.
     adopted: std::sync::atomic::AtomicBool,
 }

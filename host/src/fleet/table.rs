@@ -78,6 +78,9 @@ pub(super) struct Tracked {
     pub(super) probes: Schedule,
     /// When its log size is checked next, in Unix ms.
     pub(super) next_rotate_check: u64,
+    /// Adopted from an earlier agent and not probed yet: a front door it
+    /// was in keeps it until its first probe says otherwise.
+    pub(super) unprobed: bool,
 }
 
 impl Tracked {
@@ -102,6 +105,7 @@ impl Tracked {
             run,
             state: InstanceState::Starting,
             was_ready: false,
+            unprobed: false,
             reason: None,
             launch,
             row,

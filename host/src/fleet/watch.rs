@@ -19,14 +19,24 @@ const TICK: Duration = Duration::from_millis(2);
 /// How often the monitor checks log sizes.
 const ROTATE_EVERY_MS: u64 = 1_000;
 
+/// How often the monitor checks that the front door processes run.
+const DOORS_EVERY: Duration = Duration::from_millis(250);
+
 /// The monitor of a fleet: runs until the fleet is dropped.
 pub(super) async fn monitor(fleet: Weak<Fleet>) {
+    let mut doors_checked = Instant::now();
     loop {
         tokio::time::sleep(TICK).await;
         let Some(fleet) = fleet.upgrade() else {
             return;
         };
         fleet.tick().await;
+        if doors_checked.elapsed() >= DOORS_EVERY {
+            doors_checked = Instant::now();
+            for door in fleet.doors() {
+                let _ = tokio::task::spawn_blocking(move || door.ensure()).await;
+            }
+        }
     }
 }
 
@@ -117,7 +127,8 @@ impl Fleet {
 }
 
 /// Apply a probe's result to its instance, unless a newer probe's already
-/// was; true if the instance's state changed. A line matching the
+/// was; true if the instance's state changed (or this was the first probe
+/// of an adopted instance). A line matching the
 /// instance's `log-pattern` fails the probe whatever it found.
 pub(super) fn apply(table: &mut Table, outcome: Outcome) -> bool {
     let Outcome { id, seq, result } = outcome;
@@ -128,13 +139,16 @@ pub(super) fn apply(table: &mut Table, outcome: Outcome) -> bool {
     if !p.probes.accept(seq) {
         return false;
     }
+    // The first probe of an adopted instance tells the front door, even if
+    // its state stays.
+    let first = std::mem::take(&mut p.unprobed);
     let logged = p.scanner.as_mut().and_then(LogScanner::scan);
     let state = p.state;
     let result = match logged {
         Some(line) => Err(format!("logged {:?}", shorten(&line, 300))),
         None => result,
     };
-    match (state, result) {
+    let changed = match (state, result) {
         (InstanceState::Starting | InstanceState::Unhealthy, Ok(())) => {
             table.set(id, InstanceState::Ready, None)
         }
@@ -154,7 +168,8 @@ pub(super) fn apply(table: &mut Table, outcome: Outcome) -> bool {
             false
         }
         _ => false,
-    }
+    };
+    changed || first
 }
 
 /// At most `max` characters of `line` (a matching log line can be long).

@@ -18,7 +18,7 @@ pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 /// How a front door treats its clients.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Door {
     /// How it pins clients to a revision, if it does.
     pub sticky: Option<Sticky>,

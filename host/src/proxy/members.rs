@@ -17,7 +17,7 @@ use super::table::{Table, Upstream};
 use crate::model::{InstanceId, RevisionId};
 
 /// A ready instance, as the fleet publishes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Member {
     /// Instance id.
     pub id: InstanceId,

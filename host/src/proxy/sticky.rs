@@ -6,12 +6,44 @@ use hyper::header::HeaderName;
 use rollout_http1::RequestHead;
 
 /// How a client is pinned to a revision.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "Named", into = "Named")]
 pub enum Sticky {
     /// By the value of this request header.
     Header(HeaderName),
     /// By the value of this cookie.
     Cookie(String),
+}
+
+/// [`Sticky`] as the front door's control socket carries it: the header
+/// name as text.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Named {
+    Header(String),
+    Cookie(String),
+}
+
+impl From<Sticky> for Named {
+    fn from(s: Sticky) -> Self {
+        match s {
+            Sticky::Header(h) => Named::Header(h.as_str().to_string()),
+            Sticky::Cookie(c) => Named::Cookie(c),
+        }
+    }
+}
+
+impl TryFrom<Named> for Sticky {
+    type Error = String;
+
+    fn try_from(n: Named) -> Result<Self, String> {
+        match n {
+            Named::Header(h) => HeaderName::try_from(h.as_str())
+                .map(Sticky::Header)
+                .map_err(|e| format!("bad header name {h:?}: {e}")),
+            Named::Cookie(c) => Ok(Sticky::Cookie(c)),
+        }
+    }
 }
 
 impl Sticky {

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use rollout::backend::BackendError;
 use rollout::fleet::Adoption;
 use rollout::model::{InstanceState, Verdict};
-use rollout::proxy::{Door, Proxy};
 
 use super::SERVICE;
 use super::harness::{Bed, Noting, get, ids, until, until_in};
@@ -78,9 +77,8 @@ pub(super) async fn exit(bed: Bed) {
 pub(super) async fn stop(bed: Bed) {
     let noted = Noting::new(bed.runner());
     let fleet = bed.fleet(noted.clone());
-    let door =
-        Proxy::bind(SERVICE, ([127, 0, 0, 1], 0).into(), Door::default()).expect("a front door");
-    fleet.attach(door.clone());
+    let door = bed.front_door();
+    fleet.attach(door.0.clone());
     let env = ["VERSION=c1", "LATENCY_MS=700", "LOG_REQUESTS=1"];
     let mut launch = bed.launch("r1", &env);
     // Longer than Swarm takes to stop a task on another node: the stop
@@ -89,7 +87,7 @@ pub(super) async fn stop(bed: Bed) {
     fleet.register(launch);
     let id = fleet.start("r1", 1).await.expect("it starts").remove(0).id;
     until_in(&fleet, &id, InstanceState::Ready).await;
-    let addr = door.local_addr().to_string();
+    let addr = door.0.local_addr().to_string();
     let request = tokio::spawn(async move { get(&addr, "/").await });
     until("the request at the instance", || {
         let lines = fleet.logs(&id, 5).ok()?;

@@ -11,9 +11,11 @@ use rollout::backend::docker::{Connection, DockerRunner, Owner};
 use rollout::backend::process::ProcessRunner;
 use rollout::backend::swarm::SwarmRunner;
 use rollout::backend::{BackendError, Launch, Runner, Running, StartRequest};
+use rollout::door::{Doors, FrontDoor, Opened};
 use rollout::fleet::{Fleet, free_port};
 use rollout::health::{HealthSpec, HttpCheck};
 use rollout::model::{Instance, InstanceId, InstanceState};
+use rollout::proxy::Door;
 use rollout::store::{InstanceRow, Store};
 
 use super::{MARK, On, PATIENCE, SERVICE, Subject};
@@ -62,6 +64,21 @@ impl Bed {
 
     fn logs(&self) -> PathBuf {
         self.home.path().join("logs")
+    }
+
+    /// A front door process on a free loopback port, as the agent starts
+    /// one; closed when dropped.
+    pub(super) fn front_door(&self) -> OpenDoor {
+        let doors = Doors {
+            dir: self.home.path().join("doors"),
+            program: env!("CARGO_BIN_EXE_rollout").into(),
+        };
+        let opened = Opened {
+            service: SERVICE.into(),
+            addr: ([127, 0, 0, 1], free_port().expect("a free port")).into(),
+            door: Door::default(),
+        };
+        OpenDoor(doors.open(opened).expect("a front door"))
     }
 
     /// Revision `revision` of demo-app with `env` (as `NAME=value`), its
@@ -337,5 +354,15 @@ impl Running for Noted {
             None => self.note("removed, running"),
         }
         self.0.remove().await;
+    }
+}
+
+/// A front door process a case opened: closed when dropped, also when the
+/// case fails.
+pub(super) struct OpenDoor(pub(super) Arc<FrontDoor>);
+
+impl Drop for OpenDoor {
+    fn drop(&mut self) {
+        self.0.close();
     }
 }
