@@ -1,7 +1,10 @@
 //! A rollout survives its agent: `kill -9` of the agent at a point of a
 //! rolling, canary or blue-green rollout under front-door traffic, a
 //! restart, and the same rollout goes on to complete, with no instance
-//! orphaned or doubled.
+//! orphaned or doubled, ready instances never below min-available
+//! (watched from outside) and no request failed. On the process backend,
+//! ten points per policy drawn from a fixed seed (`ROLLOUT_E2E_KILL_POINTS`
+//! for more); on docker and swarm, five chosen points.
 
 use std::time::{Duration, Instant};
 
@@ -47,8 +50,10 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 
 /// Processes whose standard output is a log file of the agent's services:
 /// its instances, whichever agent started them.
-fn instance_processes(agent: &Agent) -> Vec<u32> {
-    let home = agent.home.path().canonicalize().expect("the home");
+fn instance_processes(home: &std::path::Path) -> Vec<u32> {
+    let Ok(home) = home.canonicalize() else {
+        return Vec::new();
+    };
     let home = home.join("services");
     processes(|pid| {
         std::fs::read_link(format!("/proc/{pid}/fd/1"))
@@ -61,9 +66,173 @@ fn instance_processes(agent: &Agent) -> Vec<u32> {
 /// their labels.
 fn running(agent: &Agent) -> usize {
     match agent.on {
-        On::Process => instance_processes(agent).len(),
+        On::Process => instance_processes(agent.home.path()).len(),
         On::Docker | On::Swarm => agent.handles("web").len(),
     }
+}
+
+/// The fewest ready instances allowed: the default `min-available` (75%
+/// of [`REPLICAS`], rounded up).
+const MIN_AVAILABLE: usize = 3;
+/// The most instances that may run at once: `max-surge=100%`.
+const MOST_RUNNING: usize = 2 * REPLICAS;
+
+/// Kill points per policy on the process backend, unless
+/// `ROLLOUT_E2E_KILL_POINTS` says how many.
+const POINTS: usize = 10;
+
+/// A small seeded generator (a 64-bit LCG's high bits): the same seed
+/// gives the same kill points.
+struct Points(u64);
+
+impl Points {
+    /// Below `n`.
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n.max(1)
+    }
+}
+
+/// What a thread watching the fleet from outside saw: every 50 ms it asks
+/// each recorded instance's `/healthz` itself (and, on the process
+/// backend, counts the instance processes).
+struct Watch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(usize, usize, usize)>,
+}
+
+impl Watch {
+    fn start(agent: &Agent) -> Watch {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let store = agent.store();
+        let home = agent.home.path().to_path_buf();
+        let on = agent.on;
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let (mut fewest_ready, mut most_running, mut samples) = (usize::MAX, 0, 0);
+            while !stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                let rows = store.instances("web").unwrap_or_default();
+                let ready = rows.iter().filter(|r| healthy(r.port)).count();
+                fewest_ready = fewest_ready.min(ready);
+                if on == On::Process {
+                    most_running = most_running.max(instance_processes(&home).len());
+                }
+                samples += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            (fewest_ready, most_running, samples)
+        });
+        Watch { stop, thread }
+    }
+
+    /// Stop watching and check what was seen.
+    fn finish(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (fewest_ready, most_running, samples) = self.thread.join().expect("the watch");
+        assert!(samples > 10, "{samples} samples only");
+        assert!(
+            fewest_ready >= MIN_AVAILABLE,
+            "only {fewest_ready} instance(s) ready at one sample of {samples}"
+        );
+        assert!(
+            most_running <= MOST_RUNNING,
+            "{most_running} instances ran at once"
+        );
+    }
+}
+
+/// Whether the instance on `port` answers its health check, within 200 ms.
+fn healthy(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+    if s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok() && head.ends_with(b" 200")
+}
+
+/// `rollout run` of web `version` with `sets` and `policy`, followed by a
+/// client that is killed with the agent.
+fn follow(agent: &Agent, version: &str, sets: &[String], policy: &[&str]) -> std::process::Child {
+    let spec = agent.spec("web", version, "");
+    let mut args = vec!["run", "--spec", spec.to_str().unwrap()];
+    for s in sets {
+        args.extend(["--set", s.as_str()]);
+    }
+    args.extend(policy);
+    agent
+        .command(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("rollout run")
+}
+
+/// Kill the agent once rollout `id` has journaled `effects` effects and
+/// `then` more has passed, restart it, and check the rollout completes on
+/// `version` with every replica answering and nothing else running.
+fn kill_and_check(
+    agent: &mut Agent,
+    follower: &mut std::process::Child,
+    id: i64,
+    effects: usize,
+    then: Duration,
+    version: &str,
+) {
+    let store = agent.store();
+    wait_until("the effects to kill after", || {
+        if store.rollout(id).is_err() {
+            return false;
+        }
+        let journal = store.journal(id, 0).unwrap_or_default();
+        journal
+            .iter()
+            .filter(|r| r.entry.kind == rollout::journal::Kind::Effect)
+            .count()
+            >= effects
+    });
+    std::thread::sleep(then);
+    agent.kill();
+    let _ = follower.kill();
+    let _ = follower.wait();
+    agent.restart();
+    wait_until("the resumed rollout to end", || {
+        store.rollout(id).is_ok_and(|r| r.state != "running")
+    });
+    let rollout = store.rollout(id).expect("the rollout");
+    let journal: Vec<String> = store
+        .journal(id, 0)
+        .expect("the journal")
+        .iter()
+        .map(|r| r.entry.to_string())
+        .collect();
+    let journal = journal.join("\n");
+    assert_eq!(rollout.state, "completed", "{}\n{journal}", rollout.reason);
+    // Every replica of the new revision, each answering, and nothing else.
+    let revision = format!("r{}", rollout.to_revision);
+    let list = agent.rollout(&["ls", "web", "--output", "json"]).json();
+    let list = list.as_array().expect("a list").clone();
+    assert_eq!(list.len(), REPLICAS, "{list:#?}\n{journal}");
+    for i in &list {
+        assert_eq!(
+            (i["revision"].as_str(), i["state"].as_str()),
+            (Some(revision.as_str()), Some("ready"))
+        );
+        let id = i["id"].as_str().unwrap_or_default();
+        assert_contains(
+            &http_get(i["address"].as_str().unwrap_or_default(), "/"),
+            &format!("{version} {id}"),
+        );
+    }
+    wait_until("stopped instances to exit", || running(agent) == REPLICAS);
 }
 
 /// On `on` (when its daemon answers), roll web from v1 to v2 with
@@ -81,123 +250,71 @@ fn killed_after(on: On, effects: usize, policy: &[&str]) {
     let mut agent = Agent::start_on(on);
     let (sets, addr) = front_door(&agent, &[]);
     let load = Load::start(&addr, 2, Duration::from_millis(2), |_| get_request(""));
-    let v2 = agent.spec("web", "v2", "");
-    let mut args = vec!["run", "--spec", v2.to_str().unwrap()];
-    for s in &sets {
-        args.extend(["--set", s.as_str()]);
-    }
-    args.extend(policy);
-    let mut follower = agent
-        .command(&args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("rollout run");
-    let store = agent.store();
-    wait_until("the effects to kill after", || {
-        if store.rollout(2).is_err() {
-            return false;
-        }
-        let journal = store.journal(2, 0).unwrap_or_default();
-        journal
-            .iter()
-            .filter(|r| r.entry.kind == rollout::journal::Kind::Effect)
-            .count()
-            >= effects
-    });
-    agent.kill();
-    let _ = follower.kill();
-    let _ = follower.wait();
-    agent.restart();
-    wait_until("the resumed rollout to end", || {
-        store.rollout(2).is_ok_and(|r| r.state != "running")
-    });
-    // The front door is a process of its own: no request fails while the
-    // agent is down, or after it comes back.
+    let watch = Watch::start(&agent);
+    let mut follower = follow(&agent, "v2", &sets, policy);
+    kill_and_check(&mut agent, &mut follower, 2, effects, Duration::ZERO, "v2");
+    watch.finish();
+    finish(load);
+}
+
+/// Check that the front door, a process of its own, failed no request
+/// while the agent was down, or after it came back.
+fn finish(load: Load) {
     let tally = load.finish();
     assert!(tally.ok > 0, "no request was answered");
     tally.assert_no_failure();
-    let rollout = store.rollout(2).expect("rollout 2");
-    let journal: Vec<String> = store
-        .journal(2, 0)
-        .expect("the journal")
-        .iter()
-        .map(|r| r.entry.to_string())
-        .collect();
-    let journal = journal.join("\n");
-    assert_eq!(rollout.state, "completed", "{}\n{journal}", rollout.reason);
-    assert_contains(&journal, "the agent restarted: resuming the rollout");
-    // Every replica of v2, each answering, and nothing else runs.
-    let list = agent.rollout(&["ls", "web", "--output", "json"]).json();
-    let list = list.as_array().expect("a list").clone();
-    assert_eq!(list.len(), REPLICAS, "{list:#?}\n{journal}");
-    for i in &list {
-        assert_eq!(
-            (i["revision"].as_str(), i["state"].as_str()),
-            (Some("r2"), Some("ready"))
+}
+
+/// On the process backend, roll web back and forth between v1 and v2 with
+/// `policy` under traffic, [`POINTS`] times, killing the agent in each
+/// rollout at a point drawn from `seed`: after up to `effects` effects,
+/// then up to 300 ms more. Every rollout resumes and completes; watched
+/// from outside, ready instances never fall below min-available, and no
+/// request through the front door fails.
+fn killed_at_random_points(seed: u64, effects: u64, policy: &[&str]) {
+    let points = std::env::var("ROLLOUT_E2E_KILL_POINTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(POINTS);
+    let mut draw = Points(seed);
+    let mut agent = Agent::start();
+    let (sets, addr) = front_door(&agent, &[]);
+    let load = Load::start(&addr, 2, Duration::from_millis(2), |_| get_request(""));
+    let watch = Watch::start(&agent);
+    for point in 0..points {
+        let version = ["v2", "v1"][point % 2];
+        let (after, then) = (draw.below(effects + 1), draw.below(300));
+        eprintln!(
+            "seed {seed}, point {point}: {version}, killed after {after} effect(s) and {then} ms"
         );
-        let id = i["id"].as_str().unwrap_or_default();
-        assert_contains(
-            &http_get(i["address"].as_str().unwrap_or_default(), "/"),
-            &format!("v2 {id}"),
+        let mut follower = follow(&agent, version, &sets, policy);
+        let id = 2 + point as i64;
+        kill_and_check(
+            &mut agent,
+            &mut follower,
+            id,
+            after as usize,
+            Duration::from_millis(then),
+            version,
         );
     }
-    wait_until("stopped instances to exit", || running(&agent) == REPLICAS);
+    watch.finish();
+    finish(load);
 }
 
 #[test]
-fn a_rolling_update_killed_before_its_first_effect_completes_after_a_restart() {
-    killed_after(On::Process, 0, ROLLING);
+fn a_rolling_update_killed_at_random_points_completes_every_time() {
+    killed_at_random_points(1, 7, ROLLING);
 }
 
 #[test]
-fn a_rolling_update_killed_after_its_first_start_completes_after_a_restart() {
-    killed_after(On::Process, 1, ROLLING);
+fn a_canary_killed_at_random_points_completes_every_time() {
+    killed_at_random_points(2, 6, CANARY);
 }
 
 #[test]
-fn a_rolling_update_killed_after_two_effects_completes_after_a_restart() {
-    killed_after(On::Process, 2, ROLLING);
-}
-
-#[test]
-fn a_rolling_update_killed_after_three_effects_completes_after_a_restart() {
-    killed_after(On::Process, 3, ROLLING);
-}
-
-#[test]
-fn a_rolling_update_killed_after_four_effects_completes_after_a_restart() {
-    killed_after(On::Process, 4, ROLLING);
-}
-
-#[test]
-fn a_canary_killed_after_its_first_weights_completes_after_a_restart() {
-    killed_after(On::Process, 1, CANARY);
-}
-
-#[test]
-fn a_canary_killed_after_three_effects_completes_after_a_restart() {
-    killed_after(On::Process, 3, CANARY);
-}
-
-#[test]
-fn a_canary_killed_after_five_effects_completes_after_a_restart() {
-    killed_after(On::Process, 5, CANARY);
-}
-
-#[test]
-fn a_blue_green_rollout_killed_after_its_first_start_completes_after_a_restart() {
-    killed_after(On::Process, 1, BLUE_GREEN);
-}
-
-#[test]
-fn a_blue_green_rollout_killed_after_two_effects_completes_after_a_restart() {
-    killed_after(On::Process, 2, BLUE_GREEN);
-}
-
-#[test]
-fn a_blue_green_rollout_killed_after_three_effects_completes_after_a_restart() {
-    killed_after(On::Process, 3, BLUE_GREEN);
+fn a_blue_green_rollout_killed_at_random_points_completes_every_time() {
+    killed_at_random_points(3, 3, BLUE_GREEN);
 }
 
 /// The same on the docker and swarm backends, at fewer points.
