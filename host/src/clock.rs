@@ -1,8 +1,9 @@
 //! The rollout's clock: real for live backends, virtual for `rollout test`.
 //!
 //! On the virtual clock, sleeping moves time forward at once, so a
-//! 30-minute rollout runs in milliseconds. The same clock backs the WASI
-//! clocks a guest may import, so a policy cannot tell the two apart.
+//! 30-minute rollout runs in milliseconds. The WASI clocks a guest may
+//! import read the time of its last host call ([`SeenTime`]), so a policy
+//! cannot tell the two apart, and replays as it ran.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -65,10 +66,41 @@ impl Clock {
     }
 }
 
-/// The WASI view of a [`Clock`]: monotonic nanoseconds and a wall clock
-/// that starts at the Unix epoch plus the rollout's elapsed time on the
-/// virtual clock (so a guest sees deterministic dates in tests).
-pub struct WasiClock(pub Clock);
+/// The time a policy has seen: the rollout time of its last host call,
+/// which is what its WASI clocks read. Time stands still between two host
+/// calls, and a resumed rollout's replayed calls give back their recorded
+/// times, so a policy that reads WASI clocks replays as it ran.
+#[derive(Debug, Clone, Default)]
+pub struct SeenTime {
+    ms: Arc<AtomicU64>,
+    /// Unix milliseconds at the rollout's start (0 on the virtual clock).
+    wall_origin_ms: u64,
+}
+
+impl SeenTime {
+    /// At the rollout's start, whose wall time is `wall_origin_ms`.
+    pub fn new(wall_origin_ms: u64) -> Self {
+        SeenTime {
+            ms: Arc::default(),
+            wall_origin_ms,
+        }
+    }
+
+    /// The policy's host call happened at rollout time `ms`.
+    pub fn set(&self, ms: u64) {
+        self.ms.store(ms, Ordering::Release);
+    }
+
+    fn ms(&self) -> u64 {
+        self.ms.load(Ordering::Acquire)
+    }
+}
+
+/// The WASI clocks of a policy, reading its [`SeenTime`]: monotonic
+/// nanoseconds since the rollout's start, and a wall clock at the
+/// rollout's start plus that (the Unix epoch plus it on the virtual clock,
+/// so a guest sees deterministic dates in tests).
+pub struct WasiClock(pub SeenTime);
 
 impl wasmtime_wasi::HostMonotonicClock for WasiClock {
     fn resolution(&self) -> u64 {
@@ -76,7 +108,7 @@ impl wasmtime_wasi::HostMonotonicClock for WasiClock {
     }
 
     fn now(&self) -> u64 {
-        self.0.now_ms() * 1_000_000
+        self.0.ms().saturating_mul(1_000_000)
     }
 }
 
@@ -86,12 +118,7 @@ impl wasmtime_wasi::HostWallClock for WasiClock {
     }
 
     fn now(&self) -> Duration {
-        match &self.0 {
-            Clock::Real(_) => std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default(),
-            Clock::Virtual(_) => Duration::from_millis(self.0.now_ms()),
-        }
+        Duration::from_millis(self.0.wall_origin_ms.saturating_add(self.0.ms()))
     }
 }
 

@@ -317,6 +317,15 @@ fn a_blue_green_rollout_killed_at_random_points_completes_every_time() {
     killed_at_random_points(3, 3, BLUE_GREEN);
 }
 
+/// A policy whose calls depend on its WASI clocks (a hold measured by
+/// `Instant`, a checkpoint label with the wall clock) resumes without
+/// diverging: replayed, its clocks read as they did when it ran.
+#[test]
+fn a_policy_reading_wasi_clocks_replays_as_it_ran() {
+    let policy = crate::util::hostile("wasi-clock");
+    killed_after(On::Process, 3, &["--policy", &policy]);
+}
+
 /// The same on the docker and swarm backends, at fewer points.
 macro_rules! on_containers {
     ($($backend:ident: $on:expr),*) => {

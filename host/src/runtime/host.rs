@@ -8,7 +8,6 @@
 
 use std::future::Future;
 
-use crate::clock::Clock;
 use crate::model::{
     Command, EffectError, Instance, InstanceId, Level, Probe, Progress, RevisionId, RevisionStats,
     RolloutInfo,
@@ -54,8 +53,13 @@ pub type Call<T> = Result<T, Halt>;
 pub trait PolicyHost: Send + 'static {
     /// What the rollout is asked to do (the policy's `run` argument).
     fn info(&self) -> &RolloutInfo;
-    /// The rollout's clock (the sandbox's WASI clocks read it too).
-    fn clock(&self) -> &Clock;
+    /// Unix milliseconds at the rollout's start, where the policy's WASI
+    /// wall clock starts (0 on the virtual clock).
+    fn wall_origin_ms(&self) -> u64;
+    /// The rollout time of the host call just made, which the policy's
+    /// WASI clocks show until its next call (a resumed rollout's replayed
+    /// calls give their recorded times).
+    fn seen_ms(&self) -> u64;
     /// The last step the policy reported, for error messages.
     fn last_step(&self) -> String;
 

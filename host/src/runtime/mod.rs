@@ -32,6 +32,7 @@ pub use host::{Call, Halt, PolicyHost};
 pub use limits::Limits;
 pub use source::{BUILTIN, PolicySource, read_component};
 
+use crate::clock::SeenTime;
 use crate::model::Outcome;
 use limits::{LimitHit, StoreLimiter};
 
@@ -50,6 +51,8 @@ pub struct PolicyState<H> {
     /// more). Read only at ticks, never per host call.
     guest_cpu_mark: Option<Duration>,
     cpu_limit: Duration,
+    /// What its WASI clocks read.
+    seen: SeenTime,
 }
 
 impl<H: Send + 'static> wasmtime_wasi::WasiView for PolicyState<H> {
@@ -61,7 +64,7 @@ impl<H: Send + 'static> wasmtime_wasi::WasiView for PolicyState<H> {
     }
 }
 
-impl<H> PolicyState<H> {
+impl<H: PolicyHost> PolicyState<H> {
     /// Return a host call's result to the guest: the guest's CPU budget
     /// starts again, and a [`Halt`] traps.
     fn returned<T, U>(
@@ -70,7 +73,13 @@ impl<H> PolicyState<H> {
         f: impl FnOnce(T) -> U,
     ) -> wasmtime::Result<U> {
         self.guest_cpu_mark = None;
+        self.saw();
         r.map(f).map_err(wasmtime::Error::from)
+    }
+
+    /// The guest's WASI clocks move to the time of the call just made.
+    fn saw(&mut self) {
+        self.seen.set(self.host.seen_ms());
     }
 }
 
@@ -239,8 +248,10 @@ impl<H: PolicyHost> Runtime<H> {
 
     /// A store for one rollout, with the sandbox and the limits.
     fn store(&self, host: H) -> Store<PolicyState<H>> {
-        let (wasi, stderr) = sandbox::wasi_ctx(host.clock().clone(), self.limits.seed);
+        let seen = SeenTime::new(host.wall_origin_ms());
+        let (wasi, stderr) = sandbox::wasi_ctx(seen.clone(), self.limits.seed);
         let state = PolicyState {
+            seen,
             host,
             wasi,
             stderr,

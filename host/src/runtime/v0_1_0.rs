@@ -102,7 +102,9 @@ impl<H: PolicyHost> traffic::Host for PolicyState<H> {
 
 impl<H: PolicyHost> clock::Host for PolicyState<H> {
     async fn now_ms(&mut self) -> wasmtime::Result<u64> {
-        Ok(self.host.now_ms())
+        let now = self.host.now_ms();
+        self.saw();
+        Ok(now)
     }
 
     async fn sleep(&mut self, ms: u64) -> wasmtime::Result<()> {
@@ -119,11 +121,13 @@ impl<H: PolicyHost> control::Host for PolicyState<H> {
 
     async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         self.host.log(level.into(), &message);
+        self.saw();
         Ok(())
     }
 
     async fn report(&mut self, progress: Progress) -> wasmtime::Result<()> {
         self.host.report(progress.into());
+        self.saw();
         Ok(())
     }
 }

@@ -27,7 +27,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Session;
-use crate::clock::Clock;
 use crate::model::{
     Command, EffectError, Instance, InstanceId, Level, Probe, Progress, RevisionId, RevisionStats,
     RolloutInfo,
@@ -82,6 +81,11 @@ struct CallLog {
     diverged: Option<String>,
     /// Replaying a resumed rollout, until the first call after the log.
     replaying: bool,
+    /// The rollout time of the last call logged or replayed: what the
+    /// policy's WASI clocks show.
+    seen_ms: u64,
+    /// Unix milliseconds at the rollout's start, as stored.
+    wall_origin_ms: u64,
 }
 
 impl Durable {
@@ -185,13 +189,12 @@ impl Durable {
         if let Some(why) = self.log.diverged.take() {
             return Err(Halt::Diverged(why));
         }
-        let Some(record) = self.log.replay.pop_front() else {
+        let Some(record) = self.log.take_next() else {
             if std::mem::take(&mut self.log.replaying) {
                 self.went_live().await?;
             }
             return Ok(Replayed::Live);
         };
-        self.log.next_seq = record.seq + 1;
         if record.func != func || record.digest != digest {
             return Err(Halt::Diverged(format!(
                 "call {}: {func} where the log has {}{}",
@@ -279,7 +282,10 @@ impl Durable {
 
 impl CallLog {
     fn new(store: Arc<Store>, rollout: i64, calls: Vec<CallRecord>) -> Self {
+        let wall_origin_ms = store.rollout(rollout).map_or(0, |r| r.started_ms);
         CallLog {
+            seen_ms: 0,
+            wall_origin_ms,
             store,
             rollout,
             next_seq: 0,
@@ -309,6 +315,14 @@ impl CallLog {
         }
     }
 
+    /// The next logged call, replayed: the policy sees its time.
+    fn take_next(&mut self) -> Option<CallRecord> {
+        let record = self.replay.pop_front()?;
+        self.next_seq = record.seq + 1;
+        self.seen_ms = record.at_ms;
+        Some(record)
+    }
+
     fn push<R: Serialize + ?Sized>(
         &mut self,
         seq: u64,
@@ -317,6 +331,7 @@ impl CallLog {
         at_ms: u64,
         result: &R,
     ) {
+        self.seen_ms = at_ms;
         self.unwritten.push(CallRecord {
             seq,
             func: func.to_string(),
@@ -356,8 +371,12 @@ impl PolicyHost for Durable {
         self.session.info()
     }
 
-    fn clock(&self) -> &Clock {
-        self.session.clock()
+    fn wall_origin_ms(&self) -> u64 {
+        self.log.wall_origin_ms
+    }
+
+    fn seen_ms(&self) -> u64 {
+        self.log.seen_ms
     }
 
     fn last_step(&self) -> String {
@@ -487,8 +506,7 @@ impl PolicyHost for Durable {
         let digest = digest(FUNC, &());
         match self.log.replay.front() {
             Some(r) if r.func == FUNC => {
-                let r = self.log.replay.pop_front().expect("a front record");
-                self.log.next_seq = r.seq + 1;
+                let r = self.log.take_next().expect("a front record");
                 // Going live happens at the next call that can wait.
                 r.result
                     .and_then(|j| serde_json::from_str(&j).ok())
@@ -563,8 +581,7 @@ impl Durable {
         let digest = digest(func, args);
         match self.log.replay.front() {
             Some(r) if r.func == func && r.digest == digest => {
-                let r = self.log.replay.pop_front().expect("a front record");
-                self.log.next_seq = r.seq + 1;
+                self.log.take_next();
                 replayed(&mut self.session);
             }
             Some(r) => {

@@ -15,8 +15,20 @@ impl PolicyHost for Session {
         &self.info
     }
 
-    fn clock(&self) -> &Clock {
-        &self.clock
+    fn wall_origin_ms(&self) -> u64 {
+        match &self.clock {
+            Clock::Virtual(_) => 0,
+            Clock::Real(_) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                now.saturating_sub(self.clock.now_ms())
+            }
+        }
+    }
+
+    fn seen_ms(&self) -> u64 {
+        self.clock.now_ms()
     }
 
     fn last_step(&self) -> String {

@@ -10,8 +10,8 @@ wit_bindgen::generate!({
     path: "../../../wit",
 });
 
-use rollout::policy::{control, fleet};
 use rollout::policy::types::{Level, Progress};
+use rollout::policy::{control, fleet};
 
 struct Busy;
 
