@@ -4,7 +4,9 @@
 //! orphaned or doubled, ready instances never below min-available
 //! (watched from outside) and no request failed. On the process backend,
 //! ten points per policy drawn from a fixed seed (`ROLLOUT_E2E_KILL_POINTS`
-//! for more); on docker and swarm, five chosen points.
+//! for more); on docker and swarm, five chosen points. A policy changed
+//! under a running rollout fails it on replay, and the old revision is
+//! restored.
 
 use std::time::{Duration, Instant};
 
@@ -363,3 +365,84 @@ macro_rules! on_containers {
 }
 
 on_containers!(docker: On::Docker, swarm: On::Swarm);
+
+/// A policy changed under a running rollout (its pinned component swapped
+/// in state.db while the agent is down) diverges from the recorded calls
+/// when the restarted agent replays it: the rollout fails, naming the call
+/// and where the policy was, and the old revision is restored and serves throughout.
+#[test]
+fn a_policy_changed_under_a_running_rollout_fails_safely_on_replay() {
+    let mut agent = Agent::start();
+    let (sets, addr) = front_door(&agent, &[]);
+    let load = Load::start(&addr, 2, Duration::from_millis(2), |_| get_request(""));
+    let watch = Watch::start(&agent);
+    let mut follower = follow(&agent, "v2", &sets, ROLLING);
+    let store = agent.store();
+    wait_until("two effects", || {
+        store.journal(2, 0).is_ok_and(|j| {
+            j.iter()
+                .filter(|r| r.entry.kind == rollout::journal::Kind::Effect)
+                .count()
+                >= 2
+        })
+    });
+    agent.kill();
+    let _ = follower.kill();
+    let _ = follower.wait();
+    swap_pinned_policy(&agent, 2, &crate::util::hostile("wasi-clock"));
+    agent.restart();
+    wait_until("the resumed rollout to end", || {
+        store.rollout(2).is_ok_and(|r| r.state != "running")
+    });
+    let rollout = store.rollout(2).expect("the rollout");
+    assert_eq!(rollout.state, "failed", "{}", rollout.reason);
+    assert_contains(
+        &rollout.reason,
+        "the resumed policy diverged from its recorded calls at call ",
+    );
+    // Where it was (the step, or that none was reported yet), and what the
+    // host did.
+    assert_contains(&rollout.reason, ", at ");
+    assert_contains(&rollout.reason, "fleet restored: 4 instance(s) of r1 ready");
+    // The old revision is back: every replica of r1 ready and answering v1.
+    let list = agent.rollout(&["ls", "web", "--output", "json"]).json();
+    let list = list.as_array().expect("a list").clone();
+    assert_eq!(list.len(), REPLICAS, "{list:#?}");
+    for i in &list {
+        assert_eq!(
+            (i["revision"].as_str(), i["state"].as_str()),
+            (Some("r1"), Some("ready"))
+        );
+        let id = i["id"].as_str().unwrap_or_default();
+        assert_contains(
+            &http_get(i["address"].as_str().unwrap_or_default(), "/"),
+            &format!("v1 {id}"),
+        );
+    }
+    wait_until("stopped instances to exit", || running(&agent) == REPLICAS);
+    watch.finish();
+    finish(load);
+}
+
+/// Pin the component at `path` to rollout `id` in the agent's state.db
+/// (the agent is down), as if its policy had changed under it.
+fn swap_pinned_policy(agent: &Agent, id: i64, path: &str) {
+    let bytes = std::fs::read(path).expect("the component");
+    let digest: String = <sha2::Sha256 as sha2::Digest>::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let db = rusqlite::Connection::open(agent.home.path().join("state.db")).expect("state.db");
+    db.execute(
+        "INSERT OR IGNORE INTO components (digest, bytes) VALUES (?1, ?2)",
+        rusqlite::params![digest, bytes],
+    )
+    .expect("store the component");
+    let changed = db
+        .execute(
+            "UPDATE rollout_policies SET digest = ?1 WHERE rollout = ?2",
+            rusqlite::params![digest, id],
+        )
+        .expect("pin it");
+    assert_eq!(changed, 1, "rollout {id} has no pinned policy");
+}
