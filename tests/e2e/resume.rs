@@ -6,7 +6,8 @@
 //! ten points per policy drawn from a fixed seed (`ROLLOUT_E2E_KILL_POINTS`
 //! for more); on docker and swarm, five chosen points. A policy changed
 //! under a running rollout fails it on replay, and the old revision is
-//! restored.
+//! restored. A pause holds across a restart, and an abort given while the
+//! agent is down applies when it resumes.
 
 use std::time::{Duration, Instant};
 
@@ -163,6 +164,21 @@ fn healthy(port: u16) -> bool {
     s.read_exact(&mut head).is_ok() && head.ends_with(b" 200")
 }
 
+/// How many effects rollout `id` has journaled.
+fn effects_of(store: &rollout::store::Store, id: i64) -> usize {
+    let journal = store.journal(id, 0).unwrap_or_default();
+    journal
+        .iter()
+        .filter(|r| r.entry.kind == rollout::journal::Kind::Effect)
+        .count()
+}
+
+/// How many journal entries of rollout `id` say `text`.
+fn said(store: &rollout::store::Store, id: i64, text: &str) -> usize {
+    let journal = store.journal(id, 0).unwrap_or_default();
+    journal.iter().filter(|r| r.entry.text == text).count()
+}
+
 /// `rollout run` of web `version` with `sets` and `policy`, followed by a
 /// client that is killed with the agent.
 fn follow(agent: &Agent, version: &str, sets: &[String], policy: &[&str]) -> std::process::Child {
@@ -183,6 +199,21 @@ fn follow(agent: &Agent, version: &str, sets: &[String], policy: &[&str]) -> std
 /// Kill the agent once rollout `id` has journaled `effects` effects and
 /// `then` more has passed, restart it, and check the rollout completes on
 /// `version` with every replica answering and nothing else running.
+/// `kill -9` the agent, and the client following its rollout.
+fn kill_with(agent: &mut Agent, follower: &mut std::process::Child) {
+    agent.kill();
+    let _ = follower.kill();
+    let _ = follower.wait();
+}
+
+/// Wait for rollout `id` to end; its row.
+fn ended(store: &rollout::store::Store, id: i64) -> rollout::store::RolloutRow {
+    wait_until("the rollout to end", || {
+        store.rollout(id).is_ok_and(|r| r.state != "running")
+    });
+    store.rollout(id).expect("the rollout")
+}
+
 fn kill_and_check(
     agent: &mut Agent,
     follower: &mut std::process::Child,
@@ -193,25 +224,12 @@ fn kill_and_check(
 ) {
     let store = agent.store();
     wait_until("the effects to kill after", || {
-        if store.rollout(id).is_err() {
-            return false;
-        }
-        let journal = store.journal(id, 0).unwrap_or_default();
-        journal
-            .iter()
-            .filter(|r| r.entry.kind == rollout::journal::Kind::Effect)
-            .count()
-            >= effects
+        store.rollout(id).is_ok() && effects_of(&store, id) >= effects
     });
     std::thread::sleep(then);
-    agent.kill();
-    let _ = follower.kill();
-    let _ = follower.wait();
+    kill_with(agent, follower);
     agent.restart();
-    wait_until("the resumed rollout to end", || {
-        store.rollout(id).is_ok_and(|r| r.state != "running")
-    });
-    let rollout = store.rollout(id).expect("the rollout");
+    let rollout = ended(&store, id);
     let journal: Vec<String> = store
         .journal(id, 0)
         .expect("the journal")
@@ -380,23 +398,11 @@ fn a_policy_changed_under_a_running_rollout_fails_safely_on_replay() {
     let watch = Watch::start(&agent);
     let mut follower = follow(&agent, "v2", &sets, ROLLING);
     let store = agent.store();
-    wait_until("two effects", || {
-        store.journal(2, 0).is_ok_and(|j| {
-            j.iter()
-                .filter(|r| r.entry.kind == rollout::journal::Kind::Effect)
-                .count()
-                >= 2
-        })
-    });
-    agent.kill();
-    let _ = follower.kill();
-    let _ = follower.wait();
+    wait_until("two effects", || effects_of(&store, 2) >= 2);
+    kill_with(&mut agent, &mut follower);
     swap_pinned_policy(&agent, 2, &crate::util::hostile("wasi-clock"));
     agent.restart();
-    wait_until("the resumed rollout to end", || {
-        store.rollout(2).is_ok_and(|r| r.state != "running")
-    });
-    let rollout = store.rollout(2).expect("the rollout");
+    let rollout = ended(&store, 2);
     assert_eq!(rollout.state, "failed", "{}", rollout.reason);
     assert_contains(
         &rollout.reason,
@@ -447,4 +453,67 @@ fn swap_pinned_policy(agent: &Agent, id: i64, path: &str) {
         )
         .expect("pin it");
     assert_eq!(changed, 1, "rollout {id} has no pinned policy");
+}
+
+/// A pause holds across a kill -9 of the agent: the resumed rollout pauses
+/// again at its first live call, and goes on to complete once resumed.
+#[test]
+fn a_pause_holds_across_a_restart_of_the_agent() {
+    let mut agent = Agent::start();
+    let (sets, _addr) = front_door(&agent, &[]);
+    let mut follower = follow(&agent, "v2", &sets, ROLLING);
+    let store = agent.store();
+    wait_until("a first effect", || effects_of(&store, 2) >= 1);
+    let paused = agent.rollout(&["pause", "web"]);
+    assert_eq!(paused.code, 0, "{paused:#?}");
+    wait_until("the pause to apply", || {
+        said(&store, 2, "operator: pause") == 1
+    });
+    let before = effects_of(&store, 2);
+    kill_with(&mut agent, &mut follower);
+    agent.restart();
+    wait_until("the pause to apply again", || {
+        said(&store, 2, "operator: pause") == 2
+    });
+    let status = agent.rollout(&["status", "web"]);
+    assert_contains(&status.stdout, "rollout 2 in progress (PAUSED)");
+    assert_eq!(effects_of(&store, 2), before, "an effect while paused");
+    assert_eq!(store.rollout(2).expect("the rollout").state, "running");
+    let resumed = agent.rollout(&["resume", "web"]);
+    assert_eq!(resumed.code, 0, "{resumed:#?}");
+    let rollout = ended(&store, 2);
+    assert_eq!(rollout.state, "completed", "{}", rollout.reason);
+}
+
+/// An abort given while the agent is down is recorded in its state and
+/// applies when the restarted agent resumes the rollout: it rolls back to
+/// the old revision. A promote cannot be recorded so, and says why.
+#[test]
+fn an_abort_given_while_the_agent_is_down_applies_when_it_resumes() {
+    let mut agent = Agent::start();
+    let (sets, _addr) = front_door(&agent, &[]);
+    let mut follower = follow(&agent, "v2", &sets, ROLLING);
+    let store = agent.store();
+    wait_until("two effects", || effects_of(&store, 2) >= 2);
+    kill_with(&mut agent, &mut follower);
+    let promote = agent.rollout(&["promote", "web"]);
+    assert_eq!(promote.code, 1, "{promote:#?}");
+    assert_contains(&promote.stderr, "the agent is not running");
+    assert_contains(&promote.stderr, "a promote needs the agent running");
+    let abort = agent.rollout(&["abort", "web"]);
+    assert_eq!(abort.code, 0, "{abort:#?}");
+    assert_contains(
+        &abort.stdout,
+        "the agent is not running: abort recorded for rollout 2 of web",
+    );
+    agent.restart();
+    let rollout = ended(&store, 2);
+    assert_eq!(rollout.state, "rolled-back", "{}", rollout.reason);
+    assert_eq!(said(&store, 2, "operator: abort"), 1);
+    let list = agent.rollout(&["ls", "web", "--output", "json"]).json();
+    let list = list.as_array().expect("a list").clone();
+    assert_eq!(list.len(), REPLICAS, "{list:#?}");
+    for i in &list {
+        assert_eq!(i["revision"].as_str(), Some("r1"), "{list:#?}");
+    }
 }

@@ -1,6 +1,7 @@
 //! Operator commands (pause, resume, abort, promote) sent to the rollout of
 //! a service in progress; the engine applies them at the policy's next
-//! step.
+//! step. Each is stored before it is sent, so a pause or an abort holds
+//! across a restart of the agent (see [`super::resume`]).
 
 use super::{Agent, AgentError, Result};
 use crate::executor::operator::Action;
@@ -25,6 +26,8 @@ impl Agent {
                 action.name()
             )));
         };
+        // Stored first: a restarted agent resumes the rollout as asked.
+        self.store.add_command(a.id, action.name())?;
         if !a.inbox.send(action) {
             return Err(AgentError::Conflict(format!(
                 "rollout {} of {service} is finishing (its policy has ended; the host may be restoring the fleet): nothing to {}; see `rollout status {service}`",

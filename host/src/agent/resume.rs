@@ -1,7 +1,8 @@
 //! After a restart, every rollout the agent died or stopped during
 //! (`running` or `interrupted`) resumes: its pinned policy is loaded again
 //! and replays the calls it made (see [`crate::executor::Durable`]), then
-//! goes on live.
+//! goes on live, paused or aborted if the operator's stored commands say
+//! so.
 
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use super::rollout::{self, Begin, Job};
 use super::service::Active;
 use super::{Agent, Result};
 use crate::executor::Durable;
-use crate::executor::operator::Inbox;
+use crate::executor::operator::{self, Action, Inbox};
 use crate::runtime::{PolicySource, hex_digest};
 use crate::store::{RolloutRow, unix_ms};
 
@@ -62,11 +63,18 @@ impl Agent {
         self.store
             .reopen_rollout(row.id)
             .map_err(|e| e.to_string())?;
+        // A pause or abort in force (given before the restart, or recorded
+        // while the agent was down) applies at the first live call.
+        let given = self.store.commands(row.id).map_err(|e| e.to_string())?;
+        let force = operator::in_force(given.iter().filter_map(|a| Action::from_name(a)));
         let inbox = Inbox::default();
+        if let Some(action) = force {
+            inbox.send(action);
+        }
         *service.active.lock().unwrap_or_else(|p| p.into_inner()) = Some(Active {
             id: row.id,
             inbox: inbox.clone(),
-            paused: false,
+            paused: force == Some(Action::Pause),
         });
         let job = Job {
             id: row.id,

@@ -68,6 +68,10 @@ impl Drop for Done {
     }
 }
 
+/// How long a resumed rollout waits for the first probe of every
+/// re-adopted instance before it replays.
+const ADOPTED_PROBE_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Run the job to its end.
 pub(super) async fn run(
     agent: Arc<Agent>,
@@ -131,9 +135,16 @@ pub(super) async fn run(
     let durable = match begin {
         Begin::New => Durable::start(session.journal_to(tx), store, job.id).await,
         Begin::Resumed { calls, .. } => {
-            let session = session
-                .resuming(Durable::replayed_calls(&calls))
-                .journal_to(tx);
+            let mut session = session.resuming(Durable::replayed_calls(&calls));
+            // The policy goes on with the instances as they were: the ones
+            // re-adopted show as starting until their first probe.
+            if !service.fleet.probed(ADOPTED_PROBE_LIMIT).await {
+                session.note(format!(
+                    "re-adopted instances not probed within {} s: the policy may see them as starting",
+                    ADOPTED_PROBE_LIMIT.as_secs()
+                ));
+            }
+            let session = session.journal_to(tx);
             Ok(Durable::resume(session, store, job.id, calls))
         }
     };

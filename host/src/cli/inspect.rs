@@ -1,9 +1,11 @@
 //! `rollout status`, `ls`, `logs`, `history` and the operator commands
 //! (`pause`, `resume`, `abort`, `promote`): thin clients of the agent.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use super::{Cli, Output};
+use crate::api::client::ClientError;
 use crate::api::types::{ControlAnswer, HistoryEntry, ServiceStatus, Started};
 use crate::executor::operator::Action;
 use crate::model::{Instance, InstanceState};
@@ -341,10 +343,45 @@ pub async fn history(cli: &Cli, args: &HistoryArgs) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-/// Run `rollout pause|resume|abort|promote`.
+/// Run `rollout pause|resume|abort|promote`. With the local agent down, a
+/// pause, resume or abort of a rollout it was running is recorded in its
+/// state, and applies when the agent starts again and resumes the rollout.
 pub async fn control(cli: &Cli, args: &ControlArgs, action: Action) -> anyhow::Result<ExitCode> {
     let path = format!("/v1/services/{}/{}", args.service, action.name());
-    let answer: ControlAnswer = cli.client().post(&path, &serde_json::json!({})).await?;
+    let answer: ControlAnswer = match cli.client().post(&path, &serde_json::json!({})).await {
+        Err(e @ ClientError::NotRunning { .. }) if cli.agent.is_none() => {
+            let message = record_while_down(&cli.home(), &args.service, action)
+                .map_err(|why| anyhow::anyhow!("{e}; nothing was recorded: {why}"))?;
+            println!("{message}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        answer => answer?,
+    };
     println!("{}", answer.message);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Record `action` for the rollout of `service` the agent at `home` was
+/// running when it stopped; what to tell the operator, or why not.
+fn record_while_down(home: &Path, service: &str, action: Action) -> Result<String, String> {
+    if action == Action::Promote {
+        return Err("a promote needs the agent running".into());
+    }
+    let db = home.join("state.db");
+    if !db.exists() {
+        return Err(format!("{} has no state", home.display()));
+    }
+    let store = crate::store::Store::open(&db).map_err(|e| e.to_string())?;
+    let rollouts = store.unfinished_rollouts().map_err(|e| e.to_string())?;
+    let Some(row) = rollouts.iter().find(|r| r.service == service) else {
+        return Err(format!("no rollout of {service} was in progress"));
+    };
+    store
+        .add_command(row.id, action.name())
+        .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "the agent is not running: {} recorded for rollout {} of {service}; it applies when the agent starts again (`rollout serve`) and resumes the rollout",
+        action.name(),
+        row.id
+    ))
 }

@@ -33,6 +33,35 @@ impl Action {
             Action::Promote => "promote",
         }
     }
+
+    /// The command named `name` (as [`Action::name`] gives it).
+    pub fn from_name(name: &str) -> Option<Action> {
+        [
+            Action::Pause,
+            Action::Resume,
+            Action::Abort,
+            Action::Promote,
+        ]
+        .into_iter()
+        .find(|a| a.name() == name)
+    }
+}
+
+/// What `given` (every command given to a rollout, in order) leaves in
+/// force, as the one command that brings a rollout resumed after a restart
+/// there: an abort, a pause, or nothing. A promote is one-shot and not
+/// kept.
+pub fn in_force(given: impl IntoIterator<Item = Action>) -> Option<Action> {
+    let mut force = None;
+    for action in given {
+        force = match (force, action) {
+            (Some(Action::Abort), _) | (_, Action::Abort) => Some(Action::Abort),
+            (_, Action::Pause) => Some(Action::Pause),
+            (_, Action::Resume) => None,
+            (kept, Action::Promote) => kept,
+        };
+    }
+    force
 }
 
 /// Where a live operator's commands arrive (the agent's control API); the
@@ -170,6 +199,27 @@ mod tests {
         assert_eq!(op.next_release_ms(), Some(50));
         op.apply_due(60);
         assert!(!op.paused && op.next_release_ms().is_none());
+    }
+
+    #[test]
+    fn what_is_in_force_after_commands() {
+        use Action::*;
+        let cases: &[(&[Action], Option<Action>)] = &[
+            (&[], None),
+            (&[Pause], Some(Pause)),
+            (&[Pause, Resume], None),
+            (&[Pause, Resume, Pause, Promote], Some(Pause)),
+            (&[Promote], None),
+            (&[Abort, Resume, Pause], Some(Abort)),
+            (&[Pause, Abort], Some(Abort)),
+        ];
+        for (given, force) in cases {
+            assert_eq!(in_force(given.iter().copied()), *force, "{given:?}");
+        }
+        for a in [Pause, Resume, Abort, Promote] {
+            assert_eq!(Action::from_name(a.name()), Some(a));
+        }
+        assert_eq!(Action::from_name("stop"), None);
     }
 
     #[test]

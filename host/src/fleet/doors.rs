@@ -52,11 +52,7 @@ impl Fleet {
             return;
         }
         let inner = self.lock();
-        let unprobed = inner
-            .instances
-            .values()
-            .any(|p| p.unprobed && p.state == InstanceState::Starting);
-        if unprobed {
+        if !inner.probed_all() {
             return;
         }
         let members: Vec<Member> = inner

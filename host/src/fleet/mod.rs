@@ -112,6 +112,21 @@ impl Fleet {
         self.adopted.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// Wait until every instance adopted from an earlier agent has had
+    /// its first probe, or `limit` has passed: a rollout resumed after a
+    /// restart then sees the instances that were ready as ready, not as
+    /// starting again. False if the limit passed first.
+    pub async fn probed(&self, limit: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !self.lock().probed_all() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        true
+    }
+
     /// Where instance `id` writes its output.
     fn log_path(&self, id: &str) -> PathBuf {
         self.logs.join(format!("{id}.log"))

@@ -34,6 +34,15 @@ impl Table {
             .ok_or_else(|| BackendError::UnknownInstance(id.to_string()))
     }
 
+    /// Whether every instance adopted from an earlier agent has had its
+    /// first probe (until then it shows as starting, whatever it was).
+    pub(super) fn probed_all(&self) -> bool {
+        !self
+            .instances
+            .values()
+            .any(|p| p.unprobed && p.state == InstanceState::Starting)
+    }
+
     /// Move an instance to `state`, recording the change; true if it changed.
     pub(super) fn set(&mut self, id: &str, state: InstanceState, reason: Option<String>) -> bool {
         let Some(p) = self.instances.get_mut(id) else {

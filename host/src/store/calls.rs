@@ -33,6 +33,12 @@ CREATE TABLE IF NOT EXISTS calls (
     result TEXT,
     PRIMARY KEY (rollout, seq)
 );
+CREATE TABLE IF NOT EXISTS operator_commands (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    rollout INTEGER NOT NULL REFERENCES rollouts(id),
+    action TEXT NOT NULL,
+    issued_ms INTEGER NOT NULL
+);
 ";
 
 /// One host call of a rollout's policy.
@@ -149,6 +155,28 @@ impl Store {
         })
     }
 
+    /// Record an operator command (`pause`, `resume`, `abort`) given to
+    /// `rollout`, before it is sent to the policy, so a restarted agent
+    /// still holds the rollout as the operator asked.
+    pub fn add_command(&self, rollout: i64, action: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO operator_commands (rollout, action, issued_ms) VALUES (?1, ?2, ?3)",
+                params![rollout, action, super::unix_ms() as i64],
+            )
+            .map(drop)
+        })
+    }
+
+    /// The operator commands given to `rollout`, in the order given.
+    pub fn commands(&self, rollout: i64) -> Result<Vec<String>> {
+        self.with(|c| {
+            let mut q =
+                c.prepare("SELECT action FROM operator_commands WHERE rollout = ?1 ORDER BY id")?;
+            q.query_map([rollout], |r| r.get(0))?.collect()
+        })
+    }
+
     /// Forget the calls of a rollout that ended: the journal keeps what
     /// happened; the calls were only for resuming it.
     pub fn forget_calls(&self, rollout: i64) -> Result<()> {
@@ -212,5 +240,20 @@ pub(super) mod tests {
         assert_eq!(store.calls(id).unwrap(), vec![first, done]);
         store.forget_calls(id).unwrap();
         assert!(store.calls(id).unwrap().is_empty());
+    }
+
+    #[test]
+    fn operator_commands_are_kept_in_order_per_rollout() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        store.add_revision("web", "x", "first").unwrap();
+        let id = store.start_rollout("web", None, 1, &pinned()).unwrap();
+        let other = store.start_rollout("web", None, 1, &pinned()).unwrap();
+        for action in ["pause", "resume", "pause"] {
+            store.add_command(id, action).unwrap();
+        }
+        store.add_command(other, "abort").unwrap();
+        assert_eq!(store.commands(id).unwrap(), ["pause", "resume", "pause"]);
+        assert_eq!(store.commands(other).unwrap(), ["abort"]);
     }
 }
