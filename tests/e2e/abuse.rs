@@ -112,20 +112,25 @@ fn idle_and_slow_clients_do_not_take_the_agents_descriptors() {
     let _stop = StopOnDrop(stop.clone());
     let slow = slowloris(&addr, stop.clone());
     // Every idle connection has been accepted: held, or closed to make
-    // room for a newer one.
+    // room for a newer one. A connection told to go counts as held until
+    // its task has closed it, so under load the count settles once those
+    // evictions are done: half of what the reserve of 256 leaves, and a
+    // few evictions in progress.
+    let most = (NOFILE - 256) / 2 + 64;
     let deadline = Instant::now() + Duration::from_secs(60);
-    let held = loop {
+    loop {
         let text = agent.get("/metrics");
         let held = metric(&text, "rollout_front_door_connections");
         let evicted = metric(&text, "rollout_front_door_connections_evicted_total");
-        if held + evicted >= IDLE as u64 {
-            break held;
+        if held + evicted >= IDLE as u64 && held <= most {
+            break;
         }
-        assert!(Instant::now() < deadline, "held {held}, evicted {evicted}");
+        assert!(
+            Instant::now() < deadline,
+            "held {held} (at most {most}), evicted {evicted}"
+        );
         std::thread::sleep(Duration::from_millis(50));
-    };
-    // Half of what the reserve of 256 leaves, and evictions in progress.
-    assert!(held <= (NOFILE - 256) / 2 + 64, "{held} connections held");
+    }
 
     let visitors: Vec<_> = (0..2).map(|_| visitor(&addr, stop.clone())).collect();
     let run = roll(&agent, "v2", &sets, &["--param", "max-surge=1"]);
