@@ -18,12 +18,7 @@ impl PolicyHost for Session {
     fn wall_origin_ms(&self) -> u64 {
         match &self.clock {
             Clock::Virtual(_) => 0,
-            Clock::Real(_) => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64);
-                now.saturating_sub(self.clock.now_ms())
-            }
+            Clock::Real(_) => crate::store::unix_ms().saturating_sub(self.clock.now_ms()),
         }
     }
 
